@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian machine: system ngspice (binary + shared library for PySpice),
+# a virtual environment in .venv with pinned Python dependencies, and the package in editable mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if ! command -v ngspice >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libngspice\.so '; then
+  echo "[setup] installing ngspice and libngspice0-dev (Debian packages)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ngspice libngspice0-dev >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv"
+  python3 -m venv .venv
+fi
+# Reinstall only when the dependency list changed (keeps repeated runs fast).
+stamp=.venv/.mtc_analog_installed
+if [ ! -f "$stamp" ] || ! cmp -s pyproject.toml "$stamp"; then
+  echo "[setup] installing Python dependencies (pinned, CPU torch)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  cp pyproject.toml "$stamp"
+fi
+echo "[setup] ready: $(ngspice --version 2>/dev/null | grep -m1 -o 'ngspice-[0-9]*'), torch $(.venv/bin/python -c 'import torch; print(torch.__version__)')"
