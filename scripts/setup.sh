@@ -6,10 +6,12 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if ! command -v ngspice >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libngspice\.so '; then
-  echo "[setup] installing ngspice and libngspice0-dev (Debian packages)"
+# ngspice + its shared library (PySpice), and g++/ninja for the fused C++ neuron kernel.
+if ! command -v ngspice >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libngspice\.so ' \
+   || ! command -v ninja >/dev/null 2>&1 || ! command -v g++ >/dev/null 2>&1; then
+  echo "[setup] installing ngspice, libngspice0-dev, g++, ninja-build (Debian packages)"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ngspice libngspice0-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ngspice libngspice0-dev g++ ninja-build >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then
