@@ -1,0 +1,271 @@
+"""A hardware target: the process constants, the unit system and the limits a mapped circuit must respect.
+
+Everything is SI (volts, amperes, seconds, farads, degrees Celsius). The model's dimensionless units
+map onto it as (SPEC §8):
+
+.. math::
+
+    U_T = k T / q, \\qquad V_s = 2 U_T / \\kappa
+
+    v = V_{rest} + U V_s, \\qquad I = i\\,I_u, \\qquad t = \\tau\\,t_u
+
+so that an OTA ``I_b tanh(kappa (v+ - v-) / (2 U_T))`` is ``I_b tanh(U+ - U-)`` in model units.
+
+A target is loaded from YAML or JSON (:meth:`HardwareTarget.from_file`) or by name from the files
+shipped in ``mtc_analog/hardware/targets/`` (:func:`load_target`). Values in a file are plain SI
+numbers or strings with a unit, e.g. ``i_unit: 1 nA``, ``c_max: 100 pF``, ``temperature_c: 300 K``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from decimal import Decimal
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+BOLTZMANN = 1.380649e-23  #: k [J/K] (exact, SI 2019)
+ELEMENTARY_CHARGE = 1.602176634e-19  #: q [C] (exact, SI 2019)
+ZERO_CELSIUS = 273.15  #: [K]
+
+TARGETS_DIR = Path(__file__).with_name("targets")
+
+#: The unit each field is given in ("" = dimensionless, "V_s" = model voltage units).
+FIELD_UNITS: dict[str, str] = {
+    "name": "",
+    "temperature_c": "C",
+    "kappa": "",
+    "i_unit": "A",
+    "t_unit": "s",
+    "vdd": "V",
+    "vss": "V",
+    "v_rest": "V",
+    "v_headroom": "V",
+    "swing_min": "V_s",
+    "swing_max": "V_s",
+    "i_min": "A",
+    "i_max": "A",
+    "c_min": "F",
+    "c_max": "F",
+}
+
+
+@dataclass(frozen=True)
+class HardwareTarget:
+    """Process constants, unit system and limits of one circuit target (SI units).
+
+    Defaults describe the behavioural target (ideal tanh OTAs, ideal capacitors) at the scale of a
+    subthreshold 180/130 nm process:
+
+    - ``i_min = 1 pA``: junction/subthreshold leakage of a minimum switch at room temperature; a bias
+      below it is swamped by leakage.
+    - ``i_max = 100 nA``: the weak-inversion ceiling. The tanh law holds while the pair's tail current
+      stays well below the specific current ``I_spec = 2 n mu C_ox U_T^2 W/L`` (several hundred nA for
+      W/L ~ 1 in sky130); at 100 nA a W/L >= 2 pair is still in weak/moderate inversion with a few %
+      deviation. Lower it for smaller devices.
+    - ``c_min = 10 fF``: below this, parasitics (~fF) dominate a capacitor's value.
+    - ``c_max = 100 pF``: area budget per capacitor (~0.05 mm^2 of MIM at 2 fF/um^2).
+    - ``swing_min..swing_max``: the membrane's expected excursion in model units (hyperpolarised by
+      strong inhibition to ~-4, spike peaks ~+3); with ``v_headroom`` it must fit inside the rails.
+    """
+
+    name: str = "behavioral"
+    temperature_c: float = 27.0  #: [degC]
+    kappa: float = 0.7  #: subthreshold slope factor (0.6..0.8)
+    i_unit: float = 1e-9  #: current unit I_u [A]
+    t_unit: float = 1e-3  #: time unit t_u [s]
+    vdd: float = 1.8  #: positive rail [V]
+    vss: float = 0.0  #: negative rail [V]
+    v_rest: float = 0.9  #: voltage of model U = 0 [V]
+    v_headroom: float = 0.1  #: distance an operating voltage keeps from either rail [V]
+    swing_min: float = -5.0  #: lowest expected membrane excursion [V_s]
+    swing_max: float = 5.0  #: highest expected membrane excursion [V_s]
+    i_min: float = 1e-12  #: bias-current floor (leakage) [A]
+    i_max: float = 100e-9  #: bias-current ceiling (weak inversion) [A]
+    c_min: float = 10e-15  #: smallest capacitor [F]
+    c_max: float = 100e-12  #: largest capacitor (area budget) [F]
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.name, str) or not self.name:
+            problems.append("name: must be a non-empty string")
+        for f in fields(self):
+            if f.name == "name":
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                problems.append(f"{f.name}: expected a number in {FIELD_UNITS[f.name] or 'no unit'}, got {value!r}")
+            elif not math.isfinite(value):
+                problems.append(f"{f.name}: must be finite, got {value!r}")
+            else:
+                object.__setattr__(self, f.name, float(value))
+        if problems:
+            raise InputError("invalid hardware target: " + "; ".join(problems))
+        checks = [
+            (self.temperature_c > -ZERO_CELSIUS, "temperature_c", f"{self.temperature_c} degC is below absolute zero"),
+            (0.0 < self.kappa <= 1.0, "kappa", f"{self.kappa} outside (0, 1] (typical 0.6..0.8)"),
+            (self.i_unit > 0, "i_unit", f"{self.i_unit} A must be > 0"),
+            (self.t_unit > 0, "t_unit", f"{self.t_unit} s must be > 0"),
+            (self.vss < self.vdd, "vdd", f"vdd = {self.vdd} V must exceed vss = {self.vss} V"),
+            (self.vss < self.v_rest < self.vdd, "v_rest", f"{self.v_rest} V must lie strictly between the rails {self.vss}..{self.vdd} V"),
+            (self.v_headroom >= 0, "v_headroom", f"{self.v_headroom} V must be >= 0"),
+            (self.swing_min < self.swing_max, "swing_min", f"swing_min = {self.swing_min} must be below swing_max = {self.swing_max}"),
+            (0 < self.i_min < self.i_max, "i_min", f"need 0 < i_min < i_max, got {self.i_min} A, {self.i_max} A"),
+            (0 < self.c_min < self.c_max, "c_min", f"need 0 < c_min < c_max, got {self.c_min} F, {self.c_max} F"),
+        ]
+        problems = [f"{key}: {msg}" for ok, key, msg in checks if not ok]
+        if problems:
+            raise InputError("invalid hardware target: " + "; ".join(problems))
+
+    # ---- derived constants -------------------------------------------------------------------
+    @property
+    def temperature_k(self) -> float:
+        """Absolute temperature [K]."""
+        return self.temperature_c + ZERO_CELSIUS
+
+    @property
+    def u_t(self) -> float:
+        """Thermal voltage U_T = kT/q [V] (25.85 mV at 27 degC)."""
+        return BOLTZMANN * self.temperature_k / ELEMENTARY_CHARGE
+
+    @property
+    def v_s(self) -> float:
+        """Model voltage unit V_s = 2 U_T / kappa [V] (~74 mV at 27 degC, kappa 0.7)."""
+        return 2.0 * self.u_t / self.kappa
+
+    @property
+    def g_unit(self) -> float:
+        """Conductance unit I_u / V_s [S]: a weight w is a transconductance w * g_unit."""
+        return self.i_unit / self.v_s
+
+    @property
+    def c_unit(self) -> float:
+        """Capacitance unit t_u I_u / V_s [F]: tau_m = 1 at R = 1 is this capacitor (13.5 pF by default)."""
+        return self.t_unit * self.i_unit / self.v_s
+
+    # ---- unit conversions (work on floats and numpy arrays) ----------------------------------
+    def voltage(self, u_model: Any) -> Any:
+        """Model voltage [V_s] -> node voltage [V]: v = V_rest + U V_s."""
+        return _scale(u_model, self.v_s) + self.v_rest
+
+    def model_voltage(self, v: Any) -> Any:
+        """Node voltage [V] -> model voltage [V_s]."""
+        return (_scale(v, 1.0) - self.v_rest) / self.v_s
+
+    def current(self, i_model: Any) -> Any:
+        """Model current [I_u] -> amperes."""
+        return _scale(i_model, self.i_unit)
+
+    def model_current(self, amperes: Any) -> Any:
+        """Amperes -> model current [I_u]."""
+        return _scale(amperes, 1.0 / self.i_unit)
+
+    def seconds(self, t_model: Any) -> Any:
+        """Model time [t_u] -> seconds."""
+        return _scale(t_model, self.t_unit)
+
+    def model_time(self, seconds: Any) -> Any:
+        """Seconds -> model time [t_u]."""
+        return _scale(seconds, 1.0 / self.t_unit)
+
+    # ---- persistence -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The target's fields as plain SI numbers; ``HardwareTarget.from_dict(t.to_dict()) == t``."""
+        return asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        """Fields plus derived constants and the unit of every entry (for mapping.json and reports)."""
+        return {
+            "fields": self.to_dict(),
+            "derived": {"u_t": self.u_t, "v_s": self.v_s, "g_unit": self.g_unit, "c_unit": self.c_unit},
+            "units": {**FIELD_UNITS, "u_t": "V", "v_s": "V", "g_unit": "S", "c_unit": "F"},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "target") -> "HardwareTarget":
+        """Build a target from a mapping; values are SI numbers or strings with a unit ('1 nA')."""
+        if not isinstance(data, dict):
+            raise InputError(f"{source}: a hardware target must be a mapping of key: value, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(FIELD_UNITS))
+        if unknown:
+            raise InputError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(FIELD_UNITS)}")
+        values = {key: _parse_value(key, value, source) for key, value in data.items()}
+        try:
+            return cls(**values)
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "HardwareTarget":
+        """Load a target from a ``.yaml``/``.yml`` or ``.json`` file (missing keys take the defaults)."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise InputError(f"cannot read hardware target file {path}: {exc.strerror or exc}") from None
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except Exception as exc:  # noqa: BLE001 - any parser error is a user error here
+            raise InputError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
+        return cls.from_dict({} if data is None else data, source=str(path))
+
+
+def available_targets() -> list[str]:
+    """Names of the target files shipped with the package (``targets/<name>.yaml``)."""
+    return sorted(p.stem for p in TARGETS_DIR.glob("*.yaml"))
+
+
+def load_target(name_or_path: str | Path | None = None) -> HardwareTarget:
+    """A shipped target by name (``"behavioral"``), a target file by path, or the defaults for None."""
+    if name_or_path is None:
+        return HardwareTarget()
+    candidate = Path(name_or_path)
+    if candidate.suffix.lower() in (".yaml", ".yml", ".json") or candidate.exists():
+        return HardwareTarget.from_file(candidate)
+    shipped = TARGETS_DIR / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return HardwareTarget.from_file(shipped)
+    raise InputError(f"unknown hardware target {str(name_or_path)!r}: give a file path or one of {available_targets()}")
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+def _scale(x: Any, factor: float) -> Any:
+    return np.asarray(x, dtype=float) * factor if np.ndim(x) else float(x) * factor
+
+
+#: SI prefix -> power of ten (applied in decimal, so '100 nA' is exactly the float 100e-9)
+_PREFIXES = {"f": -15, "p": -12, "n": -9, "u": -6, "\u00b5": -6, "m": -3, "k": 3, "M": 6, "G": 9}
+_PREFIXABLE = ("A", "s", "V", "F")
+_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z\u00b5\u03bc_]*)\s*$")
+
+
+def _parse_value(key: str, value: Any, source: str) -> Any:
+    """A field value from a file: a number (SI) or 'NUMBER UNIT' with an SI prefix; checks the unit."""
+    if key == "name" or not isinstance(value, str):
+        return value
+    expected = FIELD_UNITS[key]
+    match = _QUANTITY.match(value)
+    if not match:
+        raise InputError(f"{source}: {key}: cannot read {value!r} as a number with unit {expected or '(none)'}")
+    number, unit = float(match.group(1)), match.group(2)
+    # "µ" may arrive as MICRO SIGN or GREEK SMALL LETTER MU
+    unit = unit.replace("\u03bc", "\u00b5")
+    if unit == "" or unit == expected:
+        return number
+    if expected == "C" and unit == "K":
+        return number - ZERO_CELSIUS
+    if expected in _PREFIXABLE and len(unit) >= 2 and unit[1:] == expected and unit[0] in _PREFIXES:
+        return float(Decimal(match.group(1)).scaleb(_PREFIXES[unit[0]]))
+    hint = f"a value in {expected} (e.g. '1 n{expected}')" if expected in _PREFIXABLE else f"a value in {expected or 'no unit'}"
+    raise InputError(f"{source}: {key}: wrong unit {unit!r} in {value!r}; expected {hint}")
