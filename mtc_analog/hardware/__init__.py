@@ -22,10 +22,13 @@ from .mapping import (
     unmap_network,
     unmap_neuron,
 )
+from .mismatch import apply_mismatch
+from .ranges import RangeChange, RangeViolation, check_ranges, enforce_ranges
 from .target import HardwareTarget, available_targets, load_target
 
 __all__ = [
     "FilterCircuit", "LayerCircuit", "NetworkCircuit", "NeuronCircuit", "NeuronModel", "OTAElementCircuit",
     "ReadoutCircuit", "TransductionCircuit", "filter_capacitance", "map_network", "map_neuron",
     "unmap_network", "unmap_neuron", "HardwareTarget", "available_targets", "load_target",
+    "RangeChange", "RangeViolation", "check_ranges", "enforce_ranges", "apply_mismatch",
 ]

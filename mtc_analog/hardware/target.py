@@ -120,6 +120,15 @@ class HardwareTarget:
             (0 < self.c_min < self.c_max, "c_min", f"need 0 < c_min < c_max, got {self.c_min} F, {self.c_max} F"),
         ]
         problems = [f"{key}: {msg}" for ok, key, msg in checks if not ok]
+        if not problems:  # the membrane's expected swing must fit the rails, or no neuron can be mapped
+            low, high = self.operating_window
+            v_low, v_high = self.voltage(self.swing_min), self.voltage(self.swing_max)
+            if v_low < low or v_high > high:
+                problems.append(
+                    f"swing_min/swing_max: the membrane swing {self.swing_min:g}..{self.swing_max:g} V_s is "
+                    f"{v_low:.3f}..{v_high:.3f} V at V_s = {1e3 * self.v_s:.1f} mV, outside the operating window "
+                    f"{low:.3f}..{high:.3f} V (rails minus v_headroom): narrow the swing, move v_rest or widen the rails"
+                )
         if problems:
             raise InputError("invalid hardware target: " + "; ".join(problems))
 
@@ -148,6 +157,11 @@ class HardwareTarget:
     def c_unit(self) -> float:
         """Capacitance unit t_u I_u / V_s [F]: tau_m = 1 at R = 1 is this capacitor (13.5 pF by default)."""
         return self.t_unit * self.i_unit / self.v_s
+
+    @property
+    def operating_window(self) -> tuple[float, float]:
+        """Where operating and reference voltages may lie: the rails minus ``v_headroom`` [V]."""
+        return self.vss + self.v_headroom, self.vdd - self.v_headroom
 
     # ---- unit conversions (work on floats and numpy arrays) ----------------------------------
     def voltage(self, u_model: Any) -> Any:
