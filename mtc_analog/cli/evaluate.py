@@ -1,0 +1,26 @@
+"""``mtc-analog evaluate CHECKPOINT``: recompute a checkpoint's metrics on a split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("evaluate", help="recompute test metrics of a checkpoint",
+                              description="Rebuild the task stored in CHECKPOINT and recompute NRMSE and activity.")
+    p.add_argument("checkpoint", help="a best.safetensors written by `mtc-analog train`")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--out", default=None, help="also write the metrics to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io import write_json
+    from ..training.evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, split=args.split)
+    if args.out:
+        write_json(args.out, metrics)
+    print(json.dumps(metrics, indent=2))
+    return 0

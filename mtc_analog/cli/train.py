@@ -1,0 +1,131 @@
+"""``mtc-analog train``: train one spiking regressor on Mackey-Glass and evaluate it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import InputError
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Network, task and budget options shared by ``train`` and ``compare``."""
+    from ..network import NetworkConfig
+    from ..training.train import TrainConfig
+
+    n, t = NetworkConfig(), TrainConfig()
+    g = parser.add_argument_group("network")
+    g.add_argument("--hidden", default="64", help="hidden layer size(s), comma separated (default 64)")
+    g.add_argument("--dt", type=float, default=n.dt, help=f"neuron step [t_u] (default {n.dt})")
+    g.add_argument("--substeps", type=int, default=n.substeps, help=f"neuron steps per input sample (default {n.substeps})")
+    g.add_argument("--tau-lp", type=float, default=n.tau_lp, help=f"low-pass stage time constant [t_u] (default {n.tau_lp})")
+    g.add_argument("--input-scale", type=float, default=None, help="scale of the initial projection weights")
+    g.add_argument("--bias-init", type=float, default=None, help="constant initial bias of the hidden projections")
+    g.add_argument("--method", choices=("euler", "exact"), default=n.method, help="MTC filter integration")
+    g.add_argument("--filter", choices=("linear", "ota"), default=n.filter, help="MTC filter kind")
+    g.add_argument("--transduction", choices=("clip", "sigmoid"), default=n.transduction)
+    g.add_argument("--u-th", type=float, default=n.u_th, help="MTC transduction threshold U_th [V_s]")
+    g.add_argument("--u-sat", type=float, default=n.u_sat, help="MTC transduction saturation U_sat [V_s]")
+    g.add_argument("--mtc-init", default=None, help='MTC initial parameters as JSON, e.g. \'{"tau_s": 20, "a_us": 1}\'')
+    g.add_argument("--train-timescales", action="store_true", help="train tau_s and tau_us (MTC)")
+    g.add_argument("--init-jitter", type=float, default=n.init_jitter, help="per-neuron jitter of MTC gains/offsets")
+    g.add_argument("--backend", default=n.backend, help="MTCLayer backend (default auto)")
+    k = parser.add_argument_group("task")
+    k.add_argument("--n-samples", type=int, default=4000, help="Mackey-Glass series length [samples]")
+    b = parser.add_argument_group("budget")
+    b.add_argument("--epochs", type=int, default=t.epochs)
+    b.add_argument("--batches-per-epoch", type=int, default=t.batches_per_epoch)
+    b.add_argument("--batch", type=int, default=t.batch, help="windows per batch")
+    b.add_argument("--window", type=int, default=t.window, help="scored samples per BPTT window")
+    b.add_argument("--washout", type=int, default=t.washout, help="unscored warm-up samples per window")
+    b.add_argument("--lr", type=float, default=t.lr)
+    b.add_argument("--clip", type=float, default=t.clip, help="gradient-norm clip (<= 0: off)")
+    b.add_argument("--threads", type=int, default=t.threads, help="torch threads per run")
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"--hidden {text!r}: expected sizes like 64 or 64,64") from None
+    if not sizes or min(sizes) < 1:
+        raise InputError(f"--hidden {text!r}: sizes must be >= 1")
+    return sizes
+
+
+def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed: int) -> tuple[Any, Any, Any]:
+    from ..network import DEFAULT_MTC_INIT, NEURON_TYPES, NetworkConfig
+    from ..tasks.mackey_glass import TaskConfig
+    from ..training.train import TrainConfig
+
+    if neuron not in NEURON_TYPES:
+        raise InputError(f"unknown neuron type {neuron!r}: expected one of {', '.join(NEURON_TYPES)}")
+    mtc_init = dict(DEFAULT_MTC_INIT)
+    if args.mtc_init:
+        try:
+            mtc_init.update(json.loads(args.mtc_init))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise InputError(f"--mtc-init is not a JSON object: {exc}") from None
+    net = NetworkConfig(
+        neuron=neuron, hidden=parse_hidden(args.hidden), dt=args.dt, substeps=args.substeps, tau_lp=args.tau_lp,
+        method=args.method, filter=args.filter, transduction=args.transduction, u_th=args.u_th, u_sat=args.u_sat,
+        mtc_init=mtc_init, train_timescales=args.train_timescales, init_jitter=args.init_jitter,
+        backend=args.backend, seed=seed,
+        **default_init(neuron, args.input_scale, args.bias_init),
+    )
+    task = TaskConfig(horizon=horizon, n_samples=args.n_samples)
+    train_cfg = TrainConfig(epochs=args.epochs, batches_per_epoch=args.batches_per_epoch, batch=args.batch,
+                            window=args.window, washout=args.washout, lr=args.lr, clip=args.clip,
+                            seed=seed, threads=args.threads)
+    net.validate()
+    task.validate()
+    train_cfg.validate()
+    return net, task, train_cfg
+
+
+def default_init(neuron: str, input_scale: float | None, bias_init: float | None) -> dict[str, Any]:
+    """Per-neuron-type initial projection scale and bias (explicit options win)."""
+    from ..network import DEFAULT_INIT_BY_NEURON
+
+    base = dict(DEFAULT_INIT_BY_NEURON[neuron])
+    if input_scale is not None:
+        base["input_scale"] = input_scale
+    if bias_init is not None:
+        base["bias_init"] = bias_init
+    return base
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a spiking regressor on Mackey-Glass",
+                              description="Train MTC / LIF / AdLIF networks on Mackey-Glass prediction; writes "
+                                          "best.safetensors, last.safetensors, metrics.json, prediction.png.")
+    p.add_argument("--neuron", required=True, help="mtc | lif | adlif")
+    p.add_argument("--horizon", type=int, default=84, help="prediction horizon H [samples] (default 84)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument("--force", action="store_true", help="overwrite earlier results in OUT")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training.train import train
+
+    if args.resume:
+        from ..network import NetworkConfig
+        from ..tasks.mackey_glass import TaskConfig
+        from ..training.train import TrainConfig
+
+        net, task, train_cfg = NetworkConfig(), TaskConfig(), TrainConfig()  # replaced by the stored ones
+    else:
+        net, task, train_cfg = configs_from_args(args, args.neuron, args.horizon, args.seed)
+    metrics = train(net, task, train_cfg, args.out, resume=args.resume, force=args.force,
+                    progress=not args.no_progress)
+    print(f"{metrics['neuron']} H={metrics['horizon']}: test NRMSE {metrics['test_nrmse']:.4f}  "
+          f"val NRMSE {metrics['val_nrmse']:.4f}  spike rate {metrics.get('spike_rate', float('nan')):.4g}  "
+          f"duty cycle {metrics.get('duty_cycle', float('nan')):.4g}  synops/step {metrics.get('synops_per_step', float('nan')):.4g} "
+          f"({metrics.get('synop_kind', '?')})  wall {metrics['train_wall_s']:.1f} s  -> {args.out}/metrics.json")
+    return 0

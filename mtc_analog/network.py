@@ -1,0 +1,317 @@
+"""A feedforward spiking regressor for any neuron type (SPEC §6), and its activity metrics.
+
+Architecture (time-major; one input sample is held for ``substeps`` neuron steps of ``dt`` [t_u]):
+
+.. math::
+
+    I_1 &= W_0 x + b_0,\\qquad s_l = \\mathrm{layer}_l(I_l),\\qquad I_{l+1} = W_l s_l + b_l
+
+    y_0 &= W_r s_L + b_r,\\qquad y_k[t] = y_k[t-1] + \\frac{dt}{\\tau_{lp}}\\,(y_{k-1}[t] - y_k[t-1]),
+    \\quad k = 1..4
+
+The low-pass stages are updated in order at each neuron step, each reading the already-updated
+previous stage (y_0 is the readout at that step); all start at 0 (the z-scored mean). The cascade
+is evaluated exactly as a causal convolution with its impulse response
+``h[n] = a^K C(n+K-1, K-1) (1-a)^n`` (a = dt/tau_lp, K = order), truncated where it falls below
+1e-10 of its peak. The prediction for input sample t is the filter output at the last substep of
+that sample.
+
+Neuron types: ``mtc`` (graded output s in [0, 1], no surrogate), ``lif`` and ``adlif`` (binary
+spikes, surrogate gradients). For LIF/AdLIF ``dt`` only sets the low-pass (their dynamics are per
+neuron step); for MTC it is the Euler step of the neuron (tau_m = 1 t_u by default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .baselines import AdLIFLayer, LIFLayer
+from .errors import InputError
+from .neuron.equations import FILTERS, MTCParameters
+from .neuron.layer import MTCLayer
+from .neuron.step import METHODS, TRANSDUCTIONS, Transduction
+from .spec import NetworkSpec, NeuronLayerSpec, ReadoutSpec
+from .tasks.metrics import upward_crossings
+
+NEURON_TYPES = ("mtc", "lif", "adlif")
+
+#: Default MTC initialisation: tonic-spiking gains with a short slow and ultra-slow memory.
+DEFAULT_MTC_INIT: dict[str, float] = {
+    "a_f": 2.0, "a_s_plus": 2.0, "a_s_minus": 0.0, "a_us": 0.5,
+    "d_f": 0.0, "d_s_plus": 0.0, "d_s_minus": 0.0, "d_us": 0.0,
+    "tau_m": 1.0, "tau_f": 0.0, "tau_s": 10.0, "tau_us": 100.0, "resistance": 1.0, "u_rest": 0.0,
+}
+
+#: Initial projection scale / bias per neuron type (chosen so that every type starts active;
+#: see docs/results_model.md). Command-line options override them.
+DEFAULT_INIT_BY_NEURON: dict[str, dict[str, Any]] = {
+    "mtc": {"input_scale": 1.0, "bias_init": None},
+    "lif": {"input_scale": 1.0, "bias_init": None},
+    "adlif": {"input_scale": 1.0, "bias_init": None},
+}
+
+
+@dataclass
+class NetworkConfig:
+    """Everything needed to rebuild a :class:`SpikingRegressor` (stored in checkpoints as JSON)."""
+
+    neuron: str = "mtc"  #: "mtc" | "lif" | "adlif"
+    hidden: tuple[int, ...] = (64,)  #: hidden layer sizes
+    n_in: int = 1
+    n_out: int = 1
+    dt: float = 0.5  #: neuron step [t_u]
+    substeps: int = 2  #: neuron steps per input sample
+    tau_lp: float = 1.0  #: time constant of each low-pass stage [t_u]
+    lowpass_order: int = 4
+    input_scale: float = 1.0  #: scale of the initial projection weights (x PyTorch's default init)
+    bias_init: float | None = None  #: constant initial bias of each hidden projection (None: PyTorch default)
+    seed: int = 0  #: weight initialisation seed
+    # MTC options
+    method: str = "euler"  #: "euler" | "exact" (filters)
+    filter: str = "linear"  #: "linear" | "ota"
+    transduction: str = "clip"  #: "clip" | "sigmoid"
+    u_th: float = 0.5  #: clip: s = 0 below [V_s]; also the MTC spike-count level
+    u_sat: float = 1.5  #: clip: s = 1 above [V_s]
+    u_c: float = 1.0  #: sigmoid centre [V_s]
+    mtc_init: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MTC_INIT))
+    train_timescales: bool = False
+    init_jitter: float = 0.0  #: std of per-neuron jitter on the initial gains/offsets
+    backend: str = "auto"  #: MTCLayer backend
+    # LIF options
+    lif_beta: float = 0.9
+    lif_learn_beta: bool = True
+    # AdLIF options
+    adlif_tau_u: tuple[float, float] = (5.0, 25.0)  #: [neuron steps]
+    adlif_tau_w: tuple[float, float] = (60.0, 300.0)  #: [neuron steps]
+    adlif_q: float = 120.0
+
+    def validate(self) -> None:
+        if self.neuron not in NEURON_TYPES:
+            raise InputError(f"unknown neuron type {self.neuron!r}: expected one of {', '.join(NEURON_TYPES)}")
+        if not self.hidden or any(int(n) < 1 for n in self.hidden):
+            raise InputError(f"hidden sizes must be >= 1, got {self.hidden}")
+        if self.n_in < 1 or self.n_out < 1:
+            raise InputError(f"n_in and n_out must be >= 1, got {self.n_in}, {self.n_out}")
+        for name in ("dt", "tau_lp", "input_scale"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise InputError(f"{name} = {value} must be a finite positive number")
+        if self.substeps < 1:
+            raise InputError(f"substeps = {self.substeps} must be >= 1")
+        if self.dt > self.tau_lp:
+            raise InputError(f"dt = {self.dt} exceeds tau_lp = {self.tau_lp}: the Euler low-pass would be unstable")
+        if self.lowpass_order < 0:
+            raise InputError(f"lowpass_order = {self.lowpass_order} must be >= 0")
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r}: expected one of {METHODS}")
+        if self.filter not in FILTERS:
+            raise InputError(f"unknown filter {self.filter!r}: expected one of {FILTERS}")
+        if self.transduction not in TRANSDUCTIONS:
+            raise InputError(f"unknown transduction {self.transduction!r}: expected one of {TRANSDUCTIONS}")
+        if self.transduction == "clip" and not self.u_sat > self.u_th:
+            raise InputError(f"need u_sat > u_th, got u_th={self.u_th}, u_sat={self.u_sat}")
+        unknown = set(self.mtc_init) - set(MTCParameters._fields)
+        if unknown:
+            raise InputError(f"unknown MTC parameter(s) {sorted(unknown)} in mtc_init; known: {MTCParameters._fields}")
+        if self.neuron == "mtc" and self.dt > 0.5 * float(self.mtc_params().tau_m):
+            raise InputError(f"dt = {self.dt} > 0.5 tau_m: explicit Euler of the MTC membrane is unstable; lower --dt")
+
+    def mtc_params(self) -> MTCParameters:
+        return MTCParameters(**{**DEFAULT_MTC_INIT, **self.mtc_init})
+
+    def transduction_record(self) -> Transduction:
+        return Transduction(self.transduction, self.u_th, self.u_sat, self.u_c)
+
+    @property
+    def sample_period(self) -> float:
+        """Duration of one input sample [t_u]."""
+        return self.dt * self.substeps
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key in ("hidden", "adlif_tau_u", "adlif_tau_w"):
+            data[key] = list(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "NetworkConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InputError(f"unknown NetworkConfig field(s) {sorted(unknown)}")
+        data = dict(data)
+        for key in ("hidden", "adlif_tau_u", "adlif_tau_w"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+class NetworkOutput(NamedTuple):
+    prediction: torch.Tensor  #: (T, B, n_out): low-pass output at the last substep of each sample
+    hidden_s: list[torch.Tensor]  #: per hidden layer, (T*substeps, B, N) outputs passed on
+    hidden_u: list[torch.Tensor] | None  #: per hidden layer, (T*substeps, B, N) membranes, if recorded
+    lowpass: torch.Tensor  #: (T*substeps, B, n_out) readout after the filter, every neuron step
+
+
+def lowpass_kernel(alpha: float, order: int, length: int, rel_tol: float = 1e-10) -> torch.Tensor:
+    """Impulse response of ``order`` cascaded Euler low-pass stages with coefficient ``alpha``."""
+    n = np.arange(length, dtype=np.float64)
+    if alpha >= 1.0:
+        h = np.zeros(length)
+        h[0] = 1.0
+    else:
+        log_binom = (np.vectorize(math.lgamma)(n + order) - math.lgamma(order) - np.vectorize(math.lgamma)(n + 1))
+        h = np.exp(order * math.log(alpha) + log_binom + n * math.log1p(-alpha))
+    peak = int(np.argmax(h))
+    tail = np.nonzero(h[peak:] < rel_tol * h[peak])[0]
+    if tail.size:
+        h = h[: peak + int(tail[0])]
+    return torch.from_numpy(h)
+
+
+def lowpass_cascade(y0: torch.Tensor, alpha: float, order: int) -> torch.Tensor:
+    """Apply the cascade to a time-major (L, B, n) signal, zero initial state."""
+    if order == 0:
+        return y0
+    length, batch, n = y0.shape
+    kernel = lowpass_kernel(alpha, order, length).to(dtype=y0.dtype, device=y0.device)
+    k = kernel.shape[0]
+    signal = y0.permute(1, 2, 0).reshape(batch * n, 1, length)
+    signal = nn.functional.pad(signal, (k - 1, 0))
+    out = nn.functional.conv1d(signal, kernel.flip(0).view(1, 1, k))
+    return out.reshape(batch, n, length).permute(2, 0, 1)
+
+
+class SpikingRegressor(nn.Module):
+    """Input projection -> hidden layer(s) -> linear readout -> 4th-order low-pass."""
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(config.seed)
+        try:
+            sizes = [config.n_in, *[int(n) for n in config.hidden]]
+            self.projections = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+            with torch.no_grad():
+                for proj in self.projections:
+                    proj.weight.mul_(config.input_scale)
+                    if config.bias_init is not None:
+                        proj.bias.fill_(config.bias_init)
+            self.layers = nn.ModuleList(self._make_layer(n, i) for i, n in enumerate(sizes[1:]))
+            self.readout = nn.Linear(sizes[-1], config.n_out)
+        finally:
+            torch.random.set_rng_state(gen_state)
+
+    def _make_layer(self, n: int, index: int) -> nn.Module:
+        c = self.config
+        if c.neuron == "mtc":
+            return MTCLayer(n, dt=c.dt, init=c.mtc_params(), method=c.method, filter=c.filter,
+                            transduction=c.transduction_record(), train_timescales=c.train_timescales,
+                            init_jitter=c.init_jitter, backend=c.backend)
+        if c.neuron == "lif":
+            return LIFLayer(n, beta=c.lif_beta, learn_beta=c.lif_learn_beta)
+        return AdLIFLayer(n, tau_u_range=c.adlif_tau_u, tau_w_range=c.adlif_tau_w, q=c.adlif_q,
+                          seed=c.seed * 1000 + index)
+
+    @property
+    def neuron(self) -> str:
+        return self.config.neuron
+
+    def check_finite(self) -> None:
+        """Raise InputError naming the first parameter or buffer holding NaN/Inf."""
+        for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
+            if not torch.isfinite(tensor).all():
+                raise InputError(f"network parameter {name!r} holds NaN/Inf values; the model is unusable")
+
+    def forward(self, x: torch.Tensor, record_membrane: bool = False) -> NetworkOutput:
+        c = self.config
+        if x.dim() != 3 or x.shape[-1] != c.n_in:
+            raise InputError(f"network input must be time-major (T, B, {c.n_in}), got shape {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise InputError(f"network input holds {int((~torch.isfinite(x)).sum())} NaN/Inf value(s)")
+        h = x.repeat_interleave(c.substeps, dim=0) if c.substeps > 1 else x
+        hidden_s, hidden_u = [], []
+        for proj, layer in zip(self.projections, self.layers):
+            record = layer(proj(h), record_membrane=record_membrane)
+            h = record.s
+            hidden_s.append(record.s)
+            hidden_u.append(record.u_m)
+        lowpass = lowpass_cascade(self.readout(h), c.dt / c.tau_lp, c.lowpass_order)
+        prediction = lowpass[c.substeps - 1 :: c.substeps]
+        return NetworkOutput(prediction, hidden_s, hidden_u if record_membrane else None, lowpass)
+
+    def to_spec(self) -> NetworkSpec:
+        """The trained network in model units as plain numpy (MTC networks only)."""
+        c = self.config
+        if c.neuron != "mtc":
+            raise InputError(f"only MTC networks can be exported to a circuit spec; this one is {c.neuron!r}")
+
+        def np_(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().double().numpy().copy()
+
+        layers = []
+        for proj, layer in zip(self.projections, self.layers):
+            record = layer.parameters_record()
+            params = MTCParameters(**{
+                name: np.broadcast_to(np_(torch.as_tensor(value)), (layer.n,)).copy()
+                for name, value in record._asdict().items()
+            })
+            layers.append(NeuronLayerSpec(params=params, weight=np_(proj.weight), bias=np_(proj.bias),
+                                          transduction=c.transduction_record(), filter=c.filter))
+        readout = ReadoutSpec(weight=np_(self.readout.weight), bias=np_(self.readout.bias),
+                              lowpass_tau=float(c.tau_lp), lowpass_order=int(c.lowpass_order))
+        return NetworkSpec(n_in=c.n_in, layers=layers, readout=readout, dt=float(c.dt),
+                           substeps=int(c.substeps), method=c.method)
+
+
+#: Units and definitions written next to the activity metrics.
+ACTIVITY_DEFINITIONS: dict[str, str] = {
+    "spike_rate": "spikes per neuron per neuron step (MTC: upward crossings of U_m through U_th; LIF/AdLIF: S = 1)",
+    "duty_cycle": "fraction of neuron-steps with s > 0 (outputs that travel to the next layer)",
+    "synops_per_step": "synaptic operations per neuron step, summed over hidden layers: active neurons (s > 0) "
+                       "times their fan-out (next layer size, or n_out for the last); MACs for graded MTC outputs, "
+                       "ACs for binary spikes",
+    "synops_per_sample": "synops_per_step * substeps",
+}
+
+
+def activity_metrics(network: SpikingRegressor, output: NetworkOutput, start_step: int = 0) -> dict[str, Any]:
+    """Spike rate, duty cycle and synaptic operations over neuron steps ``start_step:`` of ``output``.
+
+    MTC spike counting needs the membrane: run the network with ``record_membrane=True``.
+    """
+    c = network.config
+    sizes = [int(n) for n in c.hidden] + [c.n_out]
+    spikes, neuron_steps, active, synops = 0.0, 0, 0.0, 0.0
+    n_steps = output.hidden_s[0][start_step:].shape[0] * output.hidden_s[0].shape[1]
+    for index, s in enumerate(output.hidden_s):
+        s = s[start_step:].detach()
+        on = s > 0
+        active += float(on.sum())
+        neuron_steps += s.numel()
+        synops += float(on.sum()) * sizes[index + 1]
+        if c.neuron == "mtc":
+            if output.hidden_u is None:
+                raise InputError("MTC spike counting needs the membrane: call the network with record_membrane=True")
+            level = c.u_th if c.transduction == "clip" else c.u_c
+            spikes += float(upward_crossings(output.hidden_u[index][start_step:], level, axis=0).sum())
+        else:
+            spikes += float(s.sum())
+    per_step = synops / max(n_steps, 1)
+    return {
+        "spike_rate": spikes / max(neuron_steps, 1),
+        "duty_cycle": active / max(neuron_steps, 1),
+        "synops_per_step": per_step,
+        "synops_per_sample": per_step * c.substeps,
+        "synop_kind": "MAC" if c.neuron == "mtc" else "AC",
+        "n_neuron_steps": neuron_steps,
+    }

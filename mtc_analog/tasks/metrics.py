@@ -1,0 +1,72 @@
+"""Regression and activity metrics.
+
+NRMSE here is ``RMSE(pred, target) / std(target)`` with the population std (ddof = 0) of the
+target over the same samples: 1.0 is the score of always predicting the target's mean.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def _as_arrays(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
+    pred = _numpy(pred).astype(np.float64)
+    target = _numpy(target).astype(np.float64)
+    if pred.shape != target.shape:
+        raise InputError(f"prediction shape {pred.shape} differs from target shape {target.shape}")
+    if pred.size == 0:
+        raise InputError("cannot score an empty prediction")
+    if not np.all(np.isfinite(pred)):
+        raise InputError(f"prediction holds {int((~np.isfinite(pred)).sum())} NaN/Inf value(s)")
+    if not np.all(np.isfinite(target)):
+        raise InputError(f"target holds {int((~np.isfinite(target)).sum())} NaN/Inf value(s)")
+    return pred, target
+
+
+def _numpy(a: Any) -> np.ndarray:
+    try:
+        import torch
+
+        if isinstance(a, torch.Tensor):
+            return a.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    return np.asarray(a)
+
+
+def mse(pred: Any, target: Any) -> float:
+    pred, target = _as_arrays(pred, target)
+    return float(np.mean((pred - target) ** 2))
+
+
+def rmse(pred: Any, target: Any) -> float:
+    return float(np.sqrt(mse(pred, target)))
+
+
+def nrmse(pred: Any, target: Any) -> float:
+    """RMSE / std(target) (population std over the same samples)."""
+    pred, target = _as_arrays(pred, target)
+    scale = float(np.std(target))
+    if scale == 0.0:
+        raise InputError("target is constant: NRMSE (RMSE / std(target)) is undefined")
+    return float(np.sqrt(np.mean((pred - target) ** 2)) / scale)
+
+
+def upward_crossings(u: Any, level: float, axis: int = 0) -> np.ndarray:
+    """Boolean array marking the steps where ``u`` goes from ``< level`` to ``>= level`` along ``axis``.
+
+    The first step along ``axis`` is never a crossing (its predecessor is unknown).
+    """
+    u = _numpy(u)
+    above = u >= level
+    crossing = np.zeros_like(above)
+    prev = np.take(above, range(0, u.shape[axis] - 1), axis=axis)
+    now = np.take(above, range(1, u.shape[axis]), axis=axis)
+    idx = [slice(None)] * u.ndim
+    idx[axis] = slice(1, None)
+    crossing[tuple(idx)] = now & ~prev
+    return crossing

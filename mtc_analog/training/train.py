@@ -1,0 +1,224 @@
+"""Training a :class:`~mtc_analog.network.SpikingRegressor` on Mackey-Glass with truncated BPTT.
+
+Each batch holds ``batch`` random contiguous windows of ``washout + window`` samples from the
+training split; every window starts from rest, the first ``washout`` samples only warm the
+states up, and the loss is the MSE over the remaining ``window`` samples. Adam, cosine learning
+rate from ``lr`` to 0 over all batches, gradient-norm clipping. After every epoch the validation
+NRMSE is measured; the best epoch is kept in ``best.safetensors`` and the latest (with the
+optimizer state, for ``--resume``) in ``last.safetensors``. Window sampling is seeded by
+(seed, epoch), so a resumed run draws the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InputError, OutputExistsError
+from ..io import prepare_output_dir, write_json
+from ..network import NetworkConfig, SpikingRegressor
+from ..tasks.mackey_glass import TaskConfig, TaskData, make_task, sample_windows
+from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluate import DEFAULT_EVAL_WASHOUT, METRIC_DEFINITIONS, evaluate_split
+
+BEST, LAST, METRICS = "best.safetensors", "last.safetensors", "metrics.json"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation budget and options (stored in the checkpoint)."""
+
+    epochs: int = 20
+    batches_per_epoch: int = 8
+    batch: int = 32  #: windows per batch
+    window: int = 100  #: scored samples per window (BPTT truncation = washout + window)
+    washout: int = 50  #: unscored warm-up samples at the start of each window
+    lr: float = 3e-3
+    clip: float = 1.0  #: max gradient norm (<= 0 disables)
+    weight_decay: float = 0.0
+    eval_washout: int = DEFAULT_EVAL_WASHOUT
+    seed: int = 0
+    threads: int = 1  #: torch intra-op threads (the reference machine has 2 shared cores)
+
+    def validate(self) -> None:
+        for name in ("epochs", "batches_per_epoch", "batch", "window", "threads"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} = {getattr(self, name)} must be >= 1")
+        if self.washout < 0 or self.eval_washout < 0:
+            raise InputError("washout and eval_washout must be >= 0")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"lr = {self.lr} must be a finite positive number")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def cosine_lr(base: float, step: int, total: int) -> float:
+    return 0.5 * base * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def _windows(task: TaskData, cfg: TrainConfig, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    rng = np.random.default_rng([cfg.seed, epoch])
+    length = cfg.washout + cfg.window
+    out = []
+    for _ in range(cfg.batches_per_epoch):
+        x, y = sample_windows(task.train.x, task.train.y, length, cfg.batch, rng)
+        out.append((torch.from_numpy(x), torch.from_numpy(y)))
+    return out
+
+
+def train(
+    net_cfg: NetworkConfig,
+    task_cfg: TaskConfig,
+    train_cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    make_figure: bool = True,
+) -> dict[str, Any]:
+    """Train, keep the best-on-validation checkpoint, evaluate it on the test split.
+
+    Writes ``out_dir/{best,last}.safetensors``, ``metrics.json`` and ``prediction.png``;
+    returns the metrics dict.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    start_epoch, history, best_val, optimizer_state, state_dict = 0, [], math.inf, None, None
+    if resume:
+        if not (out / LAST).exists():
+            raise InputError(f"--resume: {out / LAST} does not exist; nothing to resume (drop --resume)")
+        if (out / METRICS).exists() and not force:
+            raise OutputExistsError(f"{out / METRICS} exists: this run already finished (pass --force to redo the evaluation)")
+        previous = load_checkpoint(out / LAST)
+        net_cfg = previous.network.config
+        task_cfg = previous.task
+        train_cfg = TrainConfig(**previous.training["train_config"])
+        start_epoch = int(previous.training["epoch"]) + 1
+        history = list(previous.training.get("history", []))
+        best_val = float(previous.training.get("best_val_nrmse", math.inf))
+        optimizer_state, state_dict = previous.optimizer_state, previous.network.state_dict()
+    else:
+        prepare_output_dir(out, METRICS, force)
+        if (out / LAST).exists() and not force:
+            raise OutputExistsError(f"{out / LAST} exists (an unfinished run): pass --resume to continue it or --force to restart")
+    net_cfg.validate()
+    train_cfg.validate()
+    task = make_task(task_cfg)
+    if cfg_window_too_long(task, train_cfg):
+        raise InputError(
+            f"windows of washout + window = {train_cfg.washout + train_cfg.window} samples do not fit in the "
+            f"training split ({len(task.train)} samples); shorten --window/--washout or raise --n-samples"
+        )
+    torch.set_num_threads(train_cfg.threads)
+    torch.manual_seed(train_cfg.seed)
+    network = SpikingRegressor(net_cfg)
+    if state_dict is not None:
+        network.load_state_dict(state_dict)
+    optimizer = torch.optim.Adam(network.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    total_steps = train_cfg.epochs * train_cfg.batches_per_epoch
+    wall_start = time.perf_counter()
+    wall_before = sum(h.get("wall_s", 0.0) for h in history)
+    bar = tqdm(total=total_steps, initial=start_epoch * train_cfg.batches_per_epoch, disable=not progress,
+               desc=f"train {net_cfg.neuron} H={task_cfg.horizon}", unit="batch", leave=False)
+    for epoch in range(start_epoch, train_cfg.epochs):
+        epoch_start = time.perf_counter()
+        network.train()
+        losses = []
+        for b, (x, y) in enumerate(_windows(task, train_cfg, epoch)):
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(train_cfg.lr, epoch * train_cfg.batches_per_epoch + b, total_steps)
+            optimizer.zero_grad(set_to_none=True)
+            prediction = network(x).prediction
+            loss = torch.mean((prediction[train_cfg.washout:] - y[train_cfg.washout:]) ** 2)
+            if not torch.isfinite(loss):
+                losses.append(float("nan"))
+                bar.update(1)
+                continue  # skip a diverged batch rather than poison the weights
+            loss.backward()
+            if train_cfg.clip > 0:
+                torch.nn.utils.clip_grad_norm_(network.parameters(), train_cfg.clip)
+            optimizer.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", best_val=f"{best_val:.4f}")
+        val = _safe_val(network, task, train_cfg)
+        record = {"epoch": epoch, "train_mse": float(np.nanmean(losses)) if losses else float("nan"),
+                  "val_nrmse": val, "wall_s": time.perf_counter() - epoch_start}
+        history.append(record)
+        training = {"epoch": epoch, "history": history, "train_config": train_cfg.to_dict()}
+        if val < best_val:
+            best_val = val
+            training["best_val_nrmse"] = best_val
+            save_checkpoint(out / BEST, network, net_cfg, task_cfg, training={**training, "best_epoch": epoch})
+        training["best_val_nrmse"] = best_val
+        save_checkpoint(out / LAST, network, net_cfg, task_cfg, training=training, optimizer=optimizer)
+    bar.close()
+    if not (out / BEST).exists():
+        raise InputError("training diverged: no epoch produced a finite validation NRMSE; lower --lr or change --dt")
+    best = load_checkpoint(out / BEST)
+    wall = wall_before + (time.perf_counter() - wall_start)
+    test = evaluate_split(best.network, task, "test", train_cfg.eval_washout, keep_output=False)
+    val_eval = evaluate_split(best.network, task, "val", train_cfg.eval_washout)
+    metrics = {
+        "neuron": net_cfg.neuron,
+        "horizon": task_cfg.horizon,
+        "hidden": list(net_cfg.hidden),
+        "n_parameters": sum(p.numel() for p in best.network.parameters()),
+        "best_epoch": best.training.get("best_epoch"),
+        "test_nrmse": test.metrics["test_nrmse"],
+        "val_nrmse": val_eval.metrics["val_nrmse"],
+        "test_rmse": test.metrics["test_rmse"],
+        **{k: v for k, v in test.metrics.items() if k not in ("test_nrmse", "test_rmse")},
+        "train_wall_s": wall,
+        "definitions": METRIC_DEFINITIONS,
+        "units": {"nrmse": "dimensionless", "spike_rate": "1/(neuron*step)", "duty_cycle": "fraction",
+                  "synops_per_step": f"{'MAC' if net_cfg.neuron == 'mtc' else 'AC'}/step",
+                  "train_wall_s": "s", "dt": "t_u", "sample_period": "t_u"},
+        "dt": net_cfg.dt,
+        "substeps": net_cfg.substeps,
+        "sample_period": net_cfg.sample_period,
+        "network_config": net_cfg.to_dict(),
+        "task_config": task_cfg.to_dict(),
+        "train_config": train_cfg.to_dict(),
+        "history": history,
+    }
+    save_checkpoint(out / BEST, best.network, net_cfg, task_cfg, metrics=_scalars(metrics), training=best.training)
+    if make_figure:
+        from ..plotting.training import plot_prediction
+
+        plot_prediction(test, task, out / "prediction.png", title=f"{net_cfg.neuron.upper()} H={task_cfg.horizon}: "
+                        f"test NRMSE {metrics['test_nrmse']:.3f}", history=history)
+    write_json(out / METRICS, metrics)
+    return metrics
+
+
+def cfg_window_too_long(task: TaskData, cfg: TrainConfig) -> bool:
+    return cfg.washout + cfg.window > len(task.train)
+
+
+def _safe_val(network: SpikingRegressor, task: TaskData, cfg: TrainConfig) -> float:
+    try:
+        value = evaluate_split(network, task, "val", cfg.eval_washout).metrics["val_nrmse"]
+    except InputError:  # NaN predictions
+        return math.inf
+    return value if math.isfinite(value) else math.inf
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None}
+
+
+def metrics_json(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
