@@ -1,0 +1,331 @@
+"""Run ngspice transients through PySpice's shared-library mode, each in its own worker process.
+
+Why processes: ngspice keeps global state and can abort (or be killed); running it in a worker
+(``concurrent.futures.ProcessPoolExecutor``, ``spawn`` start method — never threads, one ngspice per
+process) turns any crash into a :class:`~mtc_analog.errors.SimulationError` carrying the netlist
+path and the tail of ngspice's log, instead of taking the caller down. The worker writes ngspice's
+output line by line to ``<netlist>.log`` so the tail survives a crash.
+
+Convergence retry policy (when ngspice reports "timestep too small" or a singular matrix / the run
+aborts without data), each attempt on the same netlist text with settings appended:
+
+1. as written (trapezoidal, reltol 1e-4, abstol = gmin = 1e-15, TMAX = model dt);
+2. ``method=gear`` (damps the trapezoidal ringing that stalls stiff B-source circuits);
+3. gear with relaxed tolerances: ``reltol=1e-3 abstol=1e-12 vntol=1e-6 itl4=100``;
+4. gear, relaxed, and TMAX / 10.
+
+If all fail, the error lists every attempt. Parse errors (bad netlists) are not retried.
+PySpice prints "Unsupported Ngspice version 39" for Debian's ngspice 39: harmless, filtered.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import ctypes.util
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import SimulationError, SimulatorMissingError
+from .netlist import Netlist, set_simulator_settings, strip_control, tran_settings
+from .waveforms import Waveforms
+
+INSTALL_HINT = "install ngspice: apt-get install ngspice libngspice0-dev"
+
+#: (label, options appended, TMAX divisor) per attempt; see the module docstring.
+RETRY_POLICY: tuple[tuple[str, dict[str, Any], float], ...] = (
+    ("as written (trap, reltol=1e-4)", {}, 1.0),
+    ("method=gear", {"method": "gear"}, 1.0),
+    ("gear + relaxed tolerances (reltol=1e-3, abstol=1e-12, vntol=1e-6)",
+     {"method": "gear", "reltol": 1e-3, "abstol": 1e-12, "vntol": 1e-6, "itl4": 100}, 1.0),
+    ("gear + relaxed tolerances + TMAX/10",
+     {"method": "gear", "reltol": 1e-3, "abstol": 1e-12, "vntol": 1e-6, "itl4": 100}, 10.0),
+)
+
+_CONVERGENCE_MARKERS = ("timestep too small", "singular matrix", "simulation(s) aborted", "iteration limit reached")
+_LOG_TAIL_LINES = 25
+
+
+class _ConvergenceFailure(Exception):
+    """Raised inside the worker: ngspice ran but did not converge (retryable)."""
+
+
+class _ParseFailure(Exception):
+    """Raised inside the worker: ngspice rejected the netlist (not retryable)."""
+
+
+def check_simulator() -> None:
+    """Raise :class:`SimulatorMissingError` (one line: what to install) if ngspice is not usable."""
+    if shutil.which("ngspice") is None:
+        raise SimulatorMissingError(f"the ngspice program was not found on PATH: {INSTALL_HINT}")
+    if os.environ.get("NGSPICE_LIBRARY_PATH"):
+        if not Path(os.environ["NGSPICE_LIBRARY_PATH"]).exists():
+            raise SimulatorMissingError(f"NGSPICE_LIBRARY_PATH={os.environ['NGSPICE_LIBRARY_PATH']} does not exist: {INSTALL_HINT}")
+    elif ctypes.util.find_library("ngspice") is None:
+        raise SimulatorMissingError(f"the shared library libngspice was not found: {INSTALL_HINT}")
+
+
+# ---- worker side (runs in the child process) ---------------------------------------------------
+_NGSPICE = None
+
+
+def _ngspice(log_file: Any) -> Any:
+    """The process's single ngspice instance, logging every line to ``log_file``."""
+    global _NGSPICE
+    warnings.filterwarnings("ignore", message=".*Unsupported Ngspice version.*")
+    import logging
+
+    logging.getLogger("PySpice").setLevel(logging.CRITICAL)  # ngspice's output goes to our log file instead
+    if _NGSPICE is None:
+        try:
+            from PySpice.Spice.NgSpice.Shared import NgSpiceShared
+        except (ImportError, OSError) as exc:  # pragma: no cover - depends on the machine
+            raise SimulatorMissingError(f"PySpice cannot load libngspice ({exc}): {INSTALL_HINT}") from None
+
+        class _LoggedNgSpice(NgSpiceShared):
+            log = None
+
+            def send_char(self, message: str, ngspice_id: int) -> int:
+                if self.log is not None:
+                    self.log.write(message + "\n")
+                    self.log.flush()
+                return 0
+
+        try:
+            _NGSPICE = _LoggedNgSpice(ngspice_id=0, send_data=False)
+        except OSError as exc:  # pragma: no cover
+            raise SimulatorMissingError(f"cannot load libngspice ({exc}): {INSTALL_HINT}") from None
+    _NGSPICE.log = log_file
+    return _NGSPICE
+
+
+def _simulate_worker(text: str, log_path: str) -> dict[str, Any]:
+    """Load ``text`` (no .control block), run its transient, return time and node voltages."""
+    with open(log_path, "a") as log:
+        ng = _ngspice(log)
+        log.write(f"---- mtc_analog worker pid {os.getpid()}: loading netlist ----\n")
+        log.flush()
+        started = time.perf_counter()
+        try:
+            ng.load_circuit(text)
+        except Exception as exc:  # noqa: BLE001 - PySpice raises several types for parse errors
+            _cleanup(ng)
+            raise _ParseFailure(f"ngspice rejected the netlist ({type(exc).__name__})") from None
+        try:
+            ng.run()
+        except Exception:  # noqa: BLE001 - judged by the log and the data below
+            pass
+        output = "\n".join(ng._stdout + ng._stderr).lower()
+        try:
+            plot = ng.plot(None, ng.last_plot) if ng.plot_names else {}
+        except Exception:  # noqa: BLE001
+            plot = {}
+        data = {name.lower(): np.array(vec._data, dtype=float) for name, vec in plot.items()
+                if np.isrealobj(vec._data)}
+        _cleanup(ng)
+        time_vec = data.pop("time", None)
+        if any(marker in output for marker in _CONVERGENCE_MARKERS) or time_vec is None or time_vec.size < 2:
+            raise _ConvergenceFailure("ngspice did not complete the transient")
+        voltages = {}
+        for name, values in data.items():
+            node = name[2:-1] if name.startswith("v(") and name.endswith(")") else name
+            if "#branch" not in node:
+                voltages[node] = values
+        return {"time": time_vec, "voltages": voltages, "seconds": time.perf_counter() - started, "pid": os.getpid()}
+
+
+def _cleanup(ng: Any) -> None:
+    for command in (ng.remove_circuit, lambda: ng.destroy("all")):
+        try:
+            command()
+        except Exception:  # noqa: BLE001 - best effort: a failed cleanup must not hide the result
+            pass
+
+
+# ---- caller side --------------------------------------------------------------------------------
+@dataclass
+class SimulationJob:
+    """One netlist to run: its text (with or without .control) and where it lives (for messages/logs)."""
+
+    text: str
+    path: Path | None = None
+    label: str = "netlist"
+
+    @classmethod
+    def from_any(cls, netlist: Netlist | str | os.PathLike | Any, label: str = "netlist") -> "SimulationJob":
+        if isinstance(netlist, Netlist):
+            return cls(netlist.render(control=False), None, label)
+        if isinstance(netlist, (str, os.PathLike)) and not (isinstance(netlist, str) and "\n" in netlist):
+            path = Path(netlist)
+            try:
+                return cls(path.read_text(), path, str(path))
+            except OSError as exc:
+                raise SimulationError(f"cannot read netlist {path}: {exc.strerror or exc}", netlist=str(path)) from None
+        if isinstance(netlist, str):
+            return cls(netlist, None, label)
+        if hasattr(netlist, "raw_spice") or type(netlist).__name__ == "Circuit":  # a PySpice Circuit
+            return cls(str(netlist), None, label)
+        raise SimulationError(f"cannot run a {type(netlist).__name__}: give a Netlist, a PySpice Circuit, a path or text")
+
+
+def _executor(jobs: int) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace").replace("\r", "\n")
+    except OSError:
+        return ""
+    kept = [l for l in text.splitlines() if l.strip() and "reference value" not in l.lower()]
+    return "\n".join(kept[-lines:])
+
+
+def _kill_workers(executor: cf.ProcessPoolExecutor) -> None:
+    # ProcessPoolExecutor (Python 3.11) has no public kill: reach its process table; a hung ngspice must go.
+    for process in list(getattr(executor, "_processes", {}).values()):
+        try:
+            process.kill()
+        except Exception:  # noqa: BLE001
+            pass
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def run_jobs(
+    jobs: Sequence[SimulationJob],
+    workers: int | None = None,
+    timeout_s: float | None = None,
+    retry: bool = True,
+    log_dir: str | os.PathLike | None = None,
+) -> list[Waveforms]:
+    """Run several netlists in parallel worker processes; results in input order.
+
+    ``workers`` defaults to min(len(jobs), CPU count). ``timeout_s`` bounds each attempt (the worker is
+    killed). Raises :class:`SimulationError` for the first job that fails after its retries.
+    """
+    check_simulator()
+    jobs = list(jobs)
+    if not jobs:
+        return []
+    workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
+    log_root = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="mtc_spice_logs_"))
+    log_root.mkdir(parents=True, exist_ok=True)
+    results: list[Waveforms | None] = [None] * len(jobs)
+    attempts = [0] * len(jobs)
+    tried: list[list[str]] = [[] for _ in jobs]
+    policy = RETRY_POLICY if retry else RETRY_POLICY[:1]
+    log_paths = [
+        (job.path.with_suffix(".log") if job.path is not None else log_root / f"job{k}.log") for k, job in enumerate(jobs)
+    ]
+    for path in log_paths:
+        path.write_text("")
+
+    def text_for(k: int) -> str:
+        label, options, divisor = policy[attempts[k]]
+        text = strip_control(jobs[k].text)
+        if attempts[k] > 0:
+            t_max = tran_settings(text)[1] / divisor if divisor != 1.0 else None
+            text = set_simulator_settings(text, options, t_max)
+        return text
+
+    pending = list(range(len(jobs)))
+    while pending:
+        executor = _executor(min(workers, len(pending)))
+        futures = {}
+        try:
+            for k in pending:
+                futures[executor.submit(_simulate_worker, text_for(k), str(log_paths[k]))] = k
+            next_pending = []
+            deadline = None if timeout_s is None else time.monotonic() + timeout_s * max(1, -(-len(pending) // workers))
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done, not_done = cf.wait(futures, timeout=remaining)
+            if not_done:
+                _kill_workers(executor)
+                k = futures[next(iter(not_done))]
+                raise SimulationError(
+                    f"ngspice did not finish within {timeout_s:g} s per run ({jobs[k].label}); the worker was killed. "
+                    "Shorten the input, split the network (more chunks), or raise the timeout",
+                    netlist=str(jobs[k].path or log_paths[k]), log_tail=_log_tail(log_paths[k]),
+                )
+            for future, k in sorted(((f, futures[f]) for f in done), key=lambda item: item[1]):
+                label = policy[attempts[k]][0]
+                try:
+                    out = future.result()
+                except _ConvergenceFailure:
+                    tried[k].append(label + ": no convergence")
+                    attempts[k] += 1
+                    if attempts[k] >= len(policy):
+                        raise SimulationError(
+                            f"ngspice did not converge on {jobs[k].label} after {len(tried[k])} attempt(s); "
+                            "check the mapped values (mtc-analog export reports ranges) or the input's edges",
+                            netlist=str(jobs[k].path or log_paths[k]), log_tail=_log_tail(log_paths[k]), tried=tried[k],
+                        ) from None
+                    next_pending.append(k)
+                    continue
+                except _ParseFailure as exc:
+                    raise SimulationError(
+                        f"{exc} in {jobs[k].label}; see the log tail", netlist=str(jobs[k].path or log_paths[k]),
+                        log_tail=_log_tail(log_paths[k]),
+                    ) from None
+                except cf.process.BrokenProcessPool:
+                    raise SimulationError(
+                        f"ngspice crashed or was killed while simulating {jobs[k].label} (its worker process died)",
+                        netlist=str(jobs[k].path or log_paths[k]), log_tail=_log_tail(log_paths[k]), tried=tried[k] + [label],
+                    ) from None
+                tried[k].append(label + ": ok")
+                results[k] = Waveforms(out["time"], out["voltages"],
+                                       {"attempts": list(tried[k]), "seconds": out["seconds"], "log": str(log_paths[k])})
+            pending = next_pending
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+    return [r for r in results if r is not None]
+
+
+def run_transient(
+    netlist: Netlist | str | os.PathLike | Any,
+    timeout_s: float | None = None,
+    retry: bool = True,
+    log_dir: str | os.PathLike | None = None,
+) -> Waveforms:
+    """Run one transient (a :class:`Netlist`, a PySpice ``Circuit``, netlist text, or a .cir path).
+
+    The netlist's own ``.tran`` line sets t_stop and TMAX (the builder pins TMAX to the model's dt);
+    its ``.control`` block, if any, is dropped (shared mode runs the transient itself). Returns
+    :class:`Waveforms` of the probed nodes (``.save``), time in seconds, voltages in volts.
+    """
+    return run_jobs([SimulationJob.from_any(netlist)], workers=1, timeout_s=timeout_s, retry=retry, log_dir=log_dir)[0]
+
+
+def run_standalone(path: str | os.PathLike, timeout_s: float = 600.0) -> Path:
+    """Run ``ngspice -b path`` as a separate program (no Python inside); return the rawfile it wrote."""
+    import subprocess
+
+    check_simulator()
+    path = Path(path).resolve()
+    try:
+        proc = subprocess.run(["ngspice", "-b", str(path)], capture_output=True, text=True, timeout=timeout_s,
+                              cwd=path.parent)
+    except subprocess.TimeoutExpired:
+        raise SimulationError(f"ngspice -b did not finish within {timeout_s:g} s", netlist=str(path)) from None
+    raw = path.parent / "waveforms.raw"
+    log = (proc.stdout + proc.stderr).replace("\r", "\n")
+    tail = "\n".join([l for l in log.splitlines() if l.strip() and "reference value" not in l.lower()][-_LOG_TAIL_LINES:])
+    if proc.returncode != 0 or not raw.exists() or any(m in log.lower() for m in _CONVERGENCE_MARKERS):
+        raise SimulationError(f"ngspice -b failed (exit code {proc.returncode})", netlist=str(path), log_tail=tail)
+    return raw
+
+
+def iter_chunks(items: Sequence[int], n_chunks: int) -> Iterable[list[int]]:
+    """Split ``items`` into ``n_chunks`` contiguous, nearly equal parts (none empty)."""
+    n_chunks = max(1, min(n_chunks, len(items)))
+    for part in np.array_split(np.asarray(items, dtype=int), n_chunks):
+        if part.size:
+            yield part.tolist()
