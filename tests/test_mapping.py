@@ -47,7 +47,8 @@ neuron_params = st.builds(
     u_rest=st.floats(-2.0, 2.0),
 )
 transductions = st.builds(
-    Transduction, kind=st.sampled_from(["clip", "sigmoid"]), u_th=offsets, u_sat=offsets, u_c=offsets
+    lambda kind, u_th, span, u_c: Transduction(kind, u_th, u_th + span, u_c),
+    st.sampled_from(["clip", "sigmoid"]), offsets, st.floats(0.01, 4.0), offsets,
 )
 targets = st.builds(
     HardwareTarget,
@@ -247,6 +248,12 @@ def test_bad_model_inputs_are_rejected_with_location():
         map_neuron(MTCParameters(), Transduction(), "rc", HardwareTarget())
     with pytest.raises(InputError, match="one neuron"):
         map_neuron(MTCParameters(a_f=np.ones(3)))
+    with pytest.raises(InputError, match="u_sat = 0.5 must exceed u_th = 0.5"):
+        map_neuron(MTCParameters(), Transduction("clip", 0.5, 0.5, 1.0))
+    spec = random_spec(1, 1, [2], 1, 0.0, "linear")
+    spec.layers[0].params = spec.layers[0].params._replace(resistance=np.array([1.0, 0.0]))
+    with pytest.raises(InputError, match="layer 0 / neuron 1: resistance"):
+        map_network(spec)
 
 
 def test_mismatch_is_seeded_log_normal_and_unmaps_to_a_perturbed_model():

@@ -186,6 +186,10 @@ def unmap_filter(circuit: FilterCircuit | None, target: HardwareTarget) -> float
 def map_transduction(transduction: Transduction, target: HardwareTarget) -> TransductionCircuit:
     if transduction.kind not in TRANSDUCTIONS:
         raise InputError(f"unknown transduction {transduction.kind!r}: expected one of {TRANSDUCTIONS}")
+    if not all(np.isfinite([transduction.u_th, transduction.u_sat, transduction.u_c])):
+        raise InputError(f"transduction {tuple(transduction)}: thresholds must be finite")
+    if transduction.kind == "clip" and not transduction.u_sat > transduction.u_th:
+        raise InputError(f"transduction u_sat = {transduction.u_sat} must exceed u_th = {transduction.u_th}")
     return TransductionCircuit(
         transduction.kind,
         target.voltage(transduction.u_th),
@@ -213,6 +217,10 @@ def map_neuron(
     target = target or HardwareTarget()
     params = _scalar_params(params)
     _check_neuron(params, filter)
+    return _map_checked_neuron(params, transduction, filter, target)
+
+
+def _map_checked_neuron(params: MTCParameters, transduction: Transduction, filter: str, target: HardwareTarget) -> NeuronCircuit:
     r_leak = params.resistance * target.v_s / target.i_unit
     elements = tuple(
         OTAElementCircuit(
@@ -271,12 +279,10 @@ def map_network(spec: NetworkSpec, target: HardwareTarget | None = None) -> Netw
         where = f"layer {index}"
         weight = _matrix(layer.weight, (layer.size, n_prev), f"{where} weight")
         bias = _matrix(layer.bias, (layer.size,), f"{where} bias")
-        neurons = []
-        for i in range(layer.size):
-            try:
-                neurons.append(map_neuron(_neuron_params(layer.params, i, layer.size), layer.transduction, layer.filter, target))
-            except InputError as exc:
-                raise InputError(f"{where} / neuron {i}: {exc}") from None
+        columns = _layer_columns(layer.params, layer.size, where)
+        rows = [MTCParameters(**{name: float(column[i]) for name, column in columns.items()}) for i in range(layer.size)]
+        _check_layer(rows, MTCParameters(**columns), layer.filter, where)
+        neurons = [_map_checked_neuron(params, layer.transduction, layer.filter, target) for params in rows]
         layers.append(LayerCircuit(neurons, weight * target.g_unit, bias * target.i_unit))
         n_prev = layer.size
     readout = spec.readout
@@ -348,16 +354,29 @@ def _scalar_params(params: MTCParameters) -> MTCParameters:
     return MTCParameters(**values)
 
 
-def _neuron_params(params: MTCParameters, i: int, size: int) -> MTCParameters:
-    """Neuron ``i``'s parameters from per-layer fields (scalars broadcast, arrays of shape (size,))."""
-    values = {}
+def _layer_columns(params: MTCParameters, size: int, where: str) -> dict[str, np.ndarray]:
+    """Per-layer parameter fields as arrays of shape (size,) (scalars are broadcast)."""
+    columns = {}
     for name, value in params._asdict().items():
         arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=float)
         try:
-            values[name] = float(np.broadcast_to(arr.reshape(-1) if arr.ndim else arr, (size,))[i])
+            columns[name] = np.broadcast_to(arr.reshape(-1) if arr.ndim else arr, (size,))
         except ValueError:
-            raise InputError(f"{name} has shape {arr.shape}; expected a scalar or ({size},)") from None
-    return MTCParameters(**values)
+            raise InputError(f"{where}: {name} has shape {arr.shape}; expected a scalar or ({size},)") from None
+    return columns
+
+
+def _check_layer(rows: list[MTCParameters], columns: MTCParameters, filter: str, where: str) -> None:
+    """Validate a layer at once; on failure find the first bad neuron to name it."""
+    try:
+        _check_neuron(columns, filter)
+    except InputError as layer_error:
+        for i, params in enumerate(rows):
+            try:
+                _check_neuron(params, filter)
+            except InputError as exc:
+                raise InputError(f"{where} / neuron {i}: {exc}") from None
+        raise InputError(f"{where}: {layer_error}") from None
 
 
 def _check_neuron(params: MTCParameters, filter: str) -> None:
@@ -367,8 +386,8 @@ def _check_neuron(params: MTCParameters, filter: str) -> None:
         validate_parameters(params)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    if not params.resistance > 0:
-        raise InputError(f"resistance = {params.resistance}: the passive R must be > 0")
+    if not np.all(np.asarray(params.resistance) > 0):
+        raise InputError(f"resistance = {np.min(params.resistance):g}: the passive R must be > 0")
 
 
 def _matrix(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:

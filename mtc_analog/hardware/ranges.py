@@ -261,6 +261,11 @@ def _scalar(visit: Visitor, check: CheckedValues, value: float) -> float:
 
 
 def _violations(check: CheckedValues, values: np.ndarray) -> list[RangeViolation]:
+    if values.ndim == 0:  # fast path: most checks are one scalar
+        value = float(values)
+        magnitude = abs(value) if check.unit == "A" else value
+        if (check.optional and value == 0) or check.low <= magnitude <= check.high:
+            return []
     magnitude = np.abs(values) if check.unit == "A" else values
     present = (values != 0) if check.optional else np.ones(values.shape, dtype=bool)
     # NaN fails both comparisons' negations: report it against the lower limit
