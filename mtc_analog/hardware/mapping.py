@@ -37,7 +37,7 @@ Every per-element loop runs over :data:`mtc_analog.neuron.equations.ELEMENTS` an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
