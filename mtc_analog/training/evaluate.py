@@ -69,13 +69,18 @@ def evaluate_split(network: SpikingRegressor, task: TaskData, split: str = "test
     return SplitEvaluation(split, prediction, target, part.start, metrics, output if keep_output else None)
 
 
-def evaluate_checkpoint(path: str | Path, split: str = "test", washout: int = DEFAULT_EVAL_WASHOUT) -> dict[str, Any]:
-    """Rebuild the task stored in a checkpoint and recompute its metrics on ``split``."""
+def evaluate_checkpoint(path: str | Path, split: str = "test", washout: int | None = None) -> dict[str, Any]:
+    """Rebuild the task stored in a checkpoint and recompute its metrics on ``split``.
+
+    ``washout`` defaults to the one the checkpoint was trained and evaluated with.
+    """
     from ..tasks.mackey_glass import make_task
     from .checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(path)
     task = make_task(checkpoint.task)
+    if washout is None:
+        washout = int(checkpoint.training.get("train_config", {}).get("eval_washout", DEFAULT_EVAL_WASHOUT))
     result = evaluate_split(checkpoint.network, task, split, washout)
     return {"checkpoint": str(path), "neuron": checkpoint.network.neuron, "split": split,
             "horizon": checkpoint.task.horizon, **result.metrics}

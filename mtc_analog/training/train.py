@@ -84,11 +84,13 @@ def train(
     force: bool = False,
     progress: bool = True,
     make_figure: bool = True,
+    stop_after_epoch: int | None = None,
 ) -> dict[str, Any]:
     """Train, keep the best-on-validation checkpoint, evaluate it on the test split.
 
     Writes ``out_dir/{best,last}.safetensors``, ``metrics.json`` and ``prediction.png``;
-    returns the metrics dict.
+    returns the metrics dict. ``stop_after_epoch`` ends the call early (after that epoch's
+    checkpoints, before the final evaluation), as an interruption would; ``resume=True`` continues.
     """
     from tqdm.auto import tqdm
 
@@ -164,6 +166,9 @@ def train(
             save_checkpoint(out / BEST, network, net_cfg, task_cfg, training={**training, "best_epoch": epoch})
         training["best_val_nrmse"] = best_val
         save_checkpoint(out / LAST, network, net_cfg, task_cfg, training=training, optimizer=optimizer)
+        if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch + 1 < train_cfg.epochs:
+            bar.close()
+            return {"stopped_after_epoch": epoch, "best_val_nrmse": best_val}
     bar.close()
     if not (out / BEST).exists():
         raise InputError("training diverged: no epoch produced a finite validation NRMSE; lower --lr or change --dt")

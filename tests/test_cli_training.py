@@ -1,0 +1,47 @@
+"""The train / evaluate command lines: success, and one clear error line with a non-zero exit."""
+
+import json
+
+from mtc_analog.cli import main
+
+TINY = ["--hidden", "3", "--epochs", "1", "--batches-per-epoch", "1", "--batch", "2", "--window", "10",
+        "--washout", "2", "--n-samples", "400", "--substeps", "1", "--no-progress"]
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--neuron", "mtc", "--horizon", "17", "--out", str(out), *TINY]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["neuron"] == "mtc" and metrics["horizon"] == 17
+    assert "test NRMSE" in capsys.readouterr().out
+    assert main(["evaluate", str(out / "best.safetensors"), "--out", str(tmp_path / "eval.json")]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert abs(evaluated["test_nrmse"] - metrics["test_nrmse"]) < 1e-6
+
+
+def test_user_errors_exit_non_zero_with_one_line(tmp_path, capsys):
+    cases = [
+        (["train", "--neuron", "hodgkin", "--out", str(tmp_path / "a"), *TINY], "unknown neuron type"),
+        (["train", "--neuron", "lif", "--horizon", "5000", "--out", str(tmp_path / "b"), *TINY], "horizon"),
+        (["train", "--neuron", "mtc", "--dt", "0.9", "--out", str(tmp_path / "c"), *TINY], "dt"),
+        (["train", "--neuron", "mtc", "--out", str(tmp_path / "d"), *TINY, "--hidden", "x"], "--hidden"),
+        (["train", "--neuron", "mtc", "--mtc-init", "{bad", "--out", str(tmp_path / "e"), *TINY], "--mtc-init"),
+        (["evaluate", str(tmp_path / "missing.safetensors")], "does not exist"),
+    ]
+    for argv, fragment in cases:
+        assert main(argv) != 0, argv
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and len(err.splitlines()) == 1, (argv, err)
+
+
+def test_truncated_checkpoint_and_existing_results_are_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--neuron", "lif", "--horizon", "17", "--out", str(out), *TINY]) == 0
+    before = (out / "metrics.json").read_bytes()
+    assert main(["train", "--neuron", "lif", "--horizon", "17", "--out", str(out), *TINY]) != 0
+    assert "--force" in capsys.readouterr().err
+    assert (out / "metrics.json").read_bytes() == before
+    data = (out / "best.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:100])
+    assert main(["evaluate", str(tmp_path / "cut.safetensors")]) != 0
+    assert "truncated" in capsys.readouterr().err

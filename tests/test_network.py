@@ -1,0 +1,110 @@
+"""SpikingRegressor: shapes, the low-pass cascade, the exported spec, activity metrics, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from mtc_analog.errors import InputError
+from mtc_analog.network import (NetworkConfig, NetworkOutput, SpikingRegressor, activity_metrics, lowpass_cascade)
+from mtc_analog.neuron.equations import MTCParameters
+from mtc_analog.neuron.step import mtc_rollout, transduce
+
+
+@pytest.mark.parametrize("neuron", ["mtc", "lif", "adlif"])
+def test_output_shapes_and_gradients(neuron):
+    net = SpikingRegressor(NetworkConfig(neuron=neuron, hidden=(5, 4), substeps=3, dt=0.25))
+    x = torch.randn(7, 2, 1)
+    out = net(x, record_membrane=True)
+    assert out.prediction.shape == (7, 2, 1)
+    assert [s.shape for s in out.hidden_s] == [(21, 2, 5), (21, 2, 4)]
+    assert [u.shape for u in out.hidden_u] == [(21, 2, 5), (21, 2, 4)]
+    assert out.lowpass.shape == (21, 2, 1)
+    torch.testing.assert_close(out.prediction, out.lowpass[2::3])
+    out.prediction.sum().backward()
+    assert net.readout.weight.grad is not None and net.projections[0].weight.grad.abs().sum() > 0
+
+
+def test_lowpass_cascade_equals_the_sequential_euler_update():
+    torch.manual_seed(0)
+    y0 = torch.randn(300, 2, 1, dtype=torch.float64)
+    alpha = 0.2
+    stages = torch.zeros(4, 2, 1, dtype=torch.float64)
+    expected = []
+    for t in range(300):
+        prev = y0[t]
+        for k in range(4):
+            stages[k] = stages[k] + alpha * (prev - stages[k])
+            prev = stages[k]
+        expected.append(stages[3].clone())
+    torch.testing.assert_close(lowpass_cascade(y0, alpha, 4), torch.stack(expected))
+    torch.testing.assert_close(lowpass_cascade(y0, alpha, 0), y0)
+
+
+def test_spec_reproduces_the_network_with_the_functional_step():
+    """Rebuild the forward pass from to_spec() with the neuron's own rollout: same prediction."""
+    cfg = NetworkConfig(neuron="mtc", hidden=(6, 3), dt=0.25, substeps=2, tau_lp=1.0, init_jitter=0.2,
+                        mtc_init={"tau_s": 8.0, "tau_us": 40.0, "a_us": 0.3})
+    net = SpikingRegressor(cfg)
+    x = torch.randn(40, 1, 1)
+    with torch.no_grad():
+        expected = net(x).prediction[:, 0, 0].numpy()
+    spec = net.to_spec()
+    assert spec.n_in == 1 and spec.dt == 0.25 and spec.substeps == 2 and spec.sample_period == 0.5
+    assert [layer.size for layer in spec.layers] == [6, 3]
+    assert spec.layers[0].params.tau_m.shape == (6,) and spec.layers[1].weight.shape == (3, 6)
+    h = x.double().repeat_interleave(2, dim=0)
+    for layer in spec.layers:
+        current = h @ torch.from_numpy(layer.weight).T + torch.from_numpy(layer.bias)
+        params = MTCParameters(**{k: torch.from_numpy(np.asarray(v)) for k, v in layer.params._asdict().items()})
+        h = mtc_rollout(current, params, spec.dt, transduction=layer.transduction).s
+    y = h @ torch.from_numpy(spec.readout.weight).T + torch.from_numpy(spec.readout.bias)
+    y = lowpass_cascade(y, spec.dt / spec.readout.lowpass_tau, spec.readout.lowpass_order)
+    np.testing.assert_allclose(y[1::2, 0, 0].numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_to_spec_refuses_baselines():
+    with pytest.raises(InputError, match="only MTC"):
+        SpikingRegressor(NetworkConfig(neuron="lif", hidden=(3,))).to_spec()
+
+
+def test_activity_metrics_count_by_definition():
+    cfg = NetworkConfig(neuron="mtc", hidden=(2,), u_th=0.5, u_sat=1.5)
+    net = SpikingRegressor(cfg)
+    u = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.2, 0.0], [0.9, 2.0]])[:, None, :]  # (4 steps, B=1, 2 neurons)
+    s = transduce(u, cfg.transduction_record())
+    out = NetworkOutput(torch.zeros(2, 1, 1), [s], [u], torch.zeros(4, 1, 1))
+    m = activity_metrics(net, out)
+    assert m["spike_rate"] == pytest.approx(3 / 8)  # neuron 0 crosses 0.5 twice, neuron 1 once
+    assert m["duty_cycle"] == pytest.approx(3 / 8)  # s > 0 at three neuron-steps
+    assert m["synops_per_step"] == pytest.approx(3 * 1 / 4)  # fan-out 1 (readout), 4 steps
+    assert m["synop_kind"] == "MAC"
+    lif = SpikingRegressor(NetworkConfig(neuron="lif", hidden=(2,)))
+    spikes = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])[:, None, :]
+    m = activity_metrics(lif, NetworkOutput(torch.zeros(2, 1, 1), [spikes], None, torch.zeros(4, 1, 1)))
+    assert m["spike_rate"] == m["duty_cycle"] == pytest.approx(3 / 8)
+    assert m["synop_kind"] == "AC"
+
+
+def test_bad_input_and_config_are_input_errors():
+    net = SpikingRegressor(NetworkConfig(neuron="lif", hidden=(3,)))
+    with pytest.raises(InputError, match="time-major"):
+        net(torch.zeros(5, 1))
+    with pytest.raises(InputError, match="time-major"):
+        net(torch.zeros(5, 1, 2))
+    with pytest.raises(InputError, match="NaN"):
+        net(torch.tensor([[[float("nan")]]]))
+    with pytest.raises(InputError, match="unknown neuron"):
+        SpikingRegressor(NetworkConfig(neuron="izhikevich"))
+    with pytest.raises(InputError, match="unstable"):
+        SpikingRegressor(NetworkConfig(neuron="mtc", dt=0.8))
+    with torch.no_grad():
+        net.readout.weight[0, 0] = float("inf")
+    with pytest.raises(InputError, match="readout.weight"):
+        net.check_finite()
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = NetworkConfig(neuron="adlif", hidden=(4, 2), dt=0.2, substeps=5)
+    assert NetworkConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(InputError):
+        NetworkConfig.from_dict({**cfg.to_dict(), "bogus": 1})

@@ -1,0 +1,64 @@
+"""Training end to end on a tiny budget: outputs, best-on-validation, evaluation, exact resume."""
+
+import json
+
+import pytest
+import torch
+
+from mtc_analog.errors import InputError, OutputExistsError
+from mtc_analog.network import NetworkConfig
+from mtc_analog.tasks.mackey_glass import TaskConfig
+from mtc_analog.training.checkpoint import load_checkpoint
+from mtc_analog.training.evaluate import evaluate_checkpoint
+from mtc_analog.training.train import TrainConfig, train
+
+TASK = TaskConfig(horizon=17, n_samples=500)
+BUDGET = TrainConfig(epochs=3, batches_per_epoch=2, batch=4, window=20, washout=5, lr=1e-2, eval_washout=20)
+
+
+@pytest.mark.parametrize("neuron", ["mtc", "lif", "adlif"])
+def test_train_writes_metrics_checkpoints_and_figure(neuron, tmp_path):
+    net = NetworkConfig(neuron=neuron, hidden=(4,), dt=0.5, substeps=1)
+    metrics = train(net, TASK, BUDGET, tmp_path, progress=False)
+    for name in ("best.safetensors", "last.safetensors", "metrics.json", "prediction.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("test_nrmse", "val_nrmse", "spike_rate", "duty_cycle", "synops_per_step", "train_wall_s", "definitions"):
+        assert key in on_disk
+    assert 0 < on_disk["test_nrmse"] < 10 and 0 <= on_disk["duty_cycle"] <= 1
+    # the kept checkpoint is the best validation epoch, and evaluate recomputes the same numbers
+    history = on_disk["history"]
+    assert on_disk["val_nrmse"] == pytest.approx(min(h["val_nrmse"] for h in history), rel=1e-6)
+    again = evaluate_checkpoint(tmp_path / "best.safetensors")
+    assert again["test_nrmse"] == pytest.approx(metrics["test_nrmse"], rel=1e-6)
+    assert again["spike_rate"] == pytest.approx(metrics["spike_rate"], rel=1e-6)
+    assert load_checkpoint(tmp_path / "best.safetensors").metrics["test_nrmse"] == pytest.approx(metrics["test_nrmse"])
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    net = NetworkConfig(neuron="mtc", hidden=(3,), dt=0.5, substeps=1)
+    straight = train(net, TASK, BUDGET, tmp_path / "straight", progress=False, make_figure=False)
+    partial = train(net, TASK, BUDGET, tmp_path / "resumed", progress=False, make_figure=False, stop_after_epoch=0)
+    assert partial["stopped_after_epoch"] == 0 and not (tmp_path / "resumed" / "metrics.json").exists()
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train(net, TASK, BUDGET, tmp_path / "resumed", progress=False)
+    resumed = train(net, TASK, BUDGET, tmp_path / "resumed", resume=True, progress=False, make_figure=False)
+    a = load_checkpoint(tmp_path / "straight" / "last.safetensors").network.state_dict()
+    b = load_checkpoint(tmp_path / "resumed" / "last.safetensors").network.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert resumed["test_nrmse"] == pytest.approx(straight["test_nrmse"], rel=1e-9)
+
+
+def test_refuses_to_overwrite_and_rejects_impossible_windows(tmp_path):
+    net = NetworkConfig(neuron="lif", hidden=(3,), substeps=1)
+    train(net, TASK, TrainConfig(epochs=1, batches_per_epoch=1, batch=2, window=10, washout=2, eval_washout=5),
+          tmp_path, progress=False, make_figure=False)
+    before = (tmp_path / "metrics.json").read_bytes()
+    with pytest.raises(OutputExistsError):
+        train(net, TASK, BUDGET, tmp_path, progress=False)
+    assert (tmp_path / "metrics.json").read_bytes() == before
+    with pytest.raises(InputError, match="do not fit"):
+        train(net, TASK, TrainConfig(window=10_000), tmp_path / "other", progress=False)
+    with pytest.raises(InputError, match="resume"):
+        train(net, TASK, BUDGET, tmp_path / "nothing", resume=True, progress=False)
