@@ -14,7 +14,6 @@ from mtc_analog.validation.metrics import (
     membrane_nrmse,
     signal_nrmse,
     spike_agreement,
-    upward_crossings,
 )
 
 DT = 0.5
@@ -85,13 +84,6 @@ def test_gamma_of_a_train_with_itself_is_one(times):
     train = np.sort(np.array(times))
     gamma = coincidence_factor(train, train, 0.01, 1000.0)
     assert gamma == pytest.approx(1.0, abs=1e-9)
-
-
-def test_upward_crossings_are_interpolated():
-    time = np.arange(0.0, 10.0, 1.0)
-    trace = np.array([-1, -1, 1, 1, -1, -3, 1, -1, -1, -1], dtype=float)
-    times = upward_crossings(trace, time, 0.0)
-    np.testing.assert_allclose(times, [1.5, 5.75])
 
 
 def test_membrane_nrmse_known_values():

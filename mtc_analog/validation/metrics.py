@@ -8,6 +8,9 @@ and overall (pooled, so that a neuron resting flat does not divide by zero):
 
 .. math::  \\mathrm{NRMSE} = \\sqrt{\\sum_{i,t} (U^{circ}-U^{model})^2 \\,/\\, \\sum_{i,t} (U^{model}_i - \\bar U^{model}_i)^2}
 
+Spike times come from :func:`mtc_analog.neuron.spikes.spike_times` (interpolated upward crossings),
+bursts from :func:`mtc_analog.neuron.spikes.bursts`; this module only compares them.
+
 Spike-time agreement: the coincidence factor of Kistler, Gerstner & van Hemmen (Neural Comput. 1997),
 with the model train as reference (``N_ref`` spikes) and the circuit train compared to it (``N_cmp``
 spikes, rate ``nu = N_cmp / duration``), coincidence window ``Delta``:
@@ -36,28 +39,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-
-# --------------------------------------------------------------------------------------- spikes
-
-
-def upward_crossings(trace: np.ndarray, time: np.ndarray, threshold: float) -> np.ndarray:
-    """Times of upward crossings of ``threshold`` by a sampled ``trace``, linearly interpolated.
-
-    Sub-sample interpolation matters here: with a window of 2*dt, a crossing reported at the next
-    sample instead of the true instant would eat half of the window.
-    """
-    trace = np.asarray(trace, dtype=float)
-    time = np.asarray(time, dtype=float)
-    if trace.shape != time.shape or trace.ndim != 1:
-        raise ValueError(f"trace and time must be 1-D of equal length, got {trace.shape} and {time.shape}")
-    below = trace[:-1] < threshold
-    above = trace[1:] >= threshold
-    idx = np.nonzero(below & above)[0]
-    if idx.size == 0:
-        return np.empty(0)
-    frac = (threshold - trace[idx]) / (trace[idx + 1] - trace[idx])
-    return time[idx] + frac * (time[idx + 1] - time[idx])
 
 
 # ----------------------------------------------------------------------------------- coincidence
