@@ -10,14 +10,23 @@ Targets are sibling modules (:mod:`.behavioral` now; a transistor-level one late
 :class:`.target.CircuitTarget`.
 """
 
-from .builder import build_network_netlist, build_neuron_netlist, build_readout_netlist, step_current
-from .netlist import Netlist
-from .runner import RETRY_POLICY, SimulationJob, check_simulator, run_jobs, run_standalone, run_transient
-from .target import CircuitTarget, get_target
-from .waveforms import Waveforms, load_npz, read_rawfile, save_npz
+import importlib
+from typing import Any
 
-__all__ = [
-    "build_network_netlist", "build_neuron_netlist", "build_readout_netlist", "step_current", "Netlist",
-    "RETRY_POLICY", "SimulationJob", "check_simulator", "run_jobs", "run_standalone", "run_transient",
-    "CircuitTarget", "get_target", "Waveforms", "load_npz", "read_rawfile", "save_npz",
-]
+#: Public names -> submodule (imported on first use, so a simulation worker that only needs
+#: ``mtc_analog.spice._worker`` does not pay for torch through the builder).
+_EXPORTS = {
+    "build_network_netlist": "builder", "build_neuron_netlist": "builder", "build_readout_netlist": "builder",
+    "step_current": "builder", "Netlist": "netlist", "RETRY_POLICY": "runner", "SimulationJob": "runner",
+    "check_simulator": "runner", "run_jobs": "runner", "run_standalone": "runner", "run_transient": "runner",
+    "CircuitTarget": "target", "get_target": "target", "Waveforms": "waveforms", "load_npz": "waveforms",
+    "read_rawfile": "waveforms", "save_npz": "waveforms",
+    "export_network": "export", "export_neuron": "export", "simulate_network_split": "split",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,9 @@ ending at ``k P``.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -78,6 +81,43 @@ def held_samples_pwl(samples: np.ndarray, period: float, edge: float) -> tuple[n
     times[2::2] = starts[1:]
     values[2::2] = samples[1:]
     return times, values
+
+
+@dataclass(frozen=True)
+class ReplaySource:
+    """Node voltages simulated elsewhere, replayed into a netlist by an XSPICE ``filesource``.
+
+    ``path`` holds rows ``time v_1 ... v_K`` [s, V] (linear interpolation between rows). Used only by
+    split simulations (internal files), never in exported netlists. A long PWL source would do the
+    same but costs time quadratic in its length in ngspice 39 (16k points: 12 s).
+    """
+
+    path: str
+    nodes: tuple[str, ...]
+    initial_volts: tuple[float, ...]
+
+    @classmethod
+    def write(cls, path: str | Path, times: np.ndarray, volts: np.ndarray, nodes: Sequence[str]) -> "ReplaySource":
+        volts = np.asarray(volts, dtype=float).reshape(len(times), len(nodes))
+        np.savetxt(path, np.column_stack([np.asarray(times, dtype=float), volts]), fmt="%.15g")
+        return cls(str(path), tuple(nodes), tuple(float(v) for v in volts[0]))
+
+
+_PATH_RE = re.compile(r"[A-Za-z0-9_./\-]+\Z")
+
+
+def replay_lines(name: str, source: ReplaySource) -> list[str]:
+    """An XSPICE filesource driving ``source.nodes`` (to ground) from its data file."""
+    spice_name(name, "replay source name")
+    if not _PATH_RE.match(source.path):
+        raise NetlistValueError(f"replay file path {source.path!r} must be made of letters, digits and _ . / - only")
+    ports = " ".join(f"{spice_name(n, 'replayed node')} 0" for n in source.nodes)
+    k = len(source.nodes)
+    return [
+        f"A{name} %vd([{ports}]) {name}_model",
+        f".model {name}_model filesource (file=\"{source.path}\" amploffset=[{' '.join(['0'] * k)}] "
+        f"amplscale=[{' '.join(['1'] * k)}] timeoffset=0 timescale=1 timerelative=false amplstep=false)",
+    ]
 
 
 def _transduce_numpy(u_m: np.ndarray, transduction: Any) -> np.ndarray:
@@ -171,7 +211,7 @@ def build_network_netlist(
     target_name: str = "behavioral",
     title: str = "MTC network (mtc_analog)",
     header: Sequence[str] = (),
-    layer_inputs: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    layer_inputs: dict[int, Sequence["ReplaySource"]] | None = None,
     neuron_subset: dict[int, Sequence[int]] | None = None,
     readout_partial: bool = False,
 ) -> Netlist:
@@ -183,8 +223,8 @@ def build_network_netlist(
     readout and low-pass nodes (and filters with ``probe_filters``).
 
     Splitting (used by :func:`mtc_analog.spice.split.simulate_network_split`): ``neuron_subset`` keeps
-    only some neurons per layer; ``layer_inputs[l] = (times [s], volts (K, n_prev))`` replaces layer l's
-    inputs by PWL sources carrying the previous layer's simulated outputs; ``readout_partial`` writes,
+    only some neurons per layer; ``layer_inputs[l]`` (a list of :class:`ReplaySource`, covering every
+    previous-layer output node in order) replaces layer l's inputs by the previous layer's simulated outputs; ``readout_partial`` writes,
     instead of the readout and low-pass, one partial-sum node per output ``rp<k>`` at
     ``v_rest + R_load * (this chunk's share of the readout current)`` (exact by linear superposition).
     """
@@ -212,12 +252,12 @@ def build_network_netlist(
 
     # inputs of the first simulated layer: the network input, or the previous layer's outputs
     if first in layer_inputs:
-        times, volts = layer_inputs[first]
-        prev_nodes = [f"l{first - 1}n{j}_o" for j in range(volts.shape[1])]
-        body.append(f"* layer {first - 1} outputs (simulated in another netlist) as PWL sources [V]")
-        for j, node in enumerate(prev_nodes):
-            body += pwl_lines(node, "V", node, times, volts[:, j], f"layer {first - 1} output {j}")
-            ic[node] = float(volts[0, j])
+        prev_nodes = []
+        body.append(f"* layer {first - 1} outputs (simulated in other netlists), replayed from files [V]")
+        for c, source in enumerate(layer_inputs[first]):
+            body += replay_lines(f"rep{c}", source)
+            ic.update(dict(zip(source.nodes, source.initial_volts)))
+            prev_nodes += list(source.nodes)
     else:
         times, values = held_samples_pwl(x, net.sample_period, edge)
         prev_nodes = [f"in{j}" for j in range(net.n_in)]
@@ -306,12 +346,12 @@ def build_network_netlist(
                    header=list(header), nodes=node_map)
 
 
-def build_readout_netlist(net: Any, partial_times: Sequence[np.ndarray], partial_volts: Sequence[np.ndarray],
-                          t_stop: float, target_name: str = "behavioral", title: str = "MTC readout (split)") -> Netlist:
-    """The readout and low-pass driven by the partial readout sums of the chunks (PWL sources).
+def build_readout_netlist(net: Any, partials: Sequence["ReplaySource"], t_stop: float,
+                          target_name: str = "behavioral", title: str = "MTC readout (split)") -> Netlist:
+    """The readout and low-pass driven by the partial readout sums of the chunks (replayed from files).
 
-    Each chunk c delivers ``v_c(t) = v_rest + R_load * I_c(t)``; a transconductor ``1/R_load`` per chunk
-    re-creates ``I_c`` in the summing node, so the sum is exact.
+    Each chunk c delivers ``v_c(t) = v_rest + R_load * I_c(t)`` on its nodes ``rp<k>``; a transconductor
+    ``1/R_load`` per chunk re-creates ``I_c`` in the summing node, so the sum is exact.
     """
     impl = get_target(target_name)
     target = net.target
@@ -321,18 +361,16 @@ def build_readout_netlist(net: Any, partial_times: Sequence[np.ndarray], partial
     ic: dict[str, float] = {VREST: target.v_rest}
     ro = [f"ro{k}" for k in range(n_out)]
     lp_all = []
-    for c, (times, volts) in enumerate(zip(partial_times, partial_volts)):
-        volts = np.asarray(volts, dtype=float).reshape(len(times), n_out)
-        nodes = [f"c{c}rp{k}" for k in range(n_out)]
-        for k, node in enumerate(nodes):
-            body += pwl_lines(node, "V", node, times, volts[:, k], f"chunk {c} partial readout {k}")
-            ic[node] = float(volts[0, k])
-        body += impl.synapse_lines(f"c{c}", ro, nodes, np.eye(n_out) / readout.r_load, VREST)
+    for c, source in enumerate(partials):
+        if len(source.nodes) != n_out:
+            raise NetlistValueError(f"partial readout {c} has {len(source.nodes)} nodes, expected {n_out}")
+        body += replay_lines(f"part{c}", source)
+        ic.update(dict(zip(source.nodes, source.initial_volts)))
+        body += impl.synapse_lines(f"c{c}", ro, list(source.nodes), np.eye(n_out) / readout.r_load, VREST)
     body += impl.bias_lines("ro", ro, np.asarray(readout.bias_current, dtype=float))
     for k, node in enumerate(ro):
         body += impl.readout_lines(f"ro{k}", node, readout.r_load, VREST)
-        i_sum = sum((float(np.asarray(v).reshape(len(t), n_out)[0, k]) - target.v_rest) / readout.r_load
-                    for t, v in zip(partial_times, partial_volts))
+        i_sum = sum((float(source.initial_volts[k]) - target.v_rest) / readout.r_load for source in partials)
         ic[node] = float(target.v_rest + readout.r_load * (i_sum + float(np.asarray(readout.bias_current).reshape(-1)[k])))
         prev, stages = node, []
         for st, stage in enumerate(readout.lowpass):
@@ -348,5 +386,5 @@ def build_readout_netlist(net: Any, partial_times: Sequence[np.ndarray], partial
     return Netlist(title, impl.library(set()), body, ic, float(t_stop), float(net.t_step), probes, nodes=node_map)
 
 
-__all__ = ["build_neuron_netlist", "build_network_netlist", "build_readout_netlist", "held_samples_pwl", "pwl_lines",
+__all__ = ["ReplaySource", "replay_lines", "build_neuron_netlist", "build_network_netlist", "build_readout_netlist", "held_samples_pwl", "pwl_lines",
            "step_current", "neuron_nodes", "spice_comment", "VREST"]

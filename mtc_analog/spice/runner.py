@@ -27,7 +27,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -35,6 +34,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import SimulationError, SimulatorMissingError
+from ._worker import CONVERGENCE_MARKERS as _CONVERGENCE_MARKERS
+from ._worker import ConvergenceFailure as _ConvergenceFailure
+from ._worker import ParseFailure as _ParseFailure
+from ._worker import simulate as _simulate_worker
 from .netlist import Netlist, set_simulator_settings, strip_control, tran_settings
 from .waveforms import Waveforms
 
@@ -50,16 +53,7 @@ RETRY_POLICY: tuple[tuple[str, dict[str, Any], float], ...] = (
      {"method": "gear", "reltol": 1e-3, "abstol": 1e-12, "vntol": 1e-6, "itl4": 100}, 10.0),
 )
 
-_CONVERGENCE_MARKERS = ("timestep too small", "singular matrix", "simulation(s) aborted", "iteration limit reached")
 _LOG_TAIL_LINES = 25
-
-
-class _ConvergenceFailure(Exception):
-    """Raised inside the worker: ngspice ran but did not converge (retryable)."""
-
-
-class _ParseFailure(Exception):
-    """Raised inside the worker: ngspice rejected the netlist (not retryable)."""
 
 
 def check_simulator() -> None:
@@ -71,83 +65,6 @@ def check_simulator() -> None:
             raise SimulatorMissingError(f"NGSPICE_LIBRARY_PATH={os.environ['NGSPICE_LIBRARY_PATH']} does not exist: {INSTALL_HINT}")
     elif ctypes.util.find_library("ngspice") is None:
         raise SimulatorMissingError(f"the shared library libngspice was not found: {INSTALL_HINT}")
-
-
-# ---- worker side (runs in the child process) ---------------------------------------------------
-_NGSPICE = None
-
-
-def _ngspice(log_file: Any) -> Any:
-    """The process's single ngspice instance, logging every line to ``log_file``."""
-    global _NGSPICE
-    warnings.filterwarnings("ignore", message=".*Unsupported Ngspice version.*")
-    import logging
-
-    logging.getLogger("PySpice").setLevel(logging.CRITICAL)  # ngspice's output goes to our log file instead
-    if _NGSPICE is None:
-        try:
-            from PySpice.Spice.NgSpice.Shared import NgSpiceShared
-        except (ImportError, OSError) as exc:  # pragma: no cover - depends on the machine
-            raise SimulatorMissingError(f"PySpice cannot load libngspice ({exc}): {INSTALL_HINT}") from None
-
-        class _LoggedNgSpice(NgSpiceShared):
-            log = None
-
-            def send_char(self, message: str, ngspice_id: int) -> int:
-                if self.log is not None:
-                    self.log.write(message + "\n")
-                    self.log.flush()
-                return 0
-
-        try:
-            _NGSPICE = _LoggedNgSpice(ngspice_id=0, send_data=False)
-        except OSError as exc:  # pragma: no cover
-            raise SimulatorMissingError(f"cannot load libngspice ({exc}): {INSTALL_HINT}") from None
-    _NGSPICE.log = log_file
-    return _NGSPICE
-
-
-def _simulate_worker(text: str, log_path: str) -> dict[str, Any]:
-    """Load ``text`` (no .control block), run its transient, return time and node voltages."""
-    with open(log_path, "a") as log:
-        ng = _ngspice(log)
-        log.write(f"---- mtc_analog worker pid {os.getpid()}: loading netlist ----\n")
-        log.flush()
-        started = time.perf_counter()
-        try:
-            ng.load_circuit(text)
-        except Exception as exc:  # noqa: BLE001 - PySpice raises several types for parse errors
-            _cleanup(ng)
-            raise _ParseFailure(f"ngspice rejected the netlist ({type(exc).__name__})") from None
-        try:
-            ng.run()
-        except Exception:  # noqa: BLE001 - judged by the log and the data below
-            pass
-        output = "\n".join(ng._stdout + ng._stderr).lower()
-        try:
-            plot = ng.plot(None, ng.last_plot) if ng.plot_names else {}
-        except Exception:  # noqa: BLE001
-            plot = {}
-        data = {name.lower(): np.array(vec._data, dtype=float) for name, vec in plot.items()
-                if np.isrealobj(vec._data)}
-        _cleanup(ng)
-        time_vec = data.pop("time", None)
-        if any(marker in output for marker in _CONVERGENCE_MARKERS) or time_vec is None or time_vec.size < 2:
-            raise _ConvergenceFailure("ngspice did not complete the transient")
-        voltages = {}
-        for name, values in data.items():
-            node = name[2:-1] if name.startswith("v(") and name.endswith(")") else name
-            if "#branch" not in node:
-                voltages[node] = values
-        return {"time": time_vec, "voltages": voltages, "seconds": time.perf_counter() - started, "pid": os.getpid()}
-
-
-def _cleanup(ng: Any) -> None:
-    for command in (ng.remove_circuit, lambda: ng.destroy("all")):
-        try:
-            command()
-        except Exception:  # noqa: BLE001 - best effort: a failed cleanup must not hide the result
-            pass
 
 
 # ---- caller side --------------------------------------------------------------------------------
@@ -177,7 +94,10 @@ class SimulationJob:
 
 
 def _executor(jobs: int) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    # forkserver: workers fork from a clean server process (cheap, no inherited ngspice/torch state);
+    # spawn where forkserver does not exist. Never fork the caller, never threads.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method))
 
 
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:

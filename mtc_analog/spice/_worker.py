@@ -1,0 +1,106 @@
+"""The code that runs inside a simulation worker process: one ngspice (PySpice shared mode) per process.
+
+Kept free of torch and of the rest of the package (only numpy, PySpice and the error types), so a
+worker starts fast. See :mod:`mtc_analog.spice.runner` for the caller side.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ..errors import SimulatorMissingError
+
+INSTALL_HINT = "install ngspice: apt-get install ngspice libngspice0-dev"
+#: Log phrases that mean the transient did not complete (retryable).
+CONVERGENCE_MARKERS = ("timestep too small", "singular matrix", "simulation(s) aborted", "iteration limit reached")
+
+
+class ConvergenceFailure(Exception):
+    """Raised inside the worker: ngspice ran but did not converge (retryable)."""
+
+
+class ParseFailure(Exception):
+    """Raised inside the worker: ngspice rejected the netlist (not retryable)."""
+
+
+_NGSPICE = None
+
+
+def _ngspice(log_file: Any) -> Any:
+    """The process's single ngspice instance, logging every line to ``log_file``."""
+    global _NGSPICE
+    warnings.filterwarnings("ignore", message=".*Unsupported Ngspice version.*")
+    import logging
+
+    logging.getLogger("PySpice").setLevel(logging.CRITICAL)  # ngspice's output goes to our log file instead
+    if _NGSPICE is None:
+        try:
+            from PySpice.Spice.NgSpice.Shared import NgSpiceShared
+        except (ImportError, OSError) as exc:  # pragma: no cover - depends on the machine
+            raise SimulatorMissingError(f"PySpice cannot load libngspice ({exc}): {INSTALL_HINT}") from None
+
+        class _LoggedNgSpice(NgSpiceShared):
+            log = None
+
+            def send_char(self, message: str, ngspice_id: int) -> int:
+                if self.log is not None:
+                    self.log.write(message + "\n")
+                    self.log.flush()
+                return 0
+
+        try:
+            _NGSPICE = _LoggedNgSpice(ngspice_id=0, send_data=False)
+        except OSError as exc:  # pragma: no cover
+            raise SimulatorMissingError(f"cannot load libngspice ({exc}): {INSTALL_HINT}") from None
+    _NGSPICE.log = log_file
+    return _NGSPICE
+
+
+def simulate(text: str, log_path: str) -> dict[str, Any]:
+    """Load ``text`` (no .control block), run its transient, return time and node voltages."""
+    with open(log_path, "a") as log:
+        ng = _ngspice(log)
+        log.write(f"---- mtc_analog worker pid {os.getpid()}: loading netlist ----\n")
+        log.flush()
+        started = time.perf_counter()
+        try:
+            ng.load_circuit(text)
+        except Exception as exc:  # noqa: BLE001 - PySpice raises several types for parse errors
+            _cleanup(ng)
+            raise ParseFailure(f"ngspice rejected the netlist ({type(exc).__name__})") from None
+        try:
+            ng.run()
+        except Exception:  # noqa: BLE001 - judged by the log and the data below
+            pass
+        output = "\n".join(ng._stdout + ng._stderr).lower()
+        try:
+            plot = ng.plot(None, ng.last_plot) if ng.plot_names else {}
+        except Exception:  # noqa: BLE001
+            plot = {}
+        data = {name.lower(): np.array(vec._data, dtype=float) for name, vec in plot.items()
+                if np.isrealobj(vec._data)}
+        _cleanup(ng)
+        time_vec = data.pop("time", None)
+        if any(marker in output for marker in CONVERGENCE_MARKERS) or time_vec is None or time_vec.size < 2:
+            raise ConvergenceFailure("ngspice did not complete the transient")
+        voltages = {}
+        for name, values in data.items():
+            node = name[2:-1] if name.startswith("v(") and name.endswith(")") else name
+            if "#branch" not in node:
+                voltages[node] = values
+        return {"time": time_vec, "voltages": voltages, "seconds": time.perf_counter() - started, "pid": os.getpid()}
+
+
+def _cleanup(ng: Any) -> None:
+    for command in (ng.remove_circuit, lambda: ng.destroy("all")):
+        try:
+            command()
+        except Exception:  # noqa: BLE001 - best effort: a failed cleanup must not hide the result
+            pass
+
+
