@@ -1,0 +1,155 @@
+"""The discrete step: explicit Euler update, exact filters, transduction, and gradients (float64)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+from mtc_analog.neuron.equations import MTCParameters, MTCState
+from mtc_analog.neuron.step import Transduction, mtc_rollout, mtc_step, transduce
+
+F64 = torch.float64
+
+
+def t64(*values):
+    return torch.tensor(values, dtype=F64)
+
+
+PARAMS = MTCParameters(a_f=t64(2.0, 2.5, 1.2), a_s_plus=t64(2.0, 1.0, 2.2), a_s_minus=t64(0.0, 1.5, 0.7),
+                       a_us=t64(0.5, 1.5, 1.0), d_f=t64(0.0, 0.2, -0.1), d_s_plus=t64(0.0, 0.1, 0.3),
+                       d_s_minus=t64(-1.5, -1.2, -0.8), d_us=t64(-1.0, -1.5, 0.2), tau_m=1.0, tau_f=0.3,
+                       tau_s=t64(5.0, 8.0, 6.0), tau_us=t64(40.0, 60.0, 50.0))
+STATE = MTCState(t64(-0.7, 0.4, 1.3), t64(-0.2, 0.9, 1.0), t64(-1.1, 0.2, 0.5), t64(-1.4, -0.3, 0.1))
+I_IN = t64(-0.5, 0.8, 1.7)
+DT = 0.1
+
+
+def explicit_spec_update(state, p, i_in, dt, filter):
+    """SPEC §3's Euler update written out by hand, every variable from the state at step t."""
+    u_m, u_f, u_s, u_us = state
+    uf = u_m if p.tau_f == 0 else u_f
+    i_tot = (-p.a_f * torch.tanh(uf - p.d_f) + p.a_s_plus * torch.tanh(u_s - p.d_s_plus)
+             - p.a_s_minus * torch.tanh(u_s - p.d_s_minus) + p.a_us * torch.tanh(u_us - p.d_us))
+    g = (lambda x: x) if filter == "linear" else torch.tanh
+    new_m = u_m + dt / p.tau_m * (-(u_m - p.u_rest) + p.resistance * i_in - p.resistance * i_tot)
+    new_f = new_m if p.tau_f == 0 else u_f + dt / p.tau_f * g(u_m - u_f)
+    return (new_m, new_f, u_s + dt / p.tau_s * g(u_m - u_s), u_us + dt / p.tau_us * g(u_m - u_us))
+
+
+@pytest.mark.parametrize("filter", ["linear", "ota"])
+@pytest.mark.parametrize("tau_f", [0.0, 0.3])
+def test_euler_step_is_the_explicit_update(filter, tau_f):
+    params = PARAMS._replace(tau_f=tau_f)
+    got = mtc_step(STATE, I_IN, params, DT, "euler", filter)
+    want = explicit_spec_update(STATE, params, I_IN, DT, filter)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-13, atol=1e-13)
+
+
+def test_exact_linear_filter_is_the_closed_form():
+    """U_x(t+dt) = U_m + (U_x - U_m) exp(-dt/tau) with U_m held; the membrane stays Euler."""
+    got = mtc_step(STATE, I_IN, PARAMS, DT, "exact", "linear")
+    euler = mtc_step(STATE, I_IN, PARAMS, DT, "euler", "linear")
+    torch.testing.assert_close(got.u_m, euler.u_m, rtol=0, atol=0)
+    for field, tau in (("u_f", PARAMS.tau_f), ("u_s", PARAMS.tau_s), ("u_us", PARAMS.tau_us)):
+        x = getattr(STATE, field)
+        tau = torch.as_tensor(tau, dtype=F64)
+        want = STATE.u_m + (x - STATE.u_m) * torch.exp(-DT / tau)
+        torch.testing.assert_close(getattr(got, field), want, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("dt", [0.1, 2.0, 25.0])
+def test_exact_ota_filter_solves_the_ode(dt):
+    """The exact OTA update solves tau dU_x/dt = tanh(U_m - U_x) with U_m held over the step."""
+    got = mtc_step(STATE, I_IN, PARAMS, dt, "exact", "ota")
+    for field, tau in (("u_f", PARAMS.tau_f), ("u_s", PARAMS.tau_s), ("u_us", PARAMS.tau_us)):
+        for j in range(3):
+            taus = torch.as_tensor(tau, dtype=F64).reshape(-1)
+            tau_j = float(taus[0 if taus.numel() == 1 else j])
+            u_m, x0 = float(STATE.u_m[j]), float(getattr(STATE, field)[j])
+            sol = solve_ivp(lambda _t, x: np.tanh(u_m - x) / tau_j, (0, dt), [x0], rtol=1e-12, atol=1e-13)
+            assert float(getattr(got, field)[j]) == pytest.approx(sol.y[0, -1], abs=1e-9)
+
+
+def test_tau_f_zero_means_fast_reads_membrane():
+    for method in ("euler", "exact"):
+        new = mtc_step(STATE, I_IN, PARAMS._replace(tau_f=0.0), DT, method, "linear")
+        torch.testing.assert_close(new.u_f, new.u_m, rtol=0, atol=0)
+
+
+def test_transductions():
+    u = torch.linspace(-3, 3, 601, dtype=F64)
+    clip = transduce(u, Transduction("clip", u_th=0.5, u_sat=1.5))
+    assert float(clip.min()) == 0.0 and float(clip.max()) == 1.0
+    torch.testing.assert_close(transduce(t64(1.0), Transduction("clip", u_th=0.5, u_sat=1.5)), t64(0.5))
+    sig = transduce(u, Transduction("sigmoid", u_c=1.0))
+    torch.testing.assert_close(sig, 1 / (1 + torch.exp(-2 * (u - 1.0))))
+    assert torch.all(torch.diff(sig) > 0)
+    with pytest.raises(ValueError, match="unknown transduction"):
+        transduce(u, Transduction("step"))
+
+
+def test_unknown_method_and_filter_rejected():
+    with pytest.raises(ValueError, match="unknown method"):
+        mtc_step(STATE, I_IN, PARAMS, DT, "rk4")
+    with pytest.raises(ValueError, match="unknown filter"):
+        mtc_step(STATE, I_IN, PARAMS, DT, "euler", "cubic")
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients: BPTT through tanh, the filters and the transduction — no surrogate anywhere.
+
+TRAINABLE = ("a_f", "a_s_plus", "a_s_minus", "a_us", "d_f", "d_s_plus", "d_s_minus", "d_us", "tau_f", "tau_s",
+             "tau_us")
+
+
+def leaf_params(tau_f: float):
+    values = {name: torch.as_tensor(getattr(PARAMS, name), dtype=F64).expand(3).clone().requires_grad_(True)
+              for name in TRAINABLE}
+    values["tau_f"] = torch.full((3,), tau_f, dtype=F64, requires_grad=tau_f > 0)
+    return values
+
+
+@pytest.mark.parametrize("method", ["euler", "exact"])
+@pytest.mark.parametrize("filter", ["linear", "ota"])
+def test_gradcheck_step(method, filter):
+    values = leaf_params(0.3)
+    state = [x.clone().requires_grad_(True) for x in STATE]
+    i_in = I_IN.clone().requires_grad_(True)
+    names = list(values)
+
+    def f(i, *xs):
+        params = PARAMS._replace(**dict(zip(names, xs[4:])))
+        return tuple(mtc_step(MTCState(*xs[:4]), i, params, DT, method, filter))
+
+    assert torch.autograd.gradcheck(f, (i_in, *state, *values.values()), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("filter", "kind", "method", "tau_f"), [
+    ("linear", "clip", "euler", 0.0), ("linear", "sigmoid", "exact", 0.3),
+    ("ota", "clip", "exact", 0.3), ("ota", "sigmoid", "euler", 0.0)])
+def test_gradcheck_rollout(filter, kind, method, tau_f):
+    """24 steps, batch 2 x 3 neurons: outputs s and the membrane w.r.t. input, initial state, parameters.
+
+    Both filters x both transductions (methods and tau_f alternate); ``fast_mode`` checks random
+    projections of the full Jacobian, which keeps 24-step checks quick.
+    """
+    gen = torch.Generator().manual_seed(7)
+    i_in = (0.8 * torch.randn(24, 2, 3, generator=gen, dtype=F64) + 0.6).requires_grad_(True)
+    state = [(x.expand(2, 3) + 0.1 * torch.randn(2, 3, generator=gen, dtype=F64)).requires_grad_(True) for x in STATE]
+    values = leaf_params(tau_f)
+    names = list(values)
+    # Wide clip span keeps the finite differences clear of the clip's two kinks.
+    transduction = Transduction(kind, u_th=-0.35, u_sat=2.9, u_c=0.4)
+
+    def f(i, *xs):
+        params = PARAMS._replace(**dict(zip(names, xs[4:])))
+        r = mtc_rollout(i, params, 0.2, MTCState(*xs[:4]), method, filter, transduction, record_membrane=True)
+        return r.s, r.u_m, *r.final
+
+    inputs = (i_in, *state, *[v for v in values.values()])
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
