@@ -1,0 +1,216 @@
+"""Side-by-side comparison: MTC, LIF and AdLIF at equal size and budget, plus non-spiking anchors.
+
+For the headline horizon every spiking model is trained with each seed; for the NRMSE-versus-
+horizon curve each other horizon gets ``curve_seeds`` seeds. Runs live in
+``OUT/runs/H<h>/<model>/seed<s>/`` and are reused when their stored configuration matches (so an
+interrupted comparison continues where it stopped). Results: ``comparison.json``,
+``comparison.md`` (Markdown table) and ``comparison.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..io import prepare_output_dir, write_json, write_text
+from ..network import DEFAULT_INIT_BY_NEURON, NetworkConfig
+from ..tasks.mackey_glass import TaskConfig, make_task
+from .anchors import echo_state_network, ridge_window
+from .train import METRICS, TrainConfig, train
+
+SPIKING = ("mtc", "lif", "adlif")
+ACTIVITY = ("spike_rate", "duty_cycle", "synops_per_step")
+
+
+@dataclass
+class CompareConfig:
+    horizon: int = 84
+    seeds: int = 3
+    horizons: tuple[int, ...] = (1, 17, 42, 84, 126)
+    curve_seeds: int = 1
+    models: tuple[str, ...] = SPIKING
+    ridge_window: int = 100
+    workers: int = 1
+    base_network: NetworkConfig = field(default_factory=NetworkConfig)  #: neuron and seed are replaced
+    base_task: TaskConfig = field(default_factory=TaskConfig)  #: horizon is replaced
+    train: TrainConfig = field(default_factory=TrainConfig)  #: seed is replaced
+    init_overrides: dict[str, Any] = field(default_factory=dict)  #: input_scale / bias_init for all models
+
+
+def _job_configs(cfg: CompareConfig, model: str, horizon: int, seed: int) -> tuple[NetworkConfig, TaskConfig, TrainConfig]:
+    init = {**DEFAULT_INIT_BY_NEURON[model], **cfg.init_overrides}
+    net = dataclasses.replace(cfg.base_network, neuron=model, seed=seed, **init)
+    task = dataclasses.replace(cfg.base_task, horizon=horizon)
+    budget = dataclasses.replace(cfg.train, seed=seed)
+    return net, task, budget
+
+
+def _cached(path: Path, net: NetworkConfig, task: TaskConfig, budget: TrainConfig) -> dict[str, Any] | None:
+    metrics_path = path / METRICS
+    if not metrics_path.exists():
+        return None
+    metrics = json.loads(metrics_path.read_text())
+    same = (metrics.get("network_config") == net.to_dict() and metrics.get("task_config") == task.to_dict()
+            and metrics.get("train_config") == budget.to_dict())
+    return metrics if same else None
+
+
+def _run_job(job: tuple[str, NetworkConfig, TaskConfig, TrainConfig]) -> dict[str, Any]:
+    path, net, task, budget = job
+    path = Path(path)
+    cached = _cached(path, net, task, budget)
+    if cached is not None:
+        return cached
+    return train(net, task, budget, path, force=True, resume=False, progress=False)
+
+
+def run_compare(cfg: CompareConfig, out_dir: str | Path, force: bool = False, progress: bool = True,
+                command: str | None = None) -> dict[str, Any]:
+    """Run (or reuse) every training job and anchor; write and return the comparison."""
+    from tqdm.auto import tqdm
+
+    out = prepare_output_dir(out_dir, "comparison.json", force)
+    started = time.perf_counter()
+    horizons = sorted(set(cfg.horizons) | {cfg.horizon})
+    for h in horizons:  # fail fast on an impossible horizon, before any training
+        dataclasses.replace(cfg.base_task, horizon=h).validate()
+    jobs, keys = [], []
+    for h in horizons:
+        n_seeds = cfg.seeds if h == cfg.horizon else cfg.curve_seeds
+        for seed in range(n_seeds):
+            for model in cfg.models:
+                net, task, budget = _job_configs(cfg, model, h, seed)
+                jobs.append((str(out / "runs" / f"H{h}" / model / f"seed{seed}"), net, task, budget))
+                keys.append((h, model, seed))
+    results: dict[tuple[int, str, int], dict[str, Any]] = {}
+    bar = tqdm(total=len(jobs), desc="compare", unit="run", disable=not progress)
+    if cfg.workers > 1:
+        with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+            for key, metrics in zip(keys, pool.map(_run_job, jobs)):
+                results[key] = metrics
+                bar.update(1)
+    else:
+        for key, job in zip(keys, jobs):
+            bar.set_postfix_str(f"H={key[0]} {key[1]} seed {key[2]}")
+            results[key] = _run_job(job)
+            bar.update(1)
+    bar.close()
+    anchors: dict[tuple[int, str, int], dict[str, Any]] = {}
+    size = int(sum(cfg.base_network.hidden))
+    for h in horizons:
+        task = make_task(dataclasses.replace(cfg.base_task, horizon=h))
+        n_seeds = cfg.seeds if h == cfg.horizon else cfg.curve_seeds
+        anchors[(h, "ridge", 0)] = ridge_window(task, cfg.ridge_window)
+        for seed in range(n_seeds):
+            anchors[(h, "esn", seed)] = echo_state_network(task, size, seed=seed)
+    headline = _rows(cfg, results, anchors, cfg.horizon)
+    curve = _curve(results, anchors, horizons)
+    comparison = {
+        "horizon": cfg.horizon,
+        "seeds": list(range(cfg.seeds)),
+        "hidden": list(cfg.base_network.hidden),
+        "rows": headline,
+        "horizon_curve": {m: {str(h): v for h, v in c.items()} for m, c in curve.items()},
+        "curve_seeds": cfg.curve_seeds,
+        "network_config": cfg.base_network.to_dict(),
+        "task_config": cfg.base_task.to_dict(),
+        "train_config": cfg.train.to_dict(),
+        "init_by_neuron": {m: {**DEFAULT_INIT_BY_NEURON[m], **cfg.init_overrides} for m in cfg.models},
+        "definitions": {
+            "test_nrmse": "RMSE / std(target) on the test split (last 30% of the series), z-scored units",
+            "spike_rate": "spikes per neuron per neuron step (MTC: upward crossings of U_th; LIF/AdLIF: S = 1)",
+            "duty_cycle": "fraction of neuron-steps with s > 0",
+            "synops_per_step": "active neurons x fan-out per neuron step (MAC for MTC's graded s, AC for binary spikes)",
+        },
+        "command": command,
+        "wall_s": time.perf_counter() - started,
+    }
+    write_json(out / "comparison.json", comparison)
+    write_text(out / "comparison.md", markdown_table(comparison))
+    from ..plotting.training import plot_comparison
+
+    plot_comparison(headline, out / "comparison.png", {m: c for m, c in curve.items()})
+    return comparison
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def _rows(cfg: CompareConfig, results: dict, anchors: dict, horizon: int) -> list[dict[str, Any]]:
+    rows = []
+    for model in cfg.models:
+        runs = [m for (h, name, _), m in sorted(results.items()) if h == horizon and name == model]
+        row: dict[str, Any] = {"model": model.upper() if model != "adlif" else "AdLIF", "kind": "spiking",
+                               "n_runs": len(runs), "test_nrmse": [r["test_nrmse"] for r in runs]}
+        row["test_nrmse_mean"], row["test_nrmse_std"] = _stats(row["test_nrmse"])
+        row["val_nrmse_mean"], row["val_nrmse_std"] = _stats([r["val_nrmse"] for r in runs])
+        for key in ACTIVITY:
+            row[f"{key}_mean"], row[f"{key}_std"] = _stats([r[key] for r in runs])
+        row["synop_kind"] = runs[0]["synop_kind"]
+        row["n_parameters"] = runs[0]["n_parameters"]
+        row["train_wall_s_mean"] = _stats([r["train_wall_s"] for r in runs])[0]
+        rows.append(row)
+    for name in ("ridge", "esn"):
+        runs = [m for (h, n, _), m in sorted(anchors.items()) if h == horizon and n == name]
+        row = {"model": runs[0]["model"], "kind": "anchor", "n_runs": len(runs), "test_nrmse": [r["test_nrmse"] for r in runs],
+               "n_parameters": runs[0]["n_parameters"], "spike_rate_mean": None}
+        row["test_nrmse_mean"], row["test_nrmse_std"] = _stats(row["test_nrmse"])
+        row["val_nrmse_mean"], row["val_nrmse_std"] = _stats([r["val_nrmse"] for r in runs])
+        row["train_wall_s_mean"] = _stats([r["train_wall_s"] for r in runs])[0]
+        rows.append(row)
+    return rows
+
+
+def _curve(results: dict, anchors: dict, horizons: Sequence[int]) -> dict[str, dict[int, list[float]]]:
+    curve: dict[str, dict[int, list[float]]] = {}
+    for (h, model, _), m in sorted({**results, **anchors}.items()):
+        label = {"mtc": "MTC", "lif": "LIF", "adlif": "AdLIF", "ridge": "ridge", "esn": "ESN"}[model]
+        curve.setdefault(label, {}).setdefault(h, []).append(m["test_nrmse"])
+    return curve
+
+
+def markdown_table(comparison: dict[str, Any]) -> str:
+    def pm(row: dict, key: str, fmt: str = "{:.3f}") -> str:
+        mean = row.get(f"{key}_mean")
+        if mean is None:
+            return "–"
+        return f"{fmt.format(mean)} ± {fmt.format(row.get(f'{key}_std', 0.0))}"
+
+    h = comparison["horizon"]
+    lines = [
+        f"# Mackey-Glass, H = {h}: spiking networks of equal size (hidden {comparison['hidden']}) and budget",
+        "",
+        f"mean ± std over {len(comparison['seeds'])} seed(s); NRMSE = RMSE / std(target) on the test split.",
+        "",
+        "| model | test NRMSE | val NRMSE | spike rate [1/(neuron·step)] | duty cycle | synops / step | params | train wall [s] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in comparison["rows"]:
+        synops = pm(row, "synops_per_step", "{:.3g}")
+        if row.get("synop_kind"):
+            synops += f" {row['synop_kind']}"
+        lines.append(
+            f"| {row['model']} | {pm(row, 'test_nrmse')} | {pm(row, 'val_nrmse')} | {pm(row, 'spike_rate', '{:.3g}')} | "
+            f"{pm(row, 'duty_cycle', '{:.3g}')} | {synops} | {row['n_parameters']} | {row['train_wall_s_mean']:.0f} |"
+        )
+    lines += ["", "## Test NRMSE versus horizon", "",
+              "| model | " + " | ".join(f"H={k}" for k in sorted(next(iter(comparison['horizon_curve'].values())), key=int)) + " |",
+              "|---|" + "---|" * len(next(iter(comparison["horizon_curve"].values())))]
+    for model, curve in comparison["horizon_curve"].items():
+        cells = []
+        for k in sorted(curve, key=int):
+            mean, std = _stats(curve[k])
+            cells.append(f"{mean:.3f}" + (f" ± {std:.3f}" if len(curve[k]) > 1 else ""))
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    if comparison.get("command"):
+        lines += ["", f"Command: `{comparison['command']}`"]
+    return "\n".join(lines) + "\n"
