@@ -147,6 +147,54 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def validation_figures(result: Any, dt_rows: list[dict] | None = None, n_traces: int = 4,
+                       trace_span: float | None = None) -> dict[str, str]:
+    """The report's figures for a :class:`~mtc_analog.validation.runs.ValidationResult`, as data URIs.
+
+    Membrane overlays show the ``n_traces`` neurons of the first layer with the most model spikes,
+    over the last ``trace_span`` t_u (default: 150 t_u, or the whole run if shorter). I-V curves are
+    computed from the *unmapped* circuit values of those neurons (what the circuit really holds).
+    """
+    import numpy as np
+
+    from ..hardware.mapping import unmap_neuron
+    from ..neuron.iv import iv_curves
+    from ..plotting import validation as plots
+
+    model, circuit = result.model, result.circuit
+    figures: dict[str, str] = {}
+    counts = np.array([len(t) for t in model.spike_times[0]])
+    chosen = [int(i) for i in np.argsort(-counts, kind="stable")[: min(n_traces, counts.size)]]
+    span = trace_span if trace_span is not None else min(150.0, model.duration)
+    window = (model.duration - span, model.duration)
+    figures["Membrane traces, model vs circuit (layer 0, most active neurons)"] = figure_to_data_uri(
+        plots.membrane_overlay(model.time, model.membrane[0], circuit.membrane[0], chosen,
+                               u_th=result.spike_thresholds[0], window=window))
+    for layer in range(len(model.spike_times)):
+        figures[f"Spike rasters, layer {layer}"] = figure_to_data_uri(
+            plots.rasters(model.spike_times[layer], circuit.spike_times[layer], model.duration,
+                          title=f"layer {layer}: spikes = upward crossings of U = {result.spike_thresholds[layer]:g} V_s"))
+    per_layer = result.summary["layers"]
+    cat = lambda key: np.concatenate([np.asarray(p["per_neuron"][key], dtype=float) for p in per_layer])  # noqa: E731
+    figures["Per-neuron errors"] = figure_to_data_uri(
+        plots.error_histograms(cat("membrane_nrmse"), cat("gamma"), cat("spike_count_error")))
+    index = np.arange(model.prediction.shape[0]) - result.score_from_sample
+    figures["Network output vs target (negative samples: washout)"] = figure_to_data_uri(
+        plots.output_vs_target(index, result.ground_truth[:, 0], model.prediction[:, 0], circuit.prediction[:, 0]))
+    target = result.network_circuit.target
+    curves = []
+    for i in chosen:
+        params = unmap_neuron(result.network_circuit.layers[0].neurons[i], target).params
+        iv = iv_curves(params)
+        curves.append({"label": f"layer 0 / neuron {i}", "u": iv.u, "fast": iv.fast, "slow": iv.slow,
+                       "ultraslow": iv.ultraslow})
+    if curves:
+        figures["I-V curves of the mapped neurons"] = figure_to_data_uri(plots.iv_curves(curves))
+    if dt_rows:
+        figures["dt study"] = figure_to_data_uri(plots.dt_study(dt_rows))
+    return figures
+
+
 def load_report(path: str | Path) -> dict:
     """Read a report.json back."""
     return json.loads(Path(path).read_text())

@@ -1,0 +1,75 @@
+"""The whole validation of one network into one output directory (what ``mtc-analog validate`` does).
+
+    report = validate_into(network, task, "runs/val", ValidationSettings(circuit_filter="ota"))
+    report = validate_checkpoint("runs/mtc/best.safetensors", "runs/val", settings, dt_study=True)
+
+Order of work, so that a failure never leaves a directory that looks finished: refuse an existing
+``report.json`` unless ``force`` (then delete the stale report first), check the mapping against
+the target (HardwareRangeError before any simulation), run model and circuit, compute, and only
+then write ``report.html`` and last ``report.json`` — each atomically.
+A report whose thresholds fail is still written (it is complete); :func:`raise_if_failed` turns it
+into :class:`~mtc_analog.errors.ValidationFailed` for the CLI's exit code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ValidationFailed
+from ..io import prepare_output_dir
+from .report import REPORT_HTML, REPORT_JSON, validation_figures, write_report
+from .runs import Progress, ValidationResult, ValidationSettings, _quiet, dt_study, validate_network
+
+
+def prepare_report_dir(out: str | Path, force: bool) -> Path:
+    """Create ``out``; refuse an earlier report without ``force``; with it, remove the stale report
+    first so that a run failing half-way cannot leave the old one posing as its result."""
+    out = prepare_output_dir(out, REPORT_JSON, force)
+    for name in (REPORT_JSON, REPORT_HTML):
+        (out / name).unlink(missing_ok=True)
+    return out
+
+
+def validate_into(network: Any, task: Any, out: str | Path, settings: ValidationSettings = ValidationSettings(),
+                  run_dt_study: bool = False, force: bool = False, progress: Progress = _quiet,
+                  extra: dict[str, Any] | None = None, title: str | None = None) -> tuple[dict, ValidationResult]:
+    """Validate ``network`` on ``task``'s test split and write ``out/report.{html,json}``.
+
+    Returns ``(report dict, result)``. ``extra`` is merged into the report (e.g. the checkpoint path).
+    """
+    out = prepare_report_dir(out, force)
+    result = validate_network(network, task, settings, progress)
+    report = dict(result.summary)
+    report.update(extra or {})
+    rows = None
+    if run_dt_study:
+        rows = dt_study(network, result, task, settings, progress=progress)
+        report["dt_study"] = rows
+    progress("writing the report")
+    figures = validation_figures(result, rows)
+    write_report(out, report, figures, title=title)
+    return report, result
+
+
+def validate_checkpoint(checkpoint: str | Path, out: str | Path, settings: ValidationSettings = ValidationSettings(),
+                        run_dt_study: bool = False, force: bool = False,
+                        progress: Progress = _quiet) -> tuple[dict, ValidationResult]:
+    """:func:`validate_into` for a checkpoint file written by ``mtc-analog train``."""
+    from ..tasks.mackey_glass import make_task
+    from ..training.checkpoint import load_checkpoint
+
+    prepare_output_dir(out, REPORT_JSON, force)  # refuse before the (slower) loading
+    progress(f"loading {checkpoint}")
+    loaded = load_checkpoint(checkpoint)
+    task = make_task(loaded.task)
+    extra = {"checkpoint": str(checkpoint), "horizon": loaded.task.horizon,
+             "trained_test_nrmse": (loaded.metrics or {}).get("test_nrmse")}
+    return validate_into(loaded.network, task, out, settings, run_dt_study, force, progress, extra)
+
+
+def raise_if_failed(report: dict, out: str | Path) -> None:
+    """:class:`ValidationFailed` naming every failed threshold and where the report is."""
+    if not report.get("passed"):
+        reasons = "; ".join(report.get("failures") or ["thresholds not met"])
+        raise ValidationFailed(f"{reasons} (report: {Path(out) / REPORT_HTML})")
