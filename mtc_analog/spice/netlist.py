@@ -88,6 +88,7 @@ class Netlist:
                 "set filetype=binary",
                 "run",
                 f"write $inputdir/{raw}",
+                "quit 0",  # batch mode otherwise exits 1 ("no .plot lines"); failures show in the log
                 ".endc",
             ]
         lines.append(".end")

@@ -142,9 +142,8 @@ def run_jobs(
     attempts = [0] * len(jobs)
     tried: list[list[str]] = [[] for _ in jobs]
     policy = RETRY_POLICY if retry else RETRY_POLICY[:1]
-    log_paths = [
-        (job.path.with_suffix(".log") if job.path is not None else log_root / f"job{k}.log") for k, job in enumerate(jobs)
-    ]
+    log_paths = [log_root / (f"{job.path.stem}.log" if job.path is not None and len(jobs) == 1 else f"job{k}.log")
+                 for k, job in enumerate(jobs)]
     for path in log_paths:
         path.write_text("")
 

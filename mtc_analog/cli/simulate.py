@@ -1,0 +1,69 @@
+"""``mtc-analog simulate DIR/network.cir --out DIR2``: run an exported netlist through PySpice.
+
+Saves ``DIR2/waveforms.npz`` (volts and model units; format in :mod:`mtc_analog.spice.waveforms`),
+``DIR2/waveforms.png`` and ``DIR2/simulation.json`` (what ran, how long, which retry attempts).
+Model units need the ``mapping.json`` written beside the netlist by ``mtc-analog export``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+MARKER = "waveforms.npz"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "simulate", help="run an exported netlist in ngspice (PySpice) and save its waveforms",
+        description="Run DIR/network.cir through PySpice (ngspice shared mode, in a worker process) and save the "
+                    "probed waveforms in volts and model units (.npz) with a figure.",
+    )
+    p.add_argument("netlist", type=Path, help="netlist written by `mtc-analog export` (DIR/network.cir)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--mapping", type=Path, default=None, help="mapping.json (default: next to the netlist)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds allowed per ngspice attempt (default: none)")
+    p.add_argument("--no-retry", action="store_true", help="fail on the first convergence problem")
+    p.add_argument("--force", action="store_true", help="overwrite earlier results in --out")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..io import prepare_output_dir, save_figure, write_json
+    from ..spice.runner import run_transient
+    from ..spice.waveforms import save_npz
+
+    if not args.netlist.is_file():
+        raise InputError(f"netlist {args.netlist} does not exist")
+    mapping_path = args.mapping or args.netlist.with_name("mapping.json")
+    mapping = None
+    if mapping_path.exists():
+        try:
+            mapping = json.loads(mapping_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read {mapping_path}: {exc}") from None
+    elif args.mapping:
+        raise InputError(f"mapping file {args.mapping} does not exist")
+    out = prepare_output_dir(args.out, MARKER, args.force)
+    started = time.perf_counter()
+    waves = run_transient(args.netlist, timeout_s=args.timeout, retry=not args.no_retry, log_dir=out)
+    wall = time.perf_counter() - started
+    summary = {"netlist": str(args.netlist), "mapping": str(mapping_path) if mapping else None,
+               "time_points": int(waves.time.size), "t_stop_s": float(waves.time[-1]), "nodes": waves.nodes,
+               "attempts": waves.meta.get("attempts", []), "ngspice_seconds": waves.meta.get("seconds"),
+               "wall_seconds": wall, "waveforms": MARKER}
+    figure = None
+    if mapping is not None:
+        from ..plotting.spice import waveform_figure
+
+        figure = save_figure(waveform_figure(waves.to_model_units(mapping), mapping), out / "waveforms.png", dpi=110)
+        summary["figure"] = figure.name
+    write_json(out / "simulation.json", summary)
+    save_npz(out / MARKER, waves, mapping)  # last: its presence marks a finished run
+    print(f"simulated {args.netlist} in {wall:.2f} s ({waves.time.size} time points, "
+          f"{summary['attempts'][-1] if summary['attempts'] else ''}) -> {out / MARKER}"
+          + (f", {out / figure.name}" if figure else " (no mapping.json: volts only, no figure)"))
+    return 0
