@@ -54,7 +54,7 @@ DEFAULT_MTC_INIT: dict[str, float] = {
 DEFAULT_INIT_BY_NEURON: dict[str, dict[str, Any]] = {
     "mtc": {"input_scale": 1.0, "bias_init": None},
     "lif": {"input_scale": 1.0, "bias_init": None},
-    "adlif": {"input_scale": 1.0, "bias_init": None},
+    "adlif": {"input_scale": 10.0, "bias_init": None},  # q = 120 adaptation silences it at 1.0
 }
 
 

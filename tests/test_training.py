@@ -62,3 +62,21 @@ def test_refuses_to_overwrite_and_rejects_impossible_windows(tmp_path):
         train(net, TASK, TrainConfig(window=10_000), tmp_path / "other", progress=False)
     with pytest.raises(InputError, match="resume"):
         train(net, TASK, BUDGET, tmp_path / "nothing", resume=True, progress=False)
+
+
+def test_with_step_reintegrates_at_a_finer_dt_and_keeps_the_sample_period():
+    from mtc_analog.network import SpikingRegressor
+    from mtc_analog.training.evaluate import with_step
+
+    net = SpikingRegressor(NetworkConfig(neuron="mtc", hidden=(4,), dt=0.5, substeps=2, init_jitter=0.1))
+    x = torch.randn(30, 1, 1)
+    with torch.no_grad():
+        coarse = net(x).prediction
+        same = with_step(net, 0.5, 2)(x).prediction
+        fine = with_step(net, 0.25, 4)(x).prediction
+        finer = with_step(net, 0.125, 8)(x).prediction
+    torch.testing.assert_close(same, coarse)
+    # Euler is first order: halving dt roughly halves the distance to the dt -> 0 limit
+    assert (finer - fine).abs().max() < (fine - coarse).abs().max()
+    with pytest.raises(InputError, match="sample period"):
+        with_step(net, 0.25, 3)

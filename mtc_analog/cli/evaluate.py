@@ -11,6 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Rebuild the task stored in CHECKPOINT and recompute NRMSE and activity.")
     p.add_argument("checkpoint", help="a best.safetensors written by `mtc-analog train`")
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--dt", type=float, default=None, help="re-integrate with this step [t_u] (with --substeps)")
+    p.add_argument("--substeps", type=int, default=None, help="steps per sample when re-integrating (dt*substeps fixed)")
     p.add_argument("--out", default=None, help="also write the metrics to this JSON file")
     p.set_defaults(func=run)
 
@@ -19,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import write_json
     from ..training.evaluate import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, split=args.split)
+    metrics = evaluate_checkpoint(args.checkpoint, split=args.split, dt=args.dt, substeps=args.substeps)
     if args.out:
         write_json(args.out, metrics)
     print(json.dumps(metrics, indent=2))

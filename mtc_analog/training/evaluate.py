@@ -69,10 +69,32 @@ def evaluate_split(network: SpikingRegressor, task: TaskData, split: str = "test
     return SplitEvaluation(split, prediction, target, part.start, metrics, output if keep_output else None)
 
 
-def evaluate_checkpoint(path: str | Path, split: str = "test", washout: int | None = None) -> dict[str, Any]:
+def with_step(network: SpikingRegressor, dt: float, substeps: int) -> SpikingRegressor:
+    """The same trained network integrated with another step ``dt`` and ``substeps`` per sample.
+
+    The sample period ``dt * substeps`` must not change (it sets the task's time axis); parameters
+    are time-step independent, so this measures the discretisation error of the trained model
+    (dt -> 0 approaches the continuous-time circuit).
+    """
+    import dataclasses
+
+    from ..errors import InputError
+
+    old = network.config
+    if abs(dt * substeps - old.sample_period) > 1e-9 * old.sample_period:
+        raise InputError(f"dt * substeps = {dt * substeps:g} must equal the trained sample period {old.sample_period:g} t_u")
+    refined = SpikingRegressor(dataclasses.replace(old, dt=float(dt), substeps=int(substeps)))
+    refined.load_state_dict(network.state_dict())
+    refined.eval()
+    return refined
+
+
+def evaluate_checkpoint(path: str | Path, split: str = "test", washout: int | None = None,
+                        dt: float | None = None, substeps: int | None = None) -> dict[str, Any]:
     """Rebuild the task stored in a checkpoint and recompute its metrics on ``split``.
 
-    ``washout`` defaults to the one the checkpoint was trained and evaluated with.
+    ``washout`` defaults to the one the checkpoint was trained and evaluated with. ``dt`` and
+    ``substeps`` (given together) re-integrate the network with another step; see :func:`with_step`.
     """
     from ..tasks.mackey_glass import make_task
     from .checkpoint import load_checkpoint
@@ -81,6 +103,13 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", washout: int | No
     task = make_task(checkpoint.task)
     if washout is None:
         washout = int(checkpoint.training.get("train_config", {}).get("eval_washout", DEFAULT_EVAL_WASHOUT))
-    result = evaluate_split(checkpoint.network, task, split, washout)
-    return {"checkpoint": str(path), "neuron": checkpoint.network.neuron, "split": split,
-            "horizon": checkpoint.task.horizon, **result.metrics}
+    network = checkpoint.network
+    if dt is not None or substeps is not None:
+        if dt is None or substeps is None:
+            from ..errors import InputError
+
+            raise InputError("give --dt and --substeps together (their product is the sample period)")
+        network = with_step(network, dt, substeps)
+    result = evaluate_split(network, task, split, washout)
+    return {"checkpoint": str(path), "neuron": network.neuron, "split": split, "horizon": checkpoint.task.horizon,
+            "dt": network.config.dt, "substeps": network.config.substeps, **result.metrics}
