@@ -83,3 +83,24 @@ def test_iv_bad_input_is_one_line_error(tmp_path, capsys, monkeypatch, argv, nee
 def test_iv_rejects_unknown_figure_format(tmp_path, capsys):
     assert main(["iv", "--out", str(tmp_path / "iv.txt")]) == 2
     assert ".png" in capsys.readouterr().err
+
+
+def test_write_outputs_accepts_extra_traces_and_fields(tmp_path):
+    """The hook a circuit run uses: extra traces on the figure, extra fields per regime in the JSON."""
+    import numpy as np
+
+    from mtc_analog.cli.regimes import write_outputs
+    from mtc_analog.neuron.regimes import simulate_presets
+    from mtc_analog.plotting.neuron import ExtraTrace
+
+    short = [PRESETS[name].shortened(t_step=50.0, t_end=300.0) for name in ("tonic_spiking", "phasic_bursting")]
+    results = simulate_presets(short)
+    r = results[0]
+    extra = {"tonic_spiking": [ExtraTrace("circuit", r.time[::3], r.u_m[::3] + 0.05)]}
+    fields = {"tonic_spiking": {"circuit": {"spike_count": 4}}}
+    json_path, png = write_outputs(tmp_path, results, extra, fields, settings={"dt": 0.05})
+    data = json.loads(json_path.read_text())
+    assert data["regimes"]["tonic_spiking"]["circuit"] == {"spike_count": 4}
+    assert "circuit" not in data["regimes"]["phasic_bursting"]
+    assert data["settings"] == {"dt": 0.05}
+    assert png.stat().st_size > 10_000 and np.isfinite(r.u_m).all()
