@@ -70,9 +70,12 @@ def simulate(text: str, log_path: str) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             ng.load_circuit(text)
+            loaded = "\n".join(ng._stdout + ng._stderr).lower()
         except Exception as exc:  # noqa: BLE001 - PySpice raises several types for parse errors
+            loaded = f"error: {type(exc).__name__}"
+        if "error" in loaded:
             _cleanup(ng)
-            raise ParseFailure(f"ngspice rejected the netlist ({type(exc).__name__})") from None
+            raise ParseFailure("ngspice rejected the netlist")
         try:
             ng.run()
         except Exception:  # noqa: BLE001 - judged by the log and the data below

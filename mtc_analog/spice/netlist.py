@@ -25,7 +25,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {"reltol": 1e-4, "abstol": 1e-15, "gmin": 1e-1
 RAW_FILE = "waveforms.raw"
 
 _CONTROL_RE = re.compile(r"^\.control\b.*?^\.endc\b[^\n]*\n?", re.S | re.M | re.I)
-_TRAN_RE = re.compile(r"^\.tran\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$", re.M | re.I)
+_TRAN_RE = re.compile(r"^\.tran\s+(\S+)\s+(\S+)(?:\s+(\S+))?(?:\s+(\S+))?[^\n]*$", re.M | re.I)
 
 
 @dataclass
@@ -115,9 +115,9 @@ def set_simulator_settings(text: str, options: dict[str, Any] | None = None, t_m
     if t_max is not None:
         match = _TRAN_RE.search(text)
         if match is None:
-            raise ValueError("netlist has no '.tran TSTEP TSTOP TSTART TMAX' line to rewrite")
+            raise ValueError("netlist has no '.tran TSTEP TSTOP [TSTART [TMAX]]' line to rewrite")
         tmax = spice_number(t_max, "maximum time step TMAX", "s", positive=True)
-        text = text[:match.start()] + f".tran {tmax} {match.group(2)} {match.group(3)} {tmax}" + text[match.end():]
+        text = text[:match.start()] + f".tran {tmax} {match.group(2)} {match.group(3) or 0} {tmax}" + text[match.end():]
     if options:
         line = Netlist("x", "", [], {}, 1.0, 1.0, [], options=dict(options)).option_line()
         text = _insert_before_end(text, line)
@@ -128,8 +128,11 @@ def tran_settings(text: str) -> tuple[float, float]:
     """(t_stop, t_max) [s] of the netlist's ``.tran`` line."""
     match = _TRAN_RE.search(text)
     if match is None:
-        raise ValueError("netlist has no '.tran TSTEP TSTOP TSTART TMAX' line")
-    return parse_spice_number(match.group(2)), parse_spice_number(match.group(4))
+        raise ValueError("netlist has no '.tran TSTEP TSTOP [TSTART [TMAX]]' line")
+    t_stop = parse_spice_number(match.group(2))
+    if match.group(4):
+        return t_stop, parse_spice_number(match.group(4))
+    return t_stop, min(parse_spice_number(match.group(1)), t_stop / 50)  # ngspice's default TMAX
 
 
 _SUFFIX = {"t": 1e12, "g": 1e9, "meg": 1e6, "k": 1e3, "m": 1e-3, "mil": 25.4e-6, "u": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15}

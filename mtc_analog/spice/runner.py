@@ -89,7 +89,7 @@ class SimulationJob:
         if isinstance(netlist, str):
             return cls(netlist, None, label)
         if hasattr(netlist, "raw_spice") or type(netlist).__name__ == "Circuit":  # a PySpice Circuit
-            return cls(str(netlist), None, label)
+            return cls(str(netlist).rstrip("\n") + "\n.end\n", None, label)  # str(Circuit) has no .end
         raise SimulationError(f"cannot run a {type(netlist).__name__}: give a Netlist, a PySpice Circuit, a path or text")
 
 

@@ -1,0 +1,123 @@
+"""The ngspice runner: stand-alone and PySpice runs agree; failures become SimulationError, never a crash."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtc_analog.errors import SimulationError, SimulatorMissingError
+from mtc_analog.hardware import HardwareTarget
+from mtc_analog.neuron.regimes import get_preset
+from mtc_analog.spice.export import export_neuron
+from mtc_analog.spice.protocol import NeuronSetup, StepProtocol, protocol_netlist
+from mtc_analog.spice.runner import RETRY_POLICY, SimulationJob, check_simulator, run_jobs, run_standalone, run_transient
+from mtc_analog.spice.waveforms import read_rawfile
+
+NON_CONVERGING = """* algebraic loop through a discontinuity: no solution at t = 0 (timestep too small)
+B1 a 0 V = V(a) > 0.5 ? 0 : 1
+R1 a 0 1k
+.ic v(a)=0
+.tran 1n 2u 0 1n
+.end
+"""
+
+
+def _tonic(t_end: float) -> NeuronSetup:
+    p = get_preset("tonic_spiking")
+    return NeuronSetup(p.params, StepProtocol(p.i0, p.i1, 100.0, t_end, p.dt), name="tonic")
+
+
+def test_standalone_and_pyspice_runs_agree(tmp_path):
+    result = export_neuron(_tonic(600.0), HardwareTarget(), tmp_path / "exp")
+    raw = run_standalone(result.netlist_path)  # `ngspice -b network.cir`, no Python inside
+    standalone = read_rawfile(raw)
+    shared = run_transient(result.netlist_path)
+    assert set(standalone.nodes) == set(shared.nodes) == {"l0n0_m", "l0n0_s", "l0n0_us", "l0n0_o"}
+    assert standalone.time[-1] == pytest.approx(shared.time[-1])
+    for node in standalone.nodes:
+        np.testing.assert_allclose(np.interp(standalone.time, shared.time, shared[node]), standalone[node], atol=1e-9)
+    assert standalone["l0n0_m"].max() > 0.9 + 2 * HardwareTarget().v_s  # it spiked
+
+
+def test_pyspice_circuit_and_netlist_objects_run_the_same():
+    netlist, _ = protocol_netlist(_tonic(300.0), HardwareTarget())
+    a = run_transient(netlist)
+    b = run_transient(netlist.to_circuit())
+    np.testing.assert_allclose(a["l0n0_m"], b["l0n0_m"], atol=1e-12)
+
+
+def test_non_converging_netlist_raises_with_what_was_tried(tmp_path):
+    path = tmp_path / "bad.cir"
+    path.write_text(NON_CONVERGING)
+    with pytest.raises(SimulationError) as info:
+        run_transient(path, log_dir=tmp_path)
+    err = info.value
+    assert err.netlist == str(path)
+    assert len(err.tried) == len(RETRY_POLICY)
+    assert "gear" in " ".join(err.tried)
+    assert "timestep too small" in err.log_tail.lower()
+    assert "did not converge" in str(err)
+
+
+def test_parse_error_is_not_retried(tmp_path):
+    with pytest.raises(SimulationError, match="rejected the netlist"):
+        run_transient("* broken\nR1 a 0\nXmissing a b nosuchsubckt\n.tran 1u 1m\n.end\n", log_dir=tmp_path)
+
+
+def test_timeout_kills_the_worker_not_the_caller(tmp_path):
+    netlist, _ = protocol_netlist(_tonic(200000.0), HardwareTarget())  # minutes of simulation
+    started = time.monotonic()
+    with pytest.raises(SimulationError, match="did not finish within"):
+        run_transient(netlist, timeout_s=2.0, log_dir=tmp_path)
+    assert time.monotonic() - started < 60
+
+
+def test_killed_worker_becomes_simulation_error(tmp_path):
+    netlist, _ = protocol_netlist(_tonic(200000.0), HardwareTarget())
+    outcome = {}
+
+    def run() -> None:  # the test drives the runner from a thread only to be able to kill its worker
+        try:
+            run_jobs([SimulationJob(netlist.render(control=False), None, "long neuron")], log_dir=tmp_path)
+        except BaseException as exc:  # noqa: BLE001
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    log = tmp_path / "job0.log"
+    pid = None
+    for _ in range(600):
+        match = re.search(r"worker pid (\d+)", log.read_text()) if log.exists() else None
+        if match:
+            pid = int(match.group(1))
+            break
+        time.sleep(0.1)
+    assert pid is not None, "worker never started"
+    time.sleep(0.5)
+    os.kill(pid, 9)
+    thread.join(60)
+    assert not thread.is_alive()
+    err = outcome.get("error")
+    assert isinstance(err, SimulationError), err
+    assert "crashed or was killed" in str(err)
+    assert "loading netlist" in err.log_tail  # the log tail survived the crash
+
+
+def test_missing_ngspice_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty PATH: no ngspice program
+    with pytest.raises(SimulatorMissingError, match="apt-get install ngspice libngspice0-dev"):
+        check_simulator()
+    with pytest.raises(SimulatorMissingError):
+        run_transient(NON_CONVERGING)
+
+
+def test_missing_libngspice_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("NGSPICE_LIBRARY_PATH", str(tmp_path / "libngspice.so"))
+    with pytest.raises(SimulatorMissingError, match="apt-get install ngspice libngspice0-dev"):
+        check_simulator()
