@@ -83,6 +83,7 @@ class NetworkConfig:
     mtc_init: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MTC_INIT))
     train_timescales: bool = False
     init_jitter: float = 0.0  #: std of per-neuron jitter on the initial gains/offsets
+    timescale_spread: float = 1.0  #: per-neuron tau_s, tau_us scaled by log-spaced factors in [1/sqrt(r), sqrt(r)]
     backend: str = "auto"  #: MTCLayer backend
     # LIF options
     lif_beta: float = 0.9
@@ -99,7 +100,7 @@ class NetworkConfig:
             raise InputError(f"hidden sizes must be >= 1, got {self.hidden}")
         if self.n_in < 1 or self.n_out < 1:
             raise InputError(f"n_in and n_out must be >= 1, got {self.n_in}, {self.n_out}")
-        for name in ("dt", "tau_lp", "input_scale"):
+        for name in ("dt", "tau_lp", "input_scale", "timescale_spread"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise InputError(f"{name} = {value} must be a finite positive number")
@@ -120,6 +121,8 @@ class NetworkConfig:
         unknown = set(self.mtc_init) - set(MTCParameters._fields)
         if unknown:
             raise InputError(f"unknown MTC parameter(s) {sorted(unknown)} in mtc_init; known: {MTCParameters._fields}")
+        if self.timescale_spread < 1.0:
+            raise InputError(f"timescale_spread = {self.timescale_spread} must be >= 1 (1: every neuron alike)")
         if self.neuron == "mtc" and self.dt > 0.5 * float(self.mtc_params().tau_m):
             raise InputError(f"dt = {self.dt} > 0.5 tau_m: explicit Euler of the MTC membrane is unstable; lower --dt")
 
@@ -214,9 +217,18 @@ class SpikingRegressor(nn.Module):
     def _make_layer(self, n: int, index: int) -> nn.Module:
         c = self.config
         if c.neuron == "mtc":
-            return MTCLayer(n, dt=c.dt, init=c.mtc_params(), method=c.method, filter=c.filter,
-                            transduction=c.transduction_record(), train_timescales=c.train_timescales,
-                            init_jitter=c.init_jitter, backend=c.backend)
+            layer = MTCLayer(n, dt=c.dt, init=c.mtc_params(), method=c.method, filter=c.filter,
+                             transduction=c.transduction_record(), train_timescales=c.train_timescales,
+                             init_jitter=c.init_jitter, backend=c.backend)
+            if c.timescale_spread > 1.0:
+                # Diverse memories: neuron i gets tau_s and tau_us times a log-spaced factor (their
+                # ratio, hence tau_s < tau_us, is kept: only log tau_s moves). Shuffled per seed.
+                half = 0.5 * math.log(c.timescale_spread)
+                shift = torch.linspace(-half, half, n)
+                shift = shift[torch.randperm(n, generator=torch.Generator().manual_seed(c.seed * 1000 + index))]
+                with torch.no_grad():
+                    layer.log_tau_s.add_(shift)
+            return layer
         if c.neuron == "lif":
             return LIFLayer(n, beta=c.lif_beta, learn_beta=c.lif_learn_beta)
         return AdLIFLayer(n, tau_u_range=c.adlif_tau_u, tau_w_range=c.adlif_tau_w, q=c.adlif_q,

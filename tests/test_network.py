@@ -108,3 +108,14 @@ def test_config_round_trips_through_a_dict():
     assert NetworkConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(InputError):
         NetworkConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_timescale_spread_gives_log_spaced_memories_and_keeps_the_ratio():
+    net = SpikingRegressor(NetworkConfig(neuron="mtc", hidden=(5,), timescale_spread=16.0,
+                                         mtc_init={"tau_s": 10.0, "tau_us": 100.0}))
+    p = net.layers[0].parameters_record()
+    tau_s = torch.sort(p.tau_s).values
+    torch.testing.assert_close(tau_s, 10.0 * torch.tensor([0.25, 0.5, 1.0, 2.0, 4.0]))
+    torch.testing.assert_close(p.tau_us / p.tau_s, torch.full((5,), 10.0))
+    with pytest.raises(InputError, match="timescale_spread"):
+        SpikingRegressor(NetworkConfig(neuron="mtc", timescale_spread=0.5))

@@ -30,6 +30,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mtc-init", default=None, help='MTC initial parameters as JSON, e.g. \'{"tau_s": 20, "a_us": 1}\'')
     g.add_argument("--train-timescales", action="store_true", help="train tau_s and tau_us (MTC)")
     g.add_argument("--init-jitter", type=float, default=n.init_jitter, help="per-neuron jitter of MTC gains/offsets")
+    g.add_argument("--timescale-spread", type=float, default=n.timescale_spread,
+                   help="MTC: per-neuron tau_s/tau_us log-spread ratio max/min (default 1: all alike)")
     g.add_argument("--backend", default=n.backend, help="MTCLayer backend (default auto)")
     k = parser.add_argument_group("task")
     k.add_argument("--n-samples", type=int, default=4000, help="Mackey-Glass series length [samples]")
@@ -71,6 +73,7 @@ def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed:
         neuron=neuron, hidden=parse_hidden(args.hidden), dt=args.dt, substeps=args.substeps, tau_lp=args.tau_lp,
         method=args.method, filter=args.filter, transduction=args.transduction, u_th=args.u_th, u_sat=args.u_sat,
         mtc_init=mtc_init, train_timescales=args.train_timescales, init_jitter=args.init_jitter,
+        timescale_spread=args.timescale_spread,
         backend=args.backend, seed=seed,
         **default_init(neuron, args.input_scale, args.bias_init),
     )
