@@ -304,7 +304,7 @@ def build_network_netlist(
             break  # a split chunk simulates one layer
 
     readout = net.readout
-    probes = []
+    probes = list(node_map["inputs"])
     for entry in (e for layer in node_map["layers"] for e in layer):
         probes += [entry["membrane"], entry["output"]]
         if probe_filters:

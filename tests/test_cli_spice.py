@@ -1,0 +1,100 @@
+"""`mtc-analog export` and `mtc-analog simulate` end to end (real checkpoint file, real ngspice)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from mtc_analog.cli import main
+from mtc_analog.network import NetworkConfig, SpikingRegressor
+from mtc_analog.tasks.mackey_glass import TaskConfig
+from mtc_analog.training.checkpoint import save_checkpoint
+
+
+# An untrained MTC layer has a_s_minus = softplus(-30) ~ 1e-13 (off), which maps to a sub-pA tail current
+# that the range check rejects; --clip (reported in mapping.json) keeps these tests on the export path.
+CLIP = ["--clip"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    cfg = NetworkConfig(hidden=(6,), dt=0.5, substeps=2, input_scale=2.0, bias_init=0.5, init_jitter=0.2)
+    save_checkpoint(path, SpikingRegressor(cfg), None, TaskConfig(horizon=17, n_samples=400))
+    return path
+
+
+def test_export_checkpoint_and_simulate(checkpoint, tmp_path, capsys):
+    out = tmp_path / "exp"
+    assert main(["export", str(checkpoint), "--target", "behavioral", "--filter", "ota", "--out", str(out),
+                 "--samples", "30", *CLIP]) == 0
+    mapping = json.loads((out / "mapping.json").read_text())
+    assert mapping["filter"] == "ota" and mapping["simulation"]["n_samples"] == 30
+    assert "test split" in mapping["input"]["source"]
+    assert "filter_ota" in (out / "network.cir").read_text()
+    assert mapping["range_changes"]  # what --clip changed is on record
+    assert np.load(out / "input.npy").shape == (30, 1)
+    # an earlier export is not overwritten without --force
+    assert main(["export", str(checkpoint), "--out", str(out), "--samples", "30", *CLIP]) != 0
+    assert "--force" in capsys.readouterr().err
+    assert main(["export", str(checkpoint), "--out", str(out), "--samples", "30", "--force", *CLIP]) == 0
+    sim = tmp_path / "sim"
+    assert main(["simulate", str(out / "network.cir"), "--out", str(sim)]) == 0
+    with np.load(sim / "waveforms.npz") as npz:
+        assert npz["layer0_u_m"].shape[1] == 6 and npz["lowpass_y"].shape[1] == 1
+        assert npz["volts"].shape == (npz["time_s"].size, len(npz["node_names"]))
+        assert npz["time_model"][-1] == pytest.approx(30 * 0.5 * 2)
+    assert (sim / "waveforms.png").stat().st_size > 0
+    summary = json.loads((sim / "simulation.json").read_text())
+    assert summary["attempts"][-1].endswith("ok")
+    assert main(["simulate", str(out / "network.cir"), "--out", str(sim)]) != 0  # results kept without --force
+
+
+def test_export_with_input_file(checkpoint, tmp_path):
+    x = np.linspace(-1, 1, 12)[:, None]
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "exp"
+    assert main(["export", str(checkpoint), "--out", str(out), "--input", str(tmp_path / "x.npy"), *CLIP]) == 0
+    assert json.loads((out / "mapping.json").read_text())["simulation"]["n_samples"] == 12
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.array([[0.0], [np.nan]]))
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "e2"), "--input", str(bad), *CLIP]) == 2
+
+
+def test_export_neuron_parameter_file_runs_standalone(tmp_path):
+    params = tmp_path / "neuron.yaml"
+    params.write_text("preset: tonic_spiking\nprotocol: {t_step: 50, t_end: 400}\nfilter: linear\n")
+    out = tmp_path / "exp"
+    assert main(["export", str(params), "--out", str(out)]) == 0
+    proc = subprocess.run(["ngspice", "-b", "network.cir"], cwd=out, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (out / "waveforms.raw").stat().st_size > 0
+    mapping = json.loads((out / "mapping.json").read_text())
+    assert mapping["kind"] == "neuron" and mapping["nodes"]["input_current"] == "l0n0_m"
+    assert mapping["protocol"]["i1"] == 0.0
+
+
+@pytest.mark.parametrize("text,message", [
+    ("params: {a_f: 1.0e6}\n", "outside"),                    # 1 mA tail current: out of range
+    ("params: {a_f: .nan}\n", "not finite"),
+    ("params: {a_f: 2}\nshell: 'rm -rf /'\n", "unknown key"),
+    ("params: {tau_x: 2}\n", "unknown params field"),
+    ("filter: warp\n", "filter"),
+])
+def test_bad_parameter_files_give_one_clear_line(tmp_path, capsys, text, message):
+    params = tmp_path / "neuron.yaml"
+    params.write_text(text)
+    assert main(["export", str(params), "--out", str(tmp_path / "exp")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mtc-analog export: error:") and message in err
+    assert not (tmp_path / "exp" / "network.cir").exists()
+
+
+def test_unknown_target_and_missing_files(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "e")]) == 2
+    assert main(["export", str(tmp_path / "nope.safetensors"), "--target", "sky999", "--out", str(tmp_path / "e")]) == 2
+    assert "sky999" in capsys.readouterr().err
+    assert main(["simulate", str(tmp_path / "missing.cir"), "--out", str(tmp_path / "s")]) == 2
