@@ -33,7 +33,8 @@ def prepare_report_dir(out: str | Path, force: bool) -> Path:
 
 def validate_into(network: Any, task: Any, out: str | Path, settings: ValidationSettings = ValidationSettings(),
                   run_dt_study: bool = False, force: bool = False, progress: Progress = _quiet,
-                  extra: dict[str, Any] | None = None, title: str | None = None) -> tuple[dict, ValidationResult]:
+                  extra: dict[str, Any] | None = None, title: str | None = None,
+                  dt_refinements: tuple[int, ...] = (1, 2, 4, 8)) -> tuple[dict, ValidationResult]:
     """Validate ``network`` on ``task``'s test split and write ``out/report.{html,json}``.
 
     Returns ``(report dict, result)``. ``extra`` is merged into the report (e.g. the checkpoint path).
@@ -44,7 +45,7 @@ def validate_into(network: Any, task: Any, out: str | Path, settings: Validation
     report.update(extra or {})
     rows = None
     if run_dt_study:
-        rows = dt_study(network, result, task, settings, progress=progress)
+        rows = dt_study(network, result, task, settings, refinements=dt_refinements, progress=progress)
         report["dt_study"] = rows
     progress("writing the report")
     figures = validation_figures(result, rows)
