@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .equations import MTCParameters, MTCState
-from .step import METHODS, Rollout, Transduction, mtc_rollout
+from .step import BACKENDS, METHODS, Rollout, Transduction, mtc_rollout
 
 
 def _softplus_inverse(y: float) -> float:
@@ -45,6 +45,8 @@ class MTCLayer(nn.Module):
             raise ValueError(f"unknown method {method!r}: expected one of {METHODS}")
         self.n, self.dt, self.method, self.filter = n, float(dt), method, filter
         self.transduction = Transduction(*transduction)
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
         self.backend = backend
         self.train_timescales = train_timescales
         gen = torch.Generator().manual_seed(0)
@@ -104,7 +106,8 @@ class MTCLayer(nn.Module):
             raise ValueError(f"MTCLayer of {self.n} neurons got input with last dimension {i_in.shape[-1]}")
         params = self.parameters_record()
         return mtc_rollout(
-            i_in, params, self.dt, state, self.method, self.filter, self.transduction, record_membrane
+            i_in, params, self.dt, state, self.method, self.filter, self.transduction, record_membrane,
+            backend=self.backend,
         )
 
     def extra_repr(self) -> str:

@@ -26,6 +26,10 @@ from .equations import FILTERS, MTCParameters, MTCState, _is_instantaneous, rhs
 
 METHODS = ("euler", "exact")
 TRANSDUCTIONS = ("clip", "sigmoid")
+#: ``reference``: the Python loop over :func:`mtc_step` (autograd through every op); ``fused``: the
+#: compiled whole-rollout kernel of :mod:`mtc_analog.neuron.fused`; ``auto``: fused when available
+#: and the inputs are CPU float32/float64, else reference.
+BACKENDS = ("auto", "reference", "fused")
 
 
 class Transduction(NamedTuple):
@@ -105,12 +109,23 @@ def mtc_rollout(
     filter: str = "linear",
     transduction: Transduction = Transduction(),
     record_membrane: bool = False,
+    backend: str = "auto",
 ) -> Rollout:
     """Run the step over a time-major input ``i_in`` of shape (T, ..., N).
 
     ``s[t]`` is the transduction of ``U_m`` *after* consuming ``i_in[t]`` (so the output at step t
     depends on inputs up to t). The state defaults to every variable at ``U_rest``.
+
+    ``backend`` (see :data:`BACKENDS`): both backends compute the same numbers (to rounding) and the
+    same gradients; ``fused`` is one compiled call with a hand-written backward (much faster on CPU).
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: expected one of {BACKENDS}")
+    if backend != "reference":
+        from . import fused  # lazy: fused imports this module
+
+        if backend == "fused" or (fused.supports(i_in, params, state) and fused.available()):
+            return fused.fused_rollout(i_in, params, dt, state, method, filter, transduction, record_membrane)
     if state is None:
         zero = torch.zeros_like(i_in[0]) + params.u_rest
         state = MTCState(zero, zero, zero, zero)

@@ -1,0 +1,343 @@
+"""Fused MTC rollout: the whole time loop, forward and hand-written backward, in one C++ call.
+
+The math is :func:`mtc_analog.neuron.step.mtc_step` (itself derived from
+:mod:`mtc_analog.neuron.equations`, the source of truth); ``csrc/mtc_fused.cpp`` is a compiled
+transcription of it, checked against the reference loop by ``tests/test_fused.py`` (forward and
+gradients, every method x filter x transduction, tau_f zero and non-zero). Per step, for every
+neuron column (batch element b, neuron n), with U_f read as U_m when tau_f = 0:
+
+.. math::
+
+    I_{tot} &= -a_f \\tanh(U_f - d_f) + a_{s+}\\tanh(U_s - d_{s+}) - a_{s-}\\tanh(U_s - d_{s-})
+              + a_{us}\\tanh(U_{us} - d_{us})
+
+    U_m' &= U_m + \\Delta t\\,\\big(-(U_m - U_{rest}) + R (I_{in}[t] - I_{tot})\\big)/\\tau_m
+
+    U_x' &= \\phi(U_m, U_x; \\tau_x) \\quad x\\in\\{f, s, us\\} \\qquad (U_f' = U_m' \\text{ if } \\tau_f = 0)
+
+    s[t] &= \\mathrm{clip}((U_m' - U_{th})/(U_{sat} - U_{th}), 0, 1)
+           \\quad\\text{or}\\quad \\sigma(2 (U_m' - U_c))
+
+with the filter update ``phi``: Euler linear ``U_x + dt (U_m - U_x)/tau``, Euler OTA
+``U_x + dt tanh(U_m - U_x)/tau``, exact linear ``U_m + (U_x - U_m) e``, exact OTA
+``U_m + asinh(sinh(U_x - U_m) e)``, ``e = exp(-dt/tau)``.
+
+Backward (reverse time, one adjoint ``g`` per state variable, starting from the gradients of the
+final state): at step t the adjoint of U_m' collects the next step's ``g_m``, ``ds/dU_m' * dL/ds[t]``,
+the membrane trace's gradient and (tau_f = 0) ``g_f``. With ``A = g_m' dt/tau_m``,
+``q_k = A R a_k (1 - tanh_k^2)``:
+
+* ``dL/dI_in[t] = A R``; ``dL/da_f += A R tanh_f``, ``dL/da_{s+} -= A R tanh_{s+}``,
+  ``dL/da_{s-} += A R tanh_{s-}``, ``dL/da_{us} -= A R tanh_{us}``;
+  ``dL/dd_f -= q_f``, ``dL/dd_{s+} += q_{s+}``, ``dL/dd_{s-} -= q_{s-}``, ``dL/dd_{us} += q_{us}``;
+  ``dL/dtau_m -= g_m' dt rate_m / tau_m``; ``dL/dR += A (I_in - I_tot)``; ``dL/dU_rest += A``;
+* ``g_m = g_m' - A (+ q_f if tau_f = 0) + sum_x g_x' (1 - k_x)``, ``g_f = q_f + g_f' k_f``,
+  ``g_s = -q_{s+} + q_{s-} + g_s' k_s``, ``g_us = -q_{us} + g_us' k_us``, with ``k_x = dU_x'/dU_x``
+  (so ``dU_x'/dU_m = 1 - k_x``) and ``dL/dtau_x += g_x' dU_x'/dtau_x``.
+
+The forward keeps the state trajectories (4 x T x B x N values) for the backward only when a
+gradient is needed; without one, nothing but the outputs (and the membrane trace, if asked) is
+stored, so 240k-step regime simulations cost O(B N) extra memory.
+
+Build: the extension is compiled on first use with :func:`torch.utils.cpp_extension.load` (needs g++
+and ninja) into ``$MTC_ANALOG_BUILD_DIR`` (default ``~/.cache/mtc_analog/torch_extensions``), keyed
+by a hash of the source, flags, torch version and CPU, so later imports only load the cached library.
+If it cannot be built, :func:`available` warns once with the reason and the caller falls back to the
+reference loop, except when the environment variable ``CI`` is ``"true"``: then it raises
+:class:`FusedKernelError` so that a broken kernel cannot hide behind the fallback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ..errors import MTCAnalogError
+from .equations import FILTERS, MTCParameters, MTCState
+from .step import METHODS, TRANSDUCTIONS, Rollout, Transduction
+
+#: Order of the rows of the stacked per-neuron parameter tensor handed to the kernel.
+PARAM_ORDER: tuple[str, ...] = (
+    "a_f", "a_s_plus", "a_s_minus", "a_us", "d_f", "d_s_plus", "d_s_minus", "d_us",
+    "tau_m", "tau_f", "tau_s", "tau_us", "resistance", "u_rest",
+)
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+_SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "mtc_fused.cpp"
+
+
+def _libmvec() -> bool:
+    """glibc >= 2.35 on x86-64 ships libmvec (SIMD tanh/exp/sinh/...): the kernel vectorises with it."""
+    import ctypes.util
+
+    libc, version = platform.libc_ver()
+    if platform.machine() != "x86_64" or libc != "glibc" or not version:
+        return False
+    major, minor = (int(v) for v in version.split(".")[:2])
+    return (major, minor) >= (2, 35) and ctypes.util.find_library("mvec") is not None
+
+
+_USE_LIBMVEC = _libmvec()
+# -fopenmp: at::parallel_for only runs in parallel when compiled with OpenMP (the libgomp that torch
+# already loaded is reused: same soname). No -ffast-math: it would change NaN handling and rounding.
+_CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"] + (["-DMTC_USE_LIBMVEC"] if _USE_LIBMVEC else [])
+_LDFLAGS = ["-fopenmp"] + (["-lmvec"] if _USE_LIBMVEC else [])
+
+#: How many rollouts ran through the fused kernel in this process (tests use it to check dispatch).
+CALLS = 0
+
+
+class FusedKernelError(MTCAnalogError, RuntimeError):
+    """The fused C++ MTC kernel could not be built or cannot run these inputs."""
+
+
+_lock = threading.Lock()
+_module: Any = None
+_failure: str | None = None
+_warned = False
+
+
+def build_dir() -> Path:
+    """Where the compiled extension is cached: ``$MTC_ANALOG_BUILD_DIR`` or ~/.cache/mtc_analog/..."""
+    root = os.environ.get("MTC_ANALOG_BUILD_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "mtc_analog" / "torch_extensions"
+
+
+def _cpu_signature() -> str:
+    # -march=native: a library cached on one CPU must not be loaded on another.
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = ""
+    return platform.machine() + flags
+
+
+def _build_name() -> str:
+    digest = hashlib.sha256()
+    for part in (_SOURCE.read_bytes(), " ".join(_CFLAGS + _LDFLAGS).encode(), torch.__version__.encode(),
+                 platform.python_version().encode(), _cpu_signature().encode()):
+        digest.update(part)
+    return "mtc_fused_" + digest.hexdigest()[:16]
+
+
+def _load() -> Any:
+    from torch.utils import cpp_extension
+
+    if not cpp_extension.is_ninja_available():
+        raise FusedKernelError(
+            "ninja is not installed (torch.utils.cpp_extension needs it): install it with "
+            "`apt-get install ninja-build` or `pip install ninja`"
+        )
+    directory = build_dir() / _build_name()
+    directory.mkdir(parents=True, exist_ok=True)
+    cpp_extension.load(
+        name=_build_name(), sources=[str(_SOURCE)], extra_cflags=_CFLAGS, extra_ldflags=_LDFLAGS,
+        build_directory=str(directory), verbose=False, is_python_module=False,
+    )
+    return torch.ops.mtc_analog
+
+
+def _describe_failure(exc: Exception) -> str:
+    """One readable reason: the compiler's first error lines rather than ninja's last words."""
+    if isinstance(exc, FusedKernelError):
+        return str(exc)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() and not line.startswith("RuntimeError")]
+    detail = "; ".join(errors[:3]) if errors else (lines[-1] if lines else repr(exc))
+    return f"{type(exc).__name__}: {detail} (build directory {build_dir()}; needs g++ and ninja)"
+
+
+def extension() -> Any:
+    """The compiled kernel's op namespace ``torch.ops.mtc_analog`` (built on first call).
+
+    Raises :class:`FusedKernelError` when it cannot be built or loaded.
+    """
+    global _module, _failure
+    with _lock:
+        if _module is None and _failure is None:
+            try:
+                _module = _load()
+            except Exception as exc:  # compiler missing, build error, load error: all mean "no kernel"
+                _failure = _describe_failure(exc)
+    if _module is None:
+        raise FusedKernelError(f"the fused MTC kernel could not be built: {_failure}")
+    return _module
+
+
+def available() -> bool:
+    """True when the kernel is built (building it now if needed).
+
+    On failure: warns once and returns False, or raises :class:`FusedKernelError` when ``CI=true``.
+    """
+    global _warned
+    try:
+        extension()
+        return True
+    except FusedKernelError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        if not _warned:
+            _warned = True
+            warnings.warn(f"{exc}; falling back to the (slower) reference loop", RuntimeWarning, stacklevel=3)
+        return False
+
+
+# -------------------------------------------------------------------------------------------------
+# Input checks and packing
+# -------------------------------------------------------------------------------------------------
+def _is_zero_everywhere(value: Any) -> bool:
+    return bool((torch.as_tensor(value) == 0).all())
+
+
+def _per_neuron_ok(value: Any, n: int) -> bool:
+    shape = tuple(torch.as_tensor(value).shape) if not isinstance(value, torch.Tensor) else tuple(value.shape)
+    if all(d == 1 for d in shape):
+        return True
+    return shape[-1] == n and all(d == 1 for d in shape[:-1])
+
+
+def unsupported_reason(i_in: torch.Tensor, params: MTCParameters, state: MTCState | None) -> str | None:
+    """Why the fused kernel cannot run these inputs (None when it can)."""
+    if not isinstance(i_in, torch.Tensor) or i_in.dim() < 2:
+        return "the input must be a tensor of shape (T, ..., N)"
+    if i_in.device.type != "cpu":
+        return f"the input is on {i_in.device}; the fused kernel is CPU-only"
+    if i_in.dtype not in SUPPORTED_DTYPES:
+        return f"dtype {i_in.dtype} is not float32/float64"
+    n = i_in.shape[-1]
+    tensors = [v for v in params if isinstance(v, torch.Tensor)]
+    if state is not None:
+        tensors += [v for v in state if isinstance(v, torch.Tensor)]
+    for tensor in tensors:
+        if tensor.device.type != "cpu":
+            return f"a parameter or state tensor is on {tensor.device}"
+        if not tensor.dtype.is_floating_point and tensor.dtype != torch.int64:
+            return f"a parameter or state tensor has dtype {tensor.dtype}"
+    for name in PARAM_ORDER:
+        if not _per_neuron_ok(getattr(params, name), n):
+            return f"parameter {name} has shape {tuple(torch.as_tensor(getattr(params, name)).shape)}; expected a scalar or ({n},)"
+    tau_f = torch.as_tensor(params.tau_f)
+    if not _is_zero_everywhere(tau_f) and bool((tau_f == 0).any()):
+        return "tau_f is zero for some neurons and not for others"
+    if state is not None:
+        for name, value in zip(MTCState._fields, state):
+            try:
+                torch.broadcast_shapes(torch.as_tensor(value).shape, i_in.shape[1:])
+                broadcast = torch.broadcast_shapes(torch.as_tensor(value).shape, i_in.shape[1:])
+            except RuntimeError:
+                return f"state {name} does not broadcast to the input's {tuple(i_in.shape[1:])}"
+            if broadcast != i_in.shape[1:]:
+                return f"state {name} of shape {tuple(torch.as_tensor(value).shape)} would enlarge the batch"
+    return None
+
+
+def supports(i_in: torch.Tensor, params: MTCParameters, state: MTCState | None = None) -> bool:
+    """True when the fused kernel can run these inputs (does not build anything)."""
+    return unsupported_reason(i_in, params, state) is None
+
+
+def _as_param(value: Any, n: int, like: torch.Tensor) -> torch.Tensor:
+    tensor = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if tensor.dtype != like.dtype:
+        tensor = tensor.to(like.dtype)
+    return tensor.reshape(-1).expand(n) if tensor.numel() == 1 else tensor.reshape(n)
+
+
+def _filter_kind(method: str, filter: str) -> int:
+    return METHODS.index(method) * 2 + FILTERS.index(filter)
+
+
+class _FusedRollout(torch.autograd.Function):
+    """Autograd wrapper: inputs already packed (i_in (T,M,N), states (M,N), params (P,N))."""
+
+    @staticmethod
+    def forward(ctx, i_in, u_m, u_f, u_s, u_us, params, config):  # type: ignore[override]
+        ext = extension()
+        s, u_trace, f_trace, s_trace, us_trace, m_t, f_t, s_t, us_t = ext.rollout_forward(
+            i_in, [u_m, u_f, u_s, u_us], params, *config, False, True
+        )
+        ctx.config = config
+        ctx.save_for_backward(i_in, u_m, u_f, u_s, u_us, params, u_trace, f_trace, s_trace, us_trace)
+        ctx.set_materialize_grads(False)
+        return s, u_trace, m_t, f_t, s_t, us_t
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_s, g_u, g_mt, g_ft, g_st, g_ust):  # type: ignore[override]
+        i_in, u_m, u_f, u_s, u_us, params, u_trace, f_trace, s_trace, us_trace = ctx.saved_tensors
+
+        def dense(g):  # autograd may hand in expanded (stride-0) gradients
+            return None if g is None else g.contiguous()
+
+        g_i, g_m0, g_f0, g_s0, g_us0, g_p = extension().rollout_backward(
+            dense(g_s), dense(g_u), dense(g_mt), dense(g_ft), dense(g_st), dense(g_ust),
+            i_in, [u_m, u_f, u_s, u_us], params, u_trace, f_trace, s_trace, us_trace, *ctx.config,
+        )
+        return g_i, g_m0, g_f0, g_s0, g_us0, g_p, None
+
+
+def fused_rollout(
+    i_in: torch.Tensor,
+    params: MTCParameters,
+    dt: float,
+    state: MTCState | None = None,
+    method: str = "euler",
+    filter: str = "linear",
+    transduction: Transduction = Transduction(),
+    record_membrane: bool = False,
+) -> Rollout:
+    """:func:`mtc_analog.neuron.step.mtc_rollout` through the fused kernel (same arguments and result).
+
+    Parameters may be scalars or per-neuron tensors of shape (N,); gradients flow to ``i_in``, every
+    parameter tensor that requires grad, and the initial state. Raises :class:`FusedKernelError` when
+    the kernel is unavailable or the inputs are unsupported (see :func:`unsupported_reason`).
+    """
+    global CALLS
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: expected one of {METHODS}")
+    if filter not in FILTERS:
+        raise ValueError(f"unknown filter {filter!r}: expected one of {FILTERS}")
+    transduction = Transduction(*transduction)
+    if transduction.kind not in TRANSDUCTIONS:
+        raise ValueError(f"unknown transduction {transduction.kind!r}: expected one of {TRANSDUCTIONS}")
+    reason = unsupported_reason(i_in, params, state)
+    if reason is not None:
+        raise FusedKernelError(f"fused MTC rollout cannot run these inputs: {reason}; use backend='reference'")
+    ext = extension()
+    steps, batch_shape, n = i_in.shape[0], tuple(i_in.shape[1:-1]), i_in.shape[-1]
+    m = 1
+    for d in batch_shape:
+        m *= d
+    x = i_in.reshape(steps, m, n).contiguous()
+    packed = torch.stack([_as_param(getattr(params, name), n, x) for name in PARAM_ORDER]).contiguous()
+    if state is None:
+        rest = packed[PARAM_ORDER.index("u_rest")].expand(m, n)
+        state = MTCState(rest, rest, rest, rest)
+    states = [
+        torch.as_tensor(v, dtype=x.dtype).to(x.dtype).expand(*batch_shape, n).reshape(m, n).contiguous()
+        for v in state
+    ]
+    instantaneous = _is_zero_everywhere(params.tau_f)
+    config = (float(dt), _filter_kind(method, filter), transduction.kind == "clip", float(transduction.u_th),
+              float(transduction.u_sat), float(transduction.u_c), instantaneous)
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or packed.requires_grad or any(s.requires_grad for s in states)
+    )
+    CALLS += 1
+    if needs_grad:
+        s, u_trace, m_t, f_t, s_t, us_t = _FusedRollout.apply(x, *states, packed, config)
+    else:
+        s, u_trace, _, _, _, m_t, f_t, s_t, us_t = ext.rollout_forward(
+            x, states, packed, *config, record_membrane, False
+        )
+    out_shape = (steps, *batch_shape, n)
+    final = MTCState(*(v.reshape(*batch_shape, n) for v in (m_t, f_t, s_t, us_t)))
+    u_m = u_trace.reshape(out_shape) if record_membrane else None
+    return Rollout(s.reshape(out_shape), u_m, final)

@@ -1,0 +1,228 @@
+"""The fused C++ MTC rollout against the reference loop (mtc_step), forward and gradients.
+
+The first test to run compiles the extension (cached afterwards under $MTC_ANALOG_BUILD_DIR or
+~/.cache/mtc_analog). No test here skips: a machine that cannot build the kernel fails them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from mtc_analog.neuron import fused
+from mtc_analog.neuron.equations import MTCParameters, MTCState
+from mtc_analog.neuron.layer import MTCLayer
+from mtc_analog.neuron.step import Transduction, mtc_rollout
+
+VARIANTS = list(itertools.product(("euler", "exact"), ("linear", "ota"), ("clip", "sigmoid"), (0.0, 0.4)))
+DT = 0.2
+
+
+def _params(n: int, tau_f: float, dtype=torch.float64, seed: int = 0) -> MTCParameters:
+    """Per-neuron gains/offsets/slow time constants near a bursting regime, scalar tau_m/tau_f/R/U_rest."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def per_neuron(centre: float, spread: float) -> torch.Tensor:
+        return (centre + spread * torch.rand(n, generator=gen, dtype=dtype)).requires_grad_()
+
+    def scalar(value: float) -> torch.Tensor:
+        return torch.tensor(value, dtype=dtype, requires_grad=True)
+
+    return MTCParameters(
+        a_f=per_neuron(2.0, 0.3), a_s_plus=per_neuron(2.0, 0.3), a_s_minus=per_neuron(1.5, 0.3),
+        a_us=per_neuron(1.5, 0.3), d_f=per_neuron(0.0, 0.2), d_s_plus=per_neuron(0.0, 0.2),
+        d_s_minus=per_neuron(-1.5, 0.2), d_us=per_neuron(-1.5, 0.2),
+        tau_m=scalar(1.0), tau_f=torch.tensor(tau_f, dtype=dtype, requires_grad=tau_f > 0),
+        tau_s=per_neuron(5.0, 1.0), tau_us=per_neuron(30.0, 5.0), resistance=scalar(1.1), u_rest=scalar(0.1),
+    )
+
+
+def _inputs(steps=25, batch=3, n=5, dtype=torch.float64, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    i_in = (2.0 * torch.randn(steps, batch, n, generator=gen, dtype=dtype)).requires_grad_()
+    state = MTCState(*(0.3 * torch.randn(batch, n, generator=gen, dtype=dtype) for _ in range(4)))
+    state = MTCState(*(s.requires_grad_() for s in state))
+    return i_in, state
+
+
+def _loss(rollout, steps):
+    # weights every output differently so that a transposed or shifted gradient cannot pass
+    weights = torch.linspace(0.0, 1.0, rollout.s.numel(), dtype=rollout.s.dtype).reshape(rollout.s.shape)
+    loss = (rollout.s * weights).sum() + (rollout.u_m ** 2).mean()
+    return loss + sum((k + 1) * v.sum() for k, v in enumerate(rollout.final))
+
+
+def _leaves(i_in, state, params):
+    return [i_in, *state] + [v for v in params if isinstance(v, torch.Tensor) and v.requires_grad]
+
+
+@pytest.mark.parametrize("method,filter,kind,tau_f", VARIANTS)
+def test_forward_matches_reference(method, filter, kind, tau_f):
+    params = _params(5, tau_f)
+    i_in, state = _inputs()
+    transduction = Transduction(kind, 0.2, 1.2, 0.5)
+    with torch.no_grad():
+        ref = mtc_rollout(i_in, params, DT, state, method, filter, transduction, True, backend="reference")
+        out = mtc_rollout(i_in, params, DT, state, method, filter, transduction, True, backend="fused")
+    assert out.s.shape == ref.s.shape and out.u_m.shape == ref.u_m.shape
+    torch.testing.assert_close(out.s, ref.s, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out.u_m, ref.u_m, rtol=0, atol=1e-12)
+    for a, b in zip(out.final, ref.final):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert ref.s.std() > 0.05, "the test input should make the neurons fire (exercise the transduction)"
+
+
+@pytest.mark.parametrize("method,filter,kind,tau_f", VARIANTS)
+def test_gradients_match_reference_autograd(method, filter, kind, tau_f):
+    params = _params(5, tau_f)
+    i_in, state = _inputs()
+    transduction = Transduction(kind, 0.2, 1.2, 0.5)
+    grads = {}
+    for backend in ("reference", "fused"):
+        rollout = mtc_rollout(i_in, params, DT, state, method, filter, transduction, True, backend=backend)
+        leaves = _leaves(i_in, state, params)
+        found = torch.autograd.grad(_loss(rollout, i_in.shape[0]), leaves, allow_unused=True)
+        # unused leaf (u_f's initial value when tau_f = 0): autograd says None, the kernel says 0
+        grads[backend] = [torch.zeros_like(x) if g is None else g for g, x in zip(found, leaves)]
+    for ref, got in zip(grads["reference"], grads["fused"]):
+        assert got.shape == ref.shape
+        torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-10)
+    assert grads["fused"][0].abs().max() > 0
+
+
+@pytest.mark.parametrize("method,filter,kind,tau_f", [("euler", "linear", "clip", 0.0), ("exact", "ota", "sigmoid", 0.4),
+                                                      ("euler", "ota", "sigmoid", 0.4)])
+def test_gradcheck_fused_function(method, filter, kind, tau_f):
+    steps, batch, n = 20, 2, 3
+    i_in, state = _inputs(steps, batch, n, seed=3)
+    params = _params(n, tau_f, seed=4)
+    packed = torch.stack([fused._as_param(getattr(params, name), n, i_in) for name in fused.PARAM_ORDER])
+    packed = packed.detach().clone().requires_grad_()
+    states = [s.detach().clone().requires_grad_() for s in state]
+    config = (DT, fused._filter_kind(method, filter), kind == "clip", 0.2, 1.2, 0.5, tau_f == 0.0)
+
+    def run(x, m0, f0, s0, us0, p):
+        return fused._FusedRollout.apply(x, m0, f0, s0, us0, p, config)
+
+    assert torch.autograd.gradcheck(run, (i_in.detach().clone().requires_grad_(), *states, packed), atol=1e-6, rtol=1e-5)
+
+
+def test_float32_matches_float64_reference():
+    params64 = _params(8, 0.0)
+    params32 = MTCParameters(*(v.detach().float() for v in params64))
+    i_in, state = _inputs(steps=200, batch=4, n=8)
+    with torch.no_grad():
+        ref = mtc_rollout(i_in, params64, DT, state, backend="reference")
+        out = mtc_rollout(i_in.float(), params32, DT, MTCState(*(s.float() for s in state)), backend="fused")
+    assert out.s.dtype == torch.float32
+    torch.testing.assert_close(out.s.double(), ref.s, rtol=0, atol=2e-4)
+
+
+def test_long_regime_rollout_matches_reference():
+    """A tonic-bursting preset (SPEC §4 timescales) over 3000 steps, no grad: the regime-simulation use."""
+    params = MTCParameters(a_f=2.0, a_s_plus=2.0, a_s_minus=1.5, a_us=1.5, d_s_minus=-1.5, d_us=-1.5,
+                           tau_s=50.0, tau_us=2500.0)
+    i_in = torch.full((3000, 1, 1), -1.0, dtype=torch.float64)
+    state = MTCState(*(torch.full((1, 1), v, dtype=torch.float64) for v in (-1.5, -1.5, -1.5, -1.5)))
+    with torch.no_grad():
+        ref = mtc_rollout(i_in, params, 0.05, state, record_membrane=True, backend="reference")
+        out = mtc_rollout(i_in, params, 0.05, state, record_membrane=True, backend="fused")
+    crossings = ((ref.u_m[1:] > 0) & (ref.u_m[:-1] <= 0)).sum()
+    assert crossings > 0, "the preset should spike within 3000 steps"
+    torch.testing.assert_close(out.u_m, ref.u_m, rtol=0, atol=1e-9)
+
+
+def test_batch_shapes_scalar_parameters_and_python_float_state():
+    params = MTCParameters(tau_s=10.0, tau_us=100.0, tau_f=0.3)
+    i_in = torch.randn(30, 2, 3, 4, dtype=torch.float64)
+    u_s, u_us = torch.zeros(4, dtype=torch.float64), torch.zeros(3, 4, dtype=torch.float64)
+    # the reference's exact OTA filter needs tensors; the fused path also takes python floats
+    ref_state = MTCState(torch.tensor(0.1, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64), u_s, u_us)
+    with torch.no_grad():
+        ref = mtc_rollout(i_in, params, DT, ref_state, method="exact", filter="ota", backend="reference")
+        out = mtc_rollout(i_in, params, DT, MTCState(0.1, 0.0, u_s, u_us), method="exact", filter="ota", backend="fused")
+    assert out.s.shape == (30, 2, 3, 4) and out.final.u_s.shape == (2, 3, 4)
+    torch.testing.assert_close(out.s, ref.s, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out.final.u_us, ref.final.u_us, rtol=0, atol=1e-12)
+
+
+def test_auto_uses_fused_on_cpu_float32_and_layer_passes_backend_through():
+    layer = MTCLayer(6, dt=0.5)
+    i_in = torch.randn(10, 2, 6, requires_grad=True)
+    before = fused.CALLS
+    layer(i_in).s.sum().backward()
+    assert fused.CALLS == before + 1, "backend='auto' on CPU float32 must take the fused kernel"
+    assert i_in.grad is not None and layer.raw_gains["a_f"].grad is not None
+
+    before = fused.CALLS
+    MTCLayer(6, dt=0.5, backend="reference")(i_in)
+    mtc_rollout(i_in.detach(), layer.parameters_record(), 0.5, backend="reference")
+    assert fused.CALLS == before, "backend='reference' must not touch the fused kernel"
+
+    before = fused.CALLS
+    half = mtc_rollout(i_in.detach().bfloat16(), MTCParameters(), 0.5)  # unsupported dtype: reference loop
+    assert fused.CALLS == before and half.s.dtype == torch.bfloat16
+
+
+def test_layer_fused_and_reference_agree_in_training_mode():
+    torch.manual_seed(0)
+    fast = MTCLayer(7, dt=0.5, train_timescales=True, init_jitter=0.1, backend="fused").double()
+    slow = MTCLayer(7, dt=0.5, train_timescales=True, init_jitter=0.1, backend="reference").double()
+    slow.load_state_dict(fast.state_dict())
+    i_in = 3.0 * torch.randn(40, 3, 7, dtype=torch.float64)
+    for layer in (fast, slow):
+        layer(i_in).s.pow(2).sum().backward()
+    for (name, a), (_, b) in zip(fast.named_parameters(), slow.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-11, msg=name)
+
+
+def test_unsupported_inputs_raise_with_fused_and_fall_back_with_auto():
+    params = MTCParameters(tau_f=torch.tensor([0.0, 0.5]))  # mixed instantaneous/filtered fast element
+    i_in = torch.randn(5, 1, 2)
+    with pytest.raises(fused.FusedKernelError, match="tau_f"):
+        mtc_rollout(i_in, params, DT, backend="fused")
+    before = fused.CALLS
+    mtc_rollout(i_in, params, DT, backend="auto")
+    assert fused.CALLS == before
+    with pytest.raises(ValueError, match="backend"):
+        mtc_rollout(i_in, MTCParameters(), DT, backend="cuda")
+    with pytest.raises(ValueError, match="filter"):
+        mtc_rollout(i_in, MTCParameters(), DT, filter="cubic", backend="fused")
+
+
+_BROKEN_BUILD = textwrap.dedent("""
+    import warnings, torch
+    from mtc_analog.neuron import fused
+    from mtc_analog.neuron.equations import MTCParameters
+    from mtc_analog.neuron.step import mtc_rollout
+    x = torch.randn(4, 1, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            mtc_rollout(x, MTCParameters(), 0.1)
+    assert fused.CALLS == 0
+    messages = [str(w.message) for w in caught if "fused MTC kernel" in str(w.message)]
+    assert len(messages) == 1, messages  # warned once, not per call
+    print("FALLBACK:", messages[0])
+""")
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_failed_build_warns_once_and_falls_back_or_raises_under_ci(tmp_path, ci):
+    """A real build failure (the build directory is a file): fallback with one warning; CI=true raises."""
+    blocker = tmp_path / "not_a_directory"
+    blocker.write_text("")
+    env = dict(os.environ, MTC_ANALOG_BUILD_DIR=str(blocker), CI=ci)
+    proc = subprocess.run([sys.executable, "-c", _BROKEN_BUILD], env=env, capture_output=True, text=True, timeout=120)
+    if ci == "true":
+        assert proc.returncode != 0
+        assert "FusedKernelError" in proc.stderr and "could not be built" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert "FALLBACK:" in proc.stdout and "falling back" in proc.stdout
