@@ -37,10 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
+import torch
 
 from . import spikes as spk
 from .equations import MTCParameters, MTCState
 from .iv import resting_equilibrium
+from .step import mtc_rollout
 
 LABELS = ("silent", "tonic_spiking", "phasic_spiking", "tonic_bursting", "phasic_bursting")
 
@@ -252,8 +254,6 @@ def simulate_presets(
     Presets sharing ``dt`` and ``t_end`` are simulated together as one layer of neurons with
     per-neuron parameters (one rollout instead of one per preset).
     """
-    import torch
-
     presets = list(presets)
     results: dict[int, RegimeResult] = {}
     batches: dict[tuple[float, float], list[int]] = {}
@@ -268,8 +268,6 @@ def simulate_presets(
         ))
         current = torch.tensor(np.stack([p.input_current() for p in group], axis=1), dtype=torch.float64)
         start = torch.tensor(u0, dtype=torch.float64)
-        from .step import mtc_rollout
-
         with torch.no_grad():
             rollout = mtc_rollout(current, params, dt, MTCState(start, start, start, start), method=method,
                                   filter=filter, record_membrane=True)
