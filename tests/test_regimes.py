@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtc_analog.errors import InputError
 from mtc_analog.neuron import spikes
@@ -153,3 +155,19 @@ def test_classifier_rejects_bad_traces():
         classify_trace(T, np.full(10, 0.0), 500)
     with pytest.raises(ValueError):
         classify_trace(T, np.full_like(T, np.nan), 500)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-3, 3, allow_nan=False), min_size=2, max_size=200),
+       st.lists(st.floats(0.01, 2.0), min_size=199, max_size=199))
+def test_spike_times_properties(values, steps):
+    """Without hysteresis: one spike per upward crossing, each inside its bracketing interval, sorted.
+    With hysteresis: a subset of those."""
+    u = np.array(values)
+    t = np.concatenate([[0.0], np.cumsum(steps[: u.size - 1])])
+    times = spikes.spike_times(t, u, hysteresis=0.0)
+    up = np.flatnonzero((u[:-1] < 0) & (u[1:] >= 0))
+    assert times.size == up.size
+    assert np.all((times >= t[up] - 1e-12) & (times <= t[up + 1] + 1e-12))
+    assert np.all(np.diff(times) >= 0)
+    assert set(spikes.spike_times(t, u, hysteresis=0.5)) <= set(times)
