@@ -102,6 +102,8 @@ class MTCLayer(nn.Module):
         return MTCState(zero, zero, zero, zero)
 
     def forward(self, i_in: torch.Tensor, state: MTCState | None = None, record_membrane: bool = False) -> Rollout:
+        if i_in.dim() < 2:
+            raise ValueError(f"MTCLayer expects time-major input (T, ..., {self.n}), got shape {tuple(i_in.shape)}")
         if i_in.shape[-1] != self.n:
             raise ValueError(f"MTCLayer of {self.n} neurons got input with last dimension {i_in.shape[-1]}")
         params = self.parameters_record()
