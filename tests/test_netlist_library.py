@@ -41,11 +41,12 @@ def test_neuron_elements_follow_equations(kind, fast):
     text = behavioral.neuron_subckt(kind, fast)
     for element in ELEMENTS:
         line = next(l for l in text.splitlines() if l.startswith(f"X_{element.name} "))
-        _, out, inp, inn, sub = line.split()[:5]
-        assert out == "m" and sub == "ota_element"
-        port = {"u_f": "f" if fast else "m", "u_s": "s", "u_us": "us"}[element.variable]
-        # sign -1 (negative conductance): + input is the filtered node; sign +1: + input is the reference
-        assert (inp, inn) == ((port, f"ref_{element.name}") if element.sign < 0 else (f"ref_{element.name}", port))
+        _, out, reads, sub = line.split()[:4]
+        assert out == "m"
+        assert reads == {"u_f": "f" if fast else "m", "u_s": "s", "u_us": "us"}[element.variable]
+        # sign -1 (negative conductance): the filtered node is the + input; sign +1: the reference is
+        assert sub == ("ota_vref_plus" if element.sign < 0 else "ota_vref_minus")
+        assert f"ib={{ib_{element.name}}}" in line and f"vref={{vref_{element.name}}}" in line
     assert f"filter_{kind}" in text
     assert ("X_filt_fast" in text) == fast
 

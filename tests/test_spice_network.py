@@ -70,8 +70,10 @@ def test_split_simulation_equals_one_netlist(small_network, one_netlist_run):
     assert nodes_split == nodes_whole
     v_s = circuit.target.v_s
     for node in ["l0n4_m", "l1n0_m", "l1n3_o", "ro1", "lp0_3", "lp1_3"]:
-        gap = np.abs(np.interp(split.time, whole.time, whole[node]) - split[node]).max() / v_s
-        assert gap < 0.02, (node, gap)  # exact up to interpolation of ngspice's own time points
+        diff = (np.interp(split.time, whole.time, whole[node]) - split[node]) / v_s
+        # exact up to ngspice's error control and interpolation between the two runs' time points
+        # (largest on the steep edges of spikes and clipped outputs)
+        assert np.abs(diff).max() < 0.05 and np.sqrt(np.mean(diff ** 2)) < 0.003, (node, np.abs(diff).max())
 
 
 def test_mapping_names_nodes_of_the_standalone_netlist(small_network, tmp_path):

@@ -71,13 +71,11 @@ def neuron_subckt(filter_kind: str, fast_filter: bool) -> str:
         port = _STATE_PORT[element.variable]
         if port == "f" and not fast_filter:
             port = "m"
-        ref = f"ref_{element.name}"
         # sign +1 (restoring): current into m = I_b tanh((V_ref - V_x)/V_s); sign -1 (regenerative): tanh((V_x - V_ref)/V_s)
-        inp, inn = (ref, port) if element.sign > 0 else (port, ref)
+        sub = "ota_vref_minus" if element.sign > 0 else "ota_vref_plus"
         lines += [
             f"* element {element.name}: sign {element.sign:+d}, reads {element.variable} ({element.timescale} timescale)",
-            f"V_{ref} {ref} 0 {{vref_{element.name}}}",
-            f"X_{element.name} m {inp} {inn} ota_element ib={{ib_{element.name}}} vs={{vs}}",
+            f"X_{element.name} m {port} {sub} ib={{ib_{element.name}}} vref={{vref_{element.name}}} vs={{vs}}",
         ]
     for timescale in TIMESCALES:
         if timescale == "fast" and not fast_filter:
@@ -86,7 +84,6 @@ def neuron_subckt(filter_kind: str, fast_filter: bool) -> str:
         lines.append(
             f"X_filt_{timescale} m {port} filter_{filter_kind} c={{c_filt_{timescale}}} ib={{ib_filt_{timescale}}} vs={{vs}}"
         )
-    lines.append(".ic " + " ".join(f"v(ref_{e.name})={{vref_{e.name}}}" for e in ELEMENTS))
     lines.append(f".ends {name}")
     return "\n".join(lines) + "\n"
 
@@ -168,7 +165,7 @@ class BehavioralTarget:
         raise NetlistValueError(f"{where}: unknown kind {tr.kind!r}, expected one of {TRANSDUCTION_KINDS}")
 
     def internal_initial_conditions(self, instance: str, circuit: Any) -> dict[str, float]:
-        return {}  # the reference nodes carry their own .ic inside the subcircuit
+        return {}  # no internal nodes: references are folded into the OTA expressions
 
     def synapse_lines(self, prefix: str, out_nodes: Sequence[str], in_nodes: Sequence[str], gm: np.ndarray,
                       vrest_node: str) -> list[str]:
