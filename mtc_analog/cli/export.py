@@ -55,8 +55,12 @@ def run(args: argparse.Namespace) -> int:
             setup = type(setup)(setup.params, setup.protocol, setup.transduction, args.filter, setup.name)
         from ..hardware import map_neuron
 
-        enforce_ranges(map_neuron(setup.params, setup.transduction, setup.filter, target), target, clip=False)
-        result = export_neuron(setup, target, args.out, args.target, source=str(args.source), force=args.force)
+        circuit, changes = enforce_ranges(map_neuron(setup.params, setup.transduction, setup.filter, target), target,
+                                          clip=args.clip)
+        result = export_neuron(setup, target, args.out, args.target, source=str(args.source), force=args.force,
+                               circuit=circuit, range_changes=changes)
+        for change in changes:
+            print(f"  clipped: {change}")
         print(f"exported neuron {setup.name} ({setup.filter} filters, step {setup.protocol.i0:g} -> {setup.protocol.i1:g} I_u "
               f"at {setup.protocol.t_step:g} t_u, {setup.protocol.t_end:g} t_u) to {result.netlist_path}")
         print(f"run it stand-alone: ngspice -b {result.netlist_path}   or: mtc-analog simulate {result.netlist_path} --out DIR")

@@ -3,8 +3,10 @@
     netlist = build_network_netlist(circuit, x)          # NetworkCircuit + input samples -> Netlist
     text = netlist.render()                              # stand-alone .cir (ngspice -b)
     waves = run_transient(netlist)                       # PySpice shared mode, in a worker process
+    waves, nodes = simulate_network(circuit, x, max_neurons=64)   # big layers split across processes
     model = waves.to_model_units(mapping)                # back to V_s / t_u / s / y
     export_network(circuit, x, out_dir)                  # DIR/network.cir + DIR/mapping.json
+    simulate_protocols([NeuronSetup(params, StepProtocol(i0, i1))], target)   # single neurons
 
 Targets are sibling modules (:mod:`.behavioral` now; a transistor-level one later) implementing
 :class:`.target.CircuitTarget`.
@@ -21,7 +23,9 @@ _EXPORTS = {
     "check_simulator": "runner", "run_jobs": "runner", "run_standalone": "runner", "run_transient": "runner",
     "CircuitTarget": "target", "get_target": "target", "Waveforms": "waveforms", "load_npz": "waveforms",
     "read_rawfile": "waveforms", "save_npz": "waveforms",
-    "export_network": "export", "export_neuron": "export", "simulate_network_split": "split",
+    "export_network": "export", "export_neuron": "export", "load_neuron_setup": "export",
+    "simulate_network": "split", "simulate_network_split": "split",
+    "NeuronSetup": "protocol", "StepProtocol": "protocol", "simulate_protocols": "protocol",
 }
 __all__ = sorted(_EXPORTS)
 

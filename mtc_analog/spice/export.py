@@ -98,13 +98,15 @@ def export_network(
 
 
 def export_neuron(setup: Any, target: Any, out_dir: str | Path, target_name: str = "behavioral", source: str = "",
-                  force: bool = False) -> ExportResult:
-    """Write one neuron (a :class:`~mtc_analog.spice.protocol.NeuronSetup`) under its step protocol."""
+                  force: bool = False, circuit: Any = None, range_changes: Sequence[Any] = ()) -> ExportResult:
+    """Write one neuron (a :class:`~mtc_analog.spice.protocol.NeuronSetup`) under its step protocol.
+
+    ``circuit``: an already mapped (e.g. range-clipped) NeuronCircuit to write instead of mapping ``setup``."""
     from ..hardware.serialize import neuron_to_dict
     from .protocol import protocol_netlist, resting_state
 
     state = resting_state(setup)
-    netlist, circuit = protocol_netlist(setup, target, target_name, state)
+    netlist, circuit = protocol_netlist(setup, target, target_name, state, circuit)
     netlist.header = [f"source: {_printable(source)}", "units: SI (V, A, F, ohm, s); model U = (v - v_rest)/V_s"]
     p = setup.protocol
     mapping = {
@@ -116,7 +118,7 @@ def export_neuron(setup: Any, target: Any, out_dir: str | Path, target_name: str
                      "start": "at rest under i0", "u_start": float(state.u_m)},
         "nodes": netlist.nodes,
         "circuit": {"neuron": neuron_to_dict(circuit, target)},
-        "range_changes": [],
+        "range_changes": [_change_dict(c) for c in range_changes],
         "source": source,
     }
     return _write(Path(out_dir), netlist, mapping, force)

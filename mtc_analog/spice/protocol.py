@@ -61,11 +61,14 @@ def resting_state(setup: NeuronSetup) -> MTCState:
 
 
 def protocol_netlist(setup: NeuronSetup, target: Any, target_name: str = "behavioral",
-                     initial_state: MTCState | None = None) -> tuple[Netlist, Any]:
-    """(netlist, mapped NeuronCircuit) of one neuron under its step protocol."""
+                     initial_state: MTCState | None = None, circuit: Any = None) -> tuple[Netlist, Any]:
+    """(netlist, mapped NeuronCircuit) of one neuron under its step protocol.
+
+    ``circuit`` overrides the mapping of ``setup`` (e.g. after range clipping or mismatch)."""
     from ..hardware.mapping import map_neuron
 
-    circuit = map_neuron(setup.params, setup.transduction, setup.filter, target)
+    if circuit is None:
+        circuit = map_neuron(setup.params, setup.transduction, setup.filter, target)
     p = setup.protocol
     times, values = step_current(p.i0, p.i1, p.t_step, p.t_end, EDGE_FRACTION * p.dt)
     netlist = build_neuron_netlist(
