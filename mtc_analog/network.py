@@ -60,7 +60,11 @@ DEFAULT_INIT_BY_NEURON: dict[str, dict[str, Any]] = {
 
 @dataclass
 class NetworkConfig:
-    """Everything needed to rebuild a :class:`SpikingRegressor` (stored in checkpoints as JSON)."""
+    """Everything needed to rebuild a :class:`SpikingRegressor` (stored in checkpoints as JSON).
+
+    The MTC defaults (trained log-spaced timescales, jittered gains, U_th = 1.5 / U_sat = 2.5,
+    tau_lp = 3) are what the Mackey-Glass study in docs/results_model.md found to work best.
+    """
 
     neuron: str = "mtc"  #: "mtc" | "lif" | "adlif"
     hidden: tuple[int, ...] = (64,)  #: hidden layer sizes
@@ -68,7 +72,7 @@ class NetworkConfig:
     n_out: int = 1
     dt: float = 0.5  #: neuron step [t_u]
     substeps: int = 2  #: neuron steps per input sample
-    tau_lp: float = 1.0  #: time constant of each low-pass stage [t_u]
+    tau_lp: float = 3.0  #: time constant of each low-pass stage [t_u]
     lowpass_order: int = 4
     input_scale: float = 1.0  #: scale of the initial projection weights (x PyTorch's default init)
     bias_init: float | None = None  #: constant initial bias of each hidden projection (None: PyTorch default)
@@ -77,13 +81,13 @@ class NetworkConfig:
     method: str = "euler"  #: "euler" | "exact" (filters)
     filter: str = "linear"  #: "linear" | "ota"
     transduction: str = "clip"  #: "clip" | "sigmoid"
-    u_th: float = 0.5  #: clip: s = 0 below [V_s]; also the MTC spike-count level
-    u_sat: float = 1.5  #: clip: s = 1 above [V_s]
+    u_th: float = 1.5  #: clip: s = 0 below [V_s]; also the MTC spike-count level
+    u_sat: float = 2.5  #: clip: s = 1 above [V_s]
     u_c: float = 1.0  #: sigmoid centre [V_s]
     mtc_init: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MTC_INIT))
-    train_timescales: bool = False
-    init_jitter: float = 0.0  #: std of per-neuron jitter on the initial gains/offsets
-    timescale_spread: float = 1.0  #: per-neuron tau_s, tau_us scaled by log-spaced factors in [1/sqrt(r), sqrt(r)]
+    train_timescales: bool = True
+    init_jitter: float = 0.3  #: std of per-neuron jitter on the initial gains/offsets
+    timescale_spread: float = 10.0  #: per-neuron tau_s, tau_us scaled by log-spaced factors in [1/sqrt(r), sqrt(r)]
     backend: str = "auto"  #: MTCLayer backend
     # LIF options
     lif_beta: float = 0.9

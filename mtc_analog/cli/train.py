@@ -28,7 +28,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--u-th", type=float, default=n.u_th, help="MTC transduction threshold U_th [V_s]")
     g.add_argument("--u-sat", type=float, default=n.u_sat, help="MTC transduction saturation U_sat [V_s]")
     g.add_argument("--mtc-init", default=None, help='MTC initial parameters as JSON, e.g. \'{"tau_s": 20, "a_us": 1}\'')
-    g.add_argument("--train-timescales", action="store_true", help="train tau_s and tau_us (MTC)")
+    g.add_argument("--train-timescales", action=argparse.BooleanOptionalAction, default=n.train_timescales,
+                   help=f"train tau_s and tau_us (MTC; default {n.train_timescales})")
     g.add_argument("--init-jitter", type=float, default=n.init_jitter, help="per-neuron jitter of MTC gains/offsets")
     g.add_argument("--timescale-spread", type=float, default=n.timescale_spread,
                    help="MTC: per-neuron tau_s/tau_us log-spread ratio max/min (default 1: all alike)")

@@ -36,12 +36,12 @@ BEST, LAST, METRICS = "best.safetensors", "last.safetensors", "metrics.json"
 class TrainConfig:
     """Optimisation budget and options (stored in the checkpoint)."""
 
-    epochs: int = 20
+    epochs: int = 25
     batches_per_epoch: int = 8
     batch: int = 32  #: windows per batch
     window: int = 100  #: scored samples per window (BPTT truncation = washout + window)
     washout: int = 50  #: unscored warm-up samples at the start of each window
-    lr: float = 3e-3
+    lr: float = 1e-2
     clip: float = 1.0  #: max gradient norm (<= 0 disables)
     weight_decay: float = 0.0
     eval_washout: int = DEFAULT_EVAL_WASHOUT
