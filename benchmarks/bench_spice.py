@@ -10,6 +10,10 @@ shape: dt = 0.5 t_u, 2 substeps per sample, 4th-order low-pass) over 2000 Mackey
   processes (exact for a feedforward network: OTA inputs draw no current; see mtc_analog.spice.split);
 - the growth exponent of each against N (slope of log time vs log N).
 
+Wall times depend on what else runs on the machine; the CPU seconds that ngspice itself used are
+printed beside them (one netlist: its CPU; split: the total CPU over all chunks, and the critical
+path = sum over rounds of the largest chunk's CPU, i.e. the wall time with enough idle cores).
+
 Weights: the untrained network of `SpikingRegressor(NetworkConfig(hidden=(N,)))` (PyTorch's default
 initialisation, the same scale training starts from) unless --checkpoint gives a trained one; values
 outside the target's ranges are clipped as `export --clip` does (reported as a count).
@@ -59,15 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from mtc_analog.spice.export import export_network
-    from mtc_analog.spice.split import simulate_network
+    from mtc_analog.spice.split import simulate_network, simulate_network_split
     from mtc_analog.tasks.mackey_glass import TaskConfig, make_task
 
     task = make_task(TaskConfig(n_samples=max(4000, int(args.samples / 0.3) + 200)))
     x = task.test.x[: args.samples].astype(float)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"machine: {os.cpu_count()} CPUs; {x.shape[0]} samples; dt = 0.5 t_u, 2 substeps; workers = {args.workers or os.cpu_count()}")
-    print(f"{'N':>5} {'export s':>9} {'netlist MB':>10} {'one netlist s':>14} {'split s':>8} {'chunks':>7} "
-          f"{'speed-up':>8} {'clipped':>8}")
+    print(f"{'N':>5} {'export s':>9} {'netlist MB':>10} | {'one: wall s':>11} {'cpu s':>7} | {'split: wall s':>13} "
+          f"{'cpu s':>7} {'crit. s':>7} {'chunks':>6} | {'gap':>7}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_spice_") as tmp:
         for n in sizes:
@@ -76,32 +80,38 @@ def main(argv: list[str] | None = None) -> int:
             result = export_network(circuit, x, Path(tmp) / f"n{n}", force=True)
             export_s = time.perf_counter() - t0
             size_mb = result.netlist_path.stat().st_size / 1e6
-            one_s = None
+            one_s = one_cpu = None
             if n <= args.skip_single_above:
                 t0 = time.perf_counter()
                 waves_one, _ = simulate_network(circuit, x, max_neurons=None)
-                one_s = time.perf_counter() - t0
+                one_s, one_cpu = time.perf_counter() - t0, float(waves_one.meta["cpu_seconds"])
             t0 = time.perf_counter()
-            waves_split, _ = simulate_network(circuit, x, max_neurons=args.max_neurons, workers=args.workers)
+            waves_split, _ = simulate_network_split(circuit, x, max_neurons=min(args.max_neurons, max(1, n // 2)),
+                                                    workers=args.workers)
             split_s = time.perf_counter() - t0
+            rounds = waves_split.meta["cpu_seconds"]
+            split_cpu, critical = sum(map(sum, rounds)), sum(max(r) for r in rounds)
             chunks = len(waves_split.meta["chunks"][0])
-            agree = None
+            gap = None
             if one_s is not None:
-                agree = float(np.abs(np.interp(waves_split.time, waves_one.time, waves_one["lp0_3"]) - waves_split["lp0_3"]).max()
-                              / circuit.target.v_s)
-            rows.append({"n": n, "export_s": export_s, "netlist_mb": size_mb, "one_netlist_s": one_s, "split_s": split_s,
-                         "chunks": chunks, "clipped": clipped, "output_gap_model_units": agree})
-            speed = f"{one_s / split_s:8.2f}" if one_s else f"{'-':>8}"
-            one = f"{one_s:14.2f}" if one_s is not None else f"{'skipped':>14}"
-            print(f"{n:5d} {export_s:9.2f} {size_mb:10.2f} {one} {split_s:8.2f} {chunks:7d} {speed} {clipped:8d}", flush=True)
+                gap = float(np.abs(np.interp(waves_split.time, waves_one.time, waves_one["lp0_3"]) - waves_split["lp0_3"]).max()
+                            / circuit.target.v_s)
+            rows.append({"n": n, "export_s": export_s, "netlist_mb": size_mb, "one_netlist_s": one_s,
+                         "one_netlist_cpu_s": one_cpu, "split_s": split_s, "split_cpu_s": split_cpu,
+                         "split_critical_path_cpu_s": critical, "chunks": chunks, "clipped": clipped,
+                         "max_output_gap_model_units": gap, "samples": int(x.shape[0])})
+            one = f"{one_s:11.2f} {one_cpu:7.2f}" if one_s is not None else f"{'skipped':>11} {'':>7}"
+            gap_text = f"{gap:7.4f}" if gap is not None else f"{'-':>7}"
+            print(f"{n:5d} {export_s:9.2f} {size_mb:10.2f} | {one} | {split_s:13.2f} {split_cpu:7.2f} {critical:7.2f} "
+                  f"{chunks:6d} | {gap_text}", flush=True)
+    print("gap: largest |one netlist - split| of the low-pass output [model units]; clipped values per network: "
+          + ", ".join(f"N={r['n']}: {r['clipped']}" for r in rows))
     if len(rows) >= 2:
-        logn = np.log([r["n"] for r in rows])
-        for key in ("export_s", "one_netlist_s", "split_s"):
+        for key in ("export_s", "one_netlist_cpu_s", "split_cpu_s", "split_critical_path_cpu_s"):
             pts = [(math.log(r["n"]), math.log(r[key])) for r in rows if r[key]]
             if len(pts) >= 2:
                 slope = np.polyfit(*zip(*pts), 1)[0]
                 print(f"growth of {key}: time ~ N^{slope:.2f}")
-        del logn
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -67,7 +67,7 @@ def simulate(text: str, log_path: str) -> dict[str, Any]:
         ng = _ngspice(log)
         log.write(f"---- mtc_analog worker pid {os.getpid()}: loading netlist ----\n")
         log.flush()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             ng.load_circuit(text)
             loaded = "\n".join(ng._stdout + ng._stderr).lower()
@@ -96,7 +96,8 @@ def simulate(text: str, log_path: str) -> dict[str, Any]:
             node = name[2:-1] if name.startswith("v(") and name.endswith(")") else name
             if "#branch" not in node:
                 voltages[node] = values
-        return {"time": time_vec, "voltages": voltages, "seconds": time.perf_counter() - started, "pid": os.getpid()}
+        return {"time": time_vec, "voltages": voltages, "seconds": time.perf_counter() - started,
+                "cpu_seconds": time.process_time() - cpu_started, "pid": os.getpid()}
 
 
 def _cleanup(ng: Any) -> None:

@@ -201,7 +201,8 @@ def run_jobs(
                     ) from None
                 tried[k].append(label + ": ok")
                 results[k] = Waveforms(out["time"], out["voltages"],
-                                       {"attempts": list(tried[k]), "seconds": out["seconds"], "log": str(log_paths[k])})
+                                       {"attempts": list(tried[k]), "seconds": out["seconds"],
+                                        "cpu_seconds": out["cpu_seconds"], "log": str(log_paths[k])})
             pending = next_pending
         finally:
             executor.shutdown(wait=True, cancel_futures=True)

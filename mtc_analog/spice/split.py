@@ -89,6 +89,7 @@ def simulate_network_split(
     replay: list[ReplaySource] = []
     partials: list[ReplaySource] = []
     timings: list[float] = []
+    cpu: list[list[float]] = []  # per round (layer, then readout): CPU seconds of each netlist
     n_out = np.asarray(net.readout.gm).shape[0]
     for l, chunks in enumerate(plan):
         last = l == n_layers - 1
@@ -103,6 +104,7 @@ def simulate_network_split(
         results = run_jobs([SimulationJob(n.render(control=False), None, f"layer {l} chunk {c}")
                             for c, n in enumerate(netlists)], workers=workers, timeout_s=timeout_s, log_dir=work)
         replay = []
+        cpu.append([float(w.meta.get("cpu_seconds", 0.0)) for w in results])
         for c, (chunk, netlist, waves) in enumerate(zip(chunks, netlists, results)):
             timings.append(float(waves.meta.get("seconds", 0.0)))
             entries = netlist.nodes["layers"][l]
@@ -124,12 +126,13 @@ def simulate_network_split(
     final = run_jobs([SimulationJob(readout_netlist.render(control=False), None, "readout")], workers=1,
                      timeout_s=timeout_s, log_dir=work)[0]
     timings.append(float(final.meta.get("seconds", 0.0)))
+    cpu.append([float(final.meta.get("cpu_seconds", 0.0))])
     voltages = {n: v for n, v in final.voltages.items() if not n.startswith("c")}
     for waves, nodes in chunk_waves:
         for node in nodes:
             if node not in voltages:
                 voltages[node] = np.interp(final.time, waves.time, waves.voltages[node])
     node_map["readout"], node_map["lowpass"] = readout_netlist.nodes["readout"], readout_netlist.nodes["lowpass"]
-    meta = {"chunks": [[len(c) for c in chunks] for chunks in plan], "simulator_seconds": timings,
+    meta = {"chunks": [[len(c) for c in chunks] for chunks in plan], "simulator_seconds": timings, "cpu_seconds": cpu,
             "attempts": final.meta.get("attempts", []), "work_dir": str(work)}
     return Waveforms(final.time, voltages, meta), node_map
