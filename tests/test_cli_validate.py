@@ -12,7 +12,9 @@ from mtc_analog.network import NetworkConfig, SpikingRegressor
 from mtc_analog.tasks.mackey_glass import TaskConfig
 from mtc_analog.training.checkpoint import save_checkpoint
 
-TINY = dict(hidden=(4,), dt=0.05, substeps=20, tau_lp=5.0, method="exact", seed=1, bias_init=1.0)
+# pinned (not the package defaults, which may change): a tiny, regularly spiking network
+TINY = dict(hidden=(4,), dt=0.05, substeps=20, tau_lp=5.0, method="exact", seed=1, bias_init=1.0, u_th=0.5, u_sat=1.5,
+            init_jitter=0.0, timescale_spread=1.0, train_timescales=False)
 FAST = ["--samples", "50", "--washout", "20", "--clip"]
 
 

@@ -15,7 +15,8 @@ from mtc_analog.validation.workflow import validate_into
 
 # dt = 0.05 t_u with exact filters: fine enough that the discrete model tracks the continuous circuit
 # (the dt study in docs/results_validation.md shows the gap is first order in dt).
-TINY = dict(hidden=(5,), dt=0.05, substeps=20, tau_lp=5.0, method="exact", seed=1, bias_init=1.0)
+TINY = dict(hidden=(5,), dt=0.05, substeps=20, tau_lp=5.0, method="exact", seed=1, bias_init=1.0, u_th=0.5, u_sat=1.5,
+            init_jitter=0.0, timescale_spread=1.0, train_timescales=False)  # pinned, not the package defaults
 SETTINGS = dict(samples=60, washout=20, clip=True)
 
 

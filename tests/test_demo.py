@@ -1,0 +1,33 @@
+"""The main job, shrunk: train (1 epoch), export, simulate in ngspice, validate, report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mtc_analog.cli import main
+from mtc_analog.validation.demo import run_demo
+
+SMALL = dict(
+    network_overrides={"hidden": (3,), "bias_init": 1.0},
+    training_overrides={"epochs": 1, "batches_per_epoch": 1, "batch": 2, "window": 10, "washout": 5},
+    validation_overrides={"samples": 20, "washout": 10},
+)
+
+
+def test_demo_runs_end_to_end_and_leaves_a_report(tmp_path, capsys):
+    summary = run_demo(tmp_path, ota=True, **SMALL)
+    for path in ("report.html", "report.json", "demo.json", "circuit/network.cir", "circuit/mapping.json",
+                 "train/best.safetensors", "ota/report.html"):
+        assert (tmp_path / path).is_file(), path
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["setup"]["circuit_filter"] == "linear"
+    assert [row["refine"] for row in report["dt_study"]] == [1, 2, 4, 1, 2, 4]
+    assert json.loads((tmp_path / "ota" / "report.json").read_text())["setup"]["circuit_filter"] == "ota"
+    assert summary["linear"]["spike_coincidence"] == report["spike_coincidence"]
+    lines = capsys.readouterr().out
+    assert "[1/4]" in lines and "[4/4]" in lines and "report.html" in lines
+    # a second run refuses to overwrite without --force
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "--force" in capsys.readouterr().err
