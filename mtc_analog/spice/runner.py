@@ -96,8 +96,14 @@ class SimulationJob:
 def _executor(jobs: int) -> cf.ProcessPoolExecutor:
     # forkserver: workers fork from a clean server process (cheap, no inherited ngspice/torch state);
     # spawn where forkserver does not exist. Never fork the caller, never threads.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method))
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        # the server imports the caller's __main__ and the light worker module once; each worker then
+        # forks from it in milliseconds (as with spawn, a calling script needs an `if __name__ == "__main__"` guard)
+        context.set_forkserver_preload(["__main__", "mtc_analog.spice._worker"])
+    else:
+        context = multiprocessing.get_context("spawn")
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
 
 
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
@@ -196,7 +202,8 @@ def run_jobs(
                     ) from None
                 except cf.process.BrokenProcessPool:
                     raise SimulationError(
-                        f"ngspice crashed or was killed while simulating {jobs[k].label} (its worker process died)",
+                        f"ngspice crashed or was killed while simulating {jobs[k].label} (its worker process died; "
+                        "if the caller is a script, its top level needs an `if __name__ == \"__main__\":` guard)",
                         netlist=str(jobs[k].path or log_paths[k]), log_tail=_log_tail(log_paths[k]), tried=tried[k] + [label],
                     ) from None
                 tried[k].append(label + ": ok")
