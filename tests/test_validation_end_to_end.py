@@ -57,6 +57,11 @@ def test_report_files_are_complete_and_self_contained(tiny_run):
     assert html.count("data:image/png;base64,") >= 5
     assert "src='http" not in html and 'src="http' not in html
     assert not list(out.glob("*.part*")), "temporary files left behind"
+    # the netlist that was judged sits beside the report and names the validated nodes
+    assert (out / "circuit" / "network.cir").is_file()
+    assert on_disk["netlist"].endswith("network.cir")
+    mapping = json.loads((out / "circuit" / "mapping.json").read_text())
+    assert len(mapping["nodes"]["layers"][0]) == TINY["hidden"][0]
 
 
 def test_refuses_to_overwrite_without_force(tiny_run, tiny_task):

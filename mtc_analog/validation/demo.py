@@ -102,7 +102,7 @@ def run_demo(out: str | Path, force: bool = False, progress: Callable[[str], Non
     t0 = time.perf_counter()
     linear, _ = validate_into(checkpoint.network, task, out, dataclasses.replace(settings, circuit_filter="linear"),
                               run_dt_study=True, force=force, progress=say,
-                              extra={"checkpoint": str(out / "train" / BEST), "netlist": str(exported.netlist_path)},
+                              extra={"checkpoint": str(out / "train" / BEST)},
                               title="MTC demo: circuit (linear filters) vs model", dt_refinements=DEMO_DT_REFINEMENTS)
     linear_s = time.perf_counter() - t0
     _report_line(progress, "linear", linear)

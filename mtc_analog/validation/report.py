@@ -101,6 +101,10 @@ def render_html(report: dict, figures: dict[str, str], title: str = "Circuit-ver
         "<h2>Headline</h2>",
         _table(headline, ("metric", "value")),
     ]
+    sources = [(k, report[k]) for k in ("checkpoint", "netlist") if report.get(k)]
+    if sources:
+        parts.append("<p class='note'>" + "<br>".join(f"{html.escape(k)}: <code>{html.escape(str(v))}</code>"
+                                                     for k, v in sources) + "</p>")
     failures = report.get("failures") or []
     if failures:
         parts.append("<p class='fail'>" + "<br>".join(html.escape(f) for f in failures) + "</p>")

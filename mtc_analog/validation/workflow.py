@@ -6,7 +6,8 @@
 Order of work, so that a failure never leaves a directory that looks finished: refuse an existing
 ``report.json`` unless ``force`` (then delete the stale report first), check the mapping against
 the target (HardwareRangeError before any simulation), run model and circuit, compute, and only
-then write ``report.html`` and last ``report.json`` — each atomically.
+then write ``circuit/network.cir`` (the netlist that was judged, stand-alone), ``report.html`` and
+last ``report.json`` — each atomically.
 A report whose thresholds fail is still written (it is complete); :func:`raise_if_failed` turns it
 into :class:`~mtc_analog.errors.ValidationFailed` for the CLI's exit code.
 """
@@ -31,6 +32,22 @@ def prepare_report_dir(out: str | Path, force: bool) -> Path:
     return out
 
 
+CIRCUIT_DIR = "circuit"
+
+
+def export_validated_circuit(result: ValidationResult, task: Any, settings: ValidationSettings, out_dir: Path) -> Path:
+    """Write the netlist that was validated (same mapped circuit, same input) as a stand-alone
+    ``network.cir`` + ``mapping.json``, so the report's directory holds what it judged."""
+    from ..spice.export import export_network
+    from .runs import test_stream
+
+    x, _, _ = test_stream(task, settings.samples, settings.washout)
+    exported = export_network(result.network_circuit, x, out_dir, target_name=settings.circuit_target,
+                              source="mtc_analog validation", input_source="task test split (with washout)",
+                              force=True)
+    return exported.netlist_path
+
+
 def validate_into(network: Any, task: Any, out: str | Path, settings: ValidationSettings = ValidationSettings(),
                   run_dt_study: bool = False, force: bool = False, progress: Progress = _quiet,
                   extra: dict[str, Any] | None = None, title: str | None = None,
@@ -42,6 +59,7 @@ def validate_into(network: Any, task: Any, out: str | Path, settings: Validation
     out = prepare_report_dir(out, force)
     result = validate_network(network, task, settings, progress)
     report = dict(result.summary)
+    report["netlist"] = str(export_validated_circuit(result, task, settings, out / CIRCUIT_DIR))
     report.update(extra or {})
     rows = None
     if run_dt_study:
