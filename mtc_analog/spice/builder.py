@@ -30,7 +30,7 @@ from ..errors import InputError, NetlistValueError
 from ..neuron.equations import MTCState
 from .netlist import Netlist
 from .target import CircuitTarget, NeuronNodes, get_target
-from .values import spice_comment, spice_name, spice_numbers
+from .values import spice_name, spice_numbers
 
 VREST = "vrest"
 #: Width of a PWL input edge, as a fraction of TMAX (a sharper edge costs ngspice ~50 % more time points
@@ -388,4 +388,4 @@ def build_readout_netlist(net: Any, partials: Sequence["ReplaySource"], t_stop: 
 
 
 __all__ = ["ReplaySource", "replay_lines", "build_neuron_netlist", "build_network_netlist", "build_readout_netlist", "held_samples_pwl", "pwl_lines",
-           "step_current", "neuron_nodes", "spice_comment", "VREST"]
+           "step_current", "neuron_nodes", "VREST"]
