@@ -66,7 +66,7 @@ PLANTS = [
     (plant_param(0, "tau_m", 1, 1e-4), [("layer 0 / neuron 1 / membrane", "membrane capacitor C_m", "min")]),
     (plant_param(1, "tau_m", 1, 20.0), [("layer 1 / neuron 1 / membrane", "membrane capacitor C_m", "max")]),
     (plant_param(1, "u_rest", 2, -9.0), [("layer 1 / neuron 2 / membrane", "rest voltage (room for the swing -5..5 V_s)", "min")]),
-    (plant_param(0, "a_s_minus", 0, 1e-9), [("layer 0 / neuron 0 / element slow_minus", "tail current", "min"),
+    (plant_param(0, "a_s_minus", 0, 1e-4), [("layer 0 / neuron 0 / element slow_minus", "tail current", "min"),
                                             ("layer 0 / neuron 0 / element slow_minus", "reference voltage", "max")]),
     (lambda spec: spec.layers[0].bias.__setitem__(1, 1000.0), [("layer 0 / neuron 1 / bias", "bias current", "max")]),
     (lambda spec: spec.readout.bias.__setitem__(0, 1e-5), [("readout / output 0 / bias", "bias current", "min")]),
@@ -172,3 +172,24 @@ def test_si_formatting():
     assert si(1.7, "V") == "1.7 V"
     assert si(13.53e-12, "F") == "13.53 pF"
     assert si(0.0, "A") == "0 A"
+
+
+def test_negligible_gains_are_left_out_and_reported_not_flagged():
+    # Training drives unused gains to softplus' floor (~1e-13 I_u = 1e-22 A): that device is absent.
+    spec = clean_spec()
+    spec.layers[0].params = spec.layers[0].params._replace(a_s_minus=np.full(spec.layers[0].size, 1e-13))
+    # the absent element 0 keeps its wild offset: a left-out element's reference is never checked
+    circuit = map_network(spec, TARGET)
+    assert check_ranges(circuit, TARGET) == []
+    fitted, changes = enforce_ranges(circuit, TARGET)  # no clip needed
+    assert len(changes) == spec.layers[0].size
+    assert all(c.new == 0 and "slow_minus" in c.location and "negligible" in str(c) for c in changes)
+    assert all(n.element("slow_minus").tail_current == 0 for n in fitted.layers[0].neurons)
+
+
+def test_small_but_not_negligible_gain_is_still_a_violation():
+    spec = clean_spec()
+    spec.layers[0].params = spec.layers[0].params._replace(
+        a_s_minus=np.full(spec.layers[0].size, 1e-5), d_s_minus=np.full(spec.layers[0].size, -1.0))  # 10 fA
+    violations = check_ranges(map_network(spec, TARGET), TARGET)
+    assert len(violations) == spec.layers[0].size and all(v.bound == "min" for v in violations)

@@ -4,8 +4,9 @@ What is checked, against :class:`~mtc_analog.hardware.target.HardwareTarget`:
 
 - bias currents in ``[i_min, i_max]`` (leakage floor .. weak-inversion ceiling): OTA tail currents,
   filter biases, synapse transconductor biases ``|gm| V_s``, bias currents, readout. Signed values
-  are checked by magnitude; a zero gain/weight/bias is an *absent* device, never a violation.
-  (Filter biases are never absent.)
+  are checked by magnitude; a zero gain/weight/bias is an *absent* device, never a violation, and
+  one below ``i_negligible`` is *negligible*: :func:`enforce_ranges` leaves it out (sets it to 0) and
+  reports the change whether or not ``clip`` is set. (Filter biases are never absent.)
 - voltages inside the operating window (rails minus ``v_headroom``): the reference voltage of every
   present element, the transduction thresholds in use, and each neuron's rest voltage such that the
   membrane's expected swing ``swing_min..swing_max`` [V_s] around it stays inside the window.
@@ -63,6 +64,8 @@ class RangeChange:
     unit: str
 
     def __str__(self) -> str:
+        if self.new == 0:
+            return f"{self.location}: {self.quantity} {si(self.old, self.unit)} is negligible: left out (0)"
         return f"{self.location}: {self.quantity} clipped {si(self.old, self.unit)} -> {si(self.new, self.unit)}"
 
 
@@ -89,20 +92,19 @@ def enforce_ranges(
     listing all violations, or with ``clip=True`` return the clipped circuit and what was changed."""
     target = _target_of(circuit, target)
     violations = check_ranges(circuit, target)
-    if not violations:
-        return circuit, []
-    if not clip:
+    if violations and not clip:
         raise HardwareRangeError(violations)
     changes: list[RangeChange] = []
 
     def clip_values(check: CheckedValues, values: np.ndarray) -> np.ndarray:
-        clipped = _clip(check, values)
+        clipped = _clip(check, values) if violations else _drop_negligible(check, values)
         for index in np.argwhere(clipped != values):
             index = tuple(int(k) for k in index)
             changes.append(RangeChange(check.where(index), check.quantity, float(values[index]), float(clipped[index]), check.unit))
         return clipped
 
-    return transform_values(circuit, target, clip_values), changes
+    changed = transform_values(circuit, target, clip_values)
+    return (changed, changes) if changes else (circuit, [])
 
 
 def si(value: float, unit: str) -> str:
@@ -130,6 +132,7 @@ class CheckedValues:
     optional: bool  #: zero = absent device (not checked, never clipped)
     model_name: str  #: model parameter, for the message ("" = none)
     to_model: Callable[[float], float] | None  #: SI value -> model value
+    negligible: float = 0.0  #: optional values with magnitude below this are left out, not flagged
 
 
 Visitor = Callable[[CheckedValues, np.ndarray], np.ndarray]
@@ -198,7 +201,7 @@ def _walk_neuron(neuron: NeuronCircuit, where: str, target: HardwareTarget, visi
         gain, offset = (model.gain, model.offset) if model else ("gain", "offset")
         tail = _scalar(visit, _current_check(_fixed(at), "tail current", True, gain, target.model_current, target), element.tail_current)
         v_ref = element.v_ref
-        if element.tail_current != 0:  # an absent element's reference is never wired
+        if abs(element.tail_current) >= max(target.i_negligible, np.finfo(float).tiny):  # absent: never wired
             v_ref = _scalar(visit, _voltage_check(at, "reference voltage", offset, target), element.v_ref)
         elements.append(dataclasses.replace(element, tail_current=tail, v_ref=v_ref))
     filters = {
@@ -236,7 +239,8 @@ def _fixed(location: str) -> Callable[[tuple], str]:
 
 
 def _current_check(where: Callable[[tuple], str], quantity: str, optional: bool, model: str, to_model: Callable[[float], float], target: HardwareTarget) -> CheckedValues:
-    return CheckedValues(where, quantity, "A", target.i_min, target.i_max, optional, model, to_model)
+    return CheckedValues(where, quantity, "A", target.i_min, target.i_max, optional, model, to_model,
+                         target.i_negligible if optional else 0.0)
 
 
 def _cap_check(where: str, quantity: str, model: str, to_model: Callable[[float], float], target: HardwareTarget) -> CheckedValues:
@@ -264,10 +268,10 @@ def _violations(check: CheckedValues, values: np.ndarray) -> list[RangeViolation
     if values.ndim == 0:  # fast path: most checks are one scalar
         value = float(values)
         magnitude = abs(value) if check.unit == "A" else value
-        if (check.optional and value == 0) or check.low <= magnitude <= check.high:
+        if (check.optional and abs(value) < max(check.negligible, np.finfo(float).tiny)) or check.low <= magnitude <= check.high:
             return []
     magnitude = np.abs(values) if check.unit == "A" else values
-    present = (values != 0) if check.optional else np.ones(values.shape, dtype=bool)
+    present = _present(check, values)
     # NaN fails both comparisons' negations: report it against the lower limit
     below = present & ~(magnitude >= check.low)
     above = present & (magnitude > check.high)
@@ -280,7 +284,21 @@ def _violations(check: CheckedValues, values: np.ndarray) -> list[RangeViolation
     return found
 
 
+def _present(check: CheckedValues, values: np.ndarray) -> np.ndarray:
+    """Devices that exist: all of them, or for optional ones those not zero and not negligible."""
+    if not check.optional:
+        return np.ones(values.shape, dtype=bool)
+    return (values != 0) & ~(np.abs(values) < check.negligible)
+
+
+def _drop_negligible(check: CheckedValues, values: np.ndarray) -> np.ndarray:
+    if not check.optional or check.negligible <= 0:
+        return values
+    return np.where(_present(check, values) | (values == 0) | np.isnan(values), values, 0.0)
+
+
 def _clip(check: CheckedValues, values: np.ndarray) -> np.ndarray:
+    values = _drop_negligible(check, values)
     if check.unit == "A":  # signed currents: clip the magnitude, keep the sign, leave absent ones at 0
         clipped = np.sign(values) * np.clip(np.abs(values), check.low, check.high)
         return np.where(values == 0, 0.0, clipped) if check.optional else clipped

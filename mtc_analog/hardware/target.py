@@ -51,6 +51,7 @@ FIELD_UNITS: dict[str, str] = {
     "swing_max": "V_s",
     "i_min": "A",
     "i_max": "A",
+    "i_negligible": "A",
     "c_min": "F",
     "c_max": "F",
 }
@@ -69,6 +70,10 @@ class HardwareTarget:
       stays well below the specific current ``I_spec = 2 n mu C_ox U_T^2 W/L`` (several hundred nA for
       W/L ~ 1 in sky130); at 100 nA a W/L >= 2 pair is still in weak/moderate inversion with a few %
       deviation. Lower it for smaller devices.
+    - ``i_negligible = 1 fA``: an *optional* device (element gain, synapse weight, bias) whose current
+      is below this contributes < 1/1000 of the leakage floor: it is left out of the circuit (set to 0)
+      and reported, not flagged. Training drives unused gains to softplus' floor (~1e-13 I_u), which
+      must not make every network unmappable.
     - ``c_min = 10 fF``: below this, parasitics (~fF) dominate a capacitor's value.
     - ``c_max = 100 pF``: area budget per capacitor (~0.05 mm^2 of MIM at 2 fF/um^2).
     - ``swing_min..swing_max``: the membrane's expected excursion in model units (hyperpolarised by
@@ -88,6 +93,7 @@ class HardwareTarget:
     swing_max: float = 5.0  #: highest expected membrane excursion [V_s]
     i_min: float = 1e-12  #: bias-current floor (leakage) [A]
     i_max: float = 100e-9  #: bias-current ceiling (weak inversion) [A]
+    i_negligible: float = 1e-15  #: optional devices below this current are left out [A]
     c_min: float = 10e-15  #: smallest capacitor [F]
     c_max: float = 100e-12  #: largest capacitor (area budget) [F]
 
@@ -117,6 +123,7 @@ class HardwareTarget:
             (self.v_headroom >= 0, "v_headroom", f"{self.v_headroom} V must be >= 0"),
             (self.swing_min < self.swing_max, "swing_min", f"swing_min = {self.swing_min} must be below swing_max = {self.swing_max}"),
             (0 < self.i_min < self.i_max, "i_min", f"need 0 < i_min < i_max, got {self.i_min} A, {self.i_max} A"),
+            (0 <= self.i_negligible < self.i_min, "i_negligible", f"need 0 <= i_negligible < i_min, got {self.i_negligible} A, {self.i_min} A"),
             (0 < self.c_min < self.c_max, "c_min", f"need 0 < c_min < c_max, got {self.c_min} F, {self.c_max} F"),
         ]
         problems = [f"{key}: {msg}" for ok, key, msg in checks if not ok]
