@@ -40,8 +40,11 @@ gradient is needed; without one, nothing but the outputs (and the membrane trace
 stored, so 240k-step regime simulations cost O(B N) extra memory.
 
 Build: the extension is compiled on first use with :func:`torch.utils.cpp_extension.load` (needs g++
-and ninja) into ``$MTC_ANALOG_BUILD_DIR`` (default ``~/.cache/mtc_analog/torch_extensions``), keyed
-by a hash of the source, flags, torch version and CPU, so later imports only load the cached library.
+and ninja; about a minute of CPU) into ``$MTC_ANALOG_BUILD_DIR`` (default
+``~/.cache/mtc_analog/torch_extensions``), keyed by a hash of the source, flags, torch version and
+CPU, so later processes only load the cached library (torch's build lock serialises concurrent
+first uses). It registers the custom ops ``torch.ops.mtc_analog.rollout_forward`` and
+``rollout_backward``; on x86-64 glibc >= 2.35 the inner loops call libmvec's SIMD tanh/exp/sinh.
 If it cannot be built, :func:`available` warns once with the reason and the caller falls back to the
 reference loop, except when the environment variable ``CI`` is ``"true"``: then it raises
 :class:`FusedKernelError` so that a broken kernel cannot hide behind the fallback.
