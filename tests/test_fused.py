@@ -152,6 +152,20 @@ def test_batch_shapes_scalar_parameters_and_python_float_state():
     torch.testing.assert_close(out.final.u_us, ref.final.u_us, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(12, 5), (12, 3, 5), (12, 2, 3, 5)])
+def test_default_state_any_batch_rank(shape):
+    """No state given: every variable starts at U_rest, with zero, one or several batch dimensions."""
+    params = MTCParameters(u_rest=0.2, tau_s=10.0, tau_us=100.0)
+    i_in = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    grads = {}
+    for backend in ("reference", "fused"):
+        out = mtc_rollout(i_in, params, DT, record_membrane=True, backend=backend)
+        assert out.s.shape == shape and out.final.u_m.shape == shape[1:]
+        grads[backend] = (out, torch.autograd.grad(out.u_m.sum(), i_in)[0])
+    torch.testing.assert_close(grads["fused"][0].u_m, grads["reference"][0].u_m, rtol=0, atol=1e-12)
+    torch.testing.assert_close(grads["fused"][1], grads["reference"][1], rtol=1e-10, atol=1e-12)
+
+
 def test_auto_uses_fused_on_cpu_float32_and_layer_passes_backend_through():
     layer = MTCLayer(6, dt=0.5)
     i_in = torch.randn(10, 2, 6, requires_grad=True)

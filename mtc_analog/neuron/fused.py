@@ -320,13 +320,10 @@ def fused_rollout(
         m *= d
     x = i_in.reshape(steps, m, n).contiguous()
     packed = torch.stack([_as_param(getattr(params, name), n, x) for name in PARAM_ORDER]).contiguous()
-    if state is None:
-        rest = packed[PARAM_ORDER.index("u_rest")].expand(m, n)
-        state = MTCState(rest, rest, rest, rest)
-    states = [
-        torch.as_tensor(v, dtype=x.dtype).to(x.dtype).expand(*batch_shape, n).reshape(m, n).contiguous()
-        for v in state
-    ]
+    if state is None:  # every variable at U_rest, as the reference
+        states = [packed[PARAM_ORDER.index("u_rest")].expand(m, n).contiguous()] * 4
+    else:
+        states = [torch.as_tensor(v, dtype=x.dtype).expand(*batch_shape, n).reshape(m, n).contiguous() for v in state]
     instantaneous = _is_zero_everywhere(params.tau_f)
     config = (float(dt), _filter_kind(method, filter), transduction.kind == "clip", float(transduction.u_th),
               float(transduction.u_sat), float(transduction.u_c), instantaneous)
