@@ -138,10 +138,11 @@ def _load() -> Any:
             "ninja is not installed (torch.utils.cpp_extension needs it): install it with "
             "`apt-get install ninja-build` or `pip install ninja`"
         )
-    directory = build_dir() / _build_name()
+    name = _build_name()
+    directory = build_dir() / name
     directory.mkdir(parents=True, exist_ok=True)
-    cpp_extension.load(
-        name=_build_name(), sources=[str(_SOURCE)], extra_cflags=_CFLAGS, extra_ldflags=_LDFLAGS,
+    cpp_extension.load(  # copies of the flag lists: load() appends to them in place
+        name=name, sources=[str(_SOURCE)], extra_cflags=list(_CFLAGS), extra_ldflags=list(_LDFLAGS),
         build_directory=str(directory), verbose=False, is_python_module=False,
     )
     return torch.ops.mtc_analog
@@ -341,3 +342,14 @@ def fused_rollout(
     final = MTCState(*(v.reshape(*batch_shape, n) for v in (m_t, f_t, s_t, us_t)))
     u_m = u_trace.reshape(out_shape) if record_membrane else None
     return Rollout(s.reshape(out_shape), u_m, final)
+
+
+if __name__ == "__main__":  # `python -m mtc_analog.neuron.fused`: build (or find) the kernel now
+    import sys
+
+    try:
+        extension()
+    except FusedKernelError as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"fused MTC kernel ready: {build_dir() / _build_name()}")
