@@ -240,3 +240,19 @@ def test_failed_build_warns_once_and_falls_back_or_raises_under_ci(tmp_path, ci)
     else:
         assert proc.returncode == 0, proc.stderr
         assert "FALLBACK:" in proc.stdout and "falling back" in proc.stdout
+
+
+def test_result_independent_of_thread_count():
+    """Columns are independent recurrences: splitting them over threads must not change a bit."""
+    params = _params(130, 0.4)  # 130 neurons x 3 batch = 9 column blocks to spread over threads
+    i_in, state = _inputs(steps=15, batch=3, n=130)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, max(2, threads)):
+            torch.set_num_threads(count)
+            out = mtc_rollout(i_in, params, DT, state, "exact", "ota", backend="fused")
+            results.append((out.s.detach(), torch.autograd.grad(out.s.sum(), i_in)[0]))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
