@@ -24,7 +24,12 @@ def _softplus_inverse(y: float) -> float:
 
 
 class MTCLayer(nn.Module):
-    """``n`` MTC neurons, time-major: input currents (T, B, n) -> graded outputs (T, B, n)."""
+    """``n`` MTC neurons, time-major: input currents (T, B, n) -> graded outputs (T, B, n).
+
+    ``backend`` chooses how the rollout runs (:data:`mtc_analog.neuron.step.BACKENDS`): ``"auto"``
+    takes the fused C++ kernel (:mod:`mtc_analog.neuron.fused`) for CPU float32/float64 and the
+    reference loop otherwise; ``"reference"`` and ``"fused"`` force one. Same numbers either way.
+    """
 
     def __init__(
         self,
