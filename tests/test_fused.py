@@ -256,3 +256,30 @@ def test_result_independent_of_thread_count():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+_FORKED_WORKERS = textwrap.dedent("""
+    import multiprocessing, torch
+    from mtc_analog.neuron.layer import MTCLayer
+
+    def work(seed):
+        torch.manual_seed(seed)
+        x = torch.randn(20, 64, 256, requires_grad=True)  # enough columns for a parallel region
+        MTCLayer(256)(x).s.sum().backward()
+        return float(x.grad.abs().sum())
+
+    if __name__ == "__main__":
+        torch.set_num_threads(2)
+        work(0)  # the parent's OpenMP pool now exists
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            print("CHILDREN", pool.map(work, [1, 2]))
+""")
+
+
+def test_forked_workers_do_not_hang(tmp_path):
+    """After the parent used the kernel, fork-started workers must still run it (libgomp + fork)."""
+    script = tmp_path / "forked.py"
+    script.write_text(_FORKED_WORKERS)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "CHILDREN" in proc.stdout

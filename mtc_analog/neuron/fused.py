@@ -101,6 +101,16 @@ class FusedKernelError(MTCAnalogError, RuntimeError):
     """The fused C++ MTC kernel could not be built or cannot run these inputs."""
 
 
+def _single_thread_after_fork() -> None:
+    """libgomp is not fork-safe: a child forked after the parent ran an OpenMP region hangs in its
+    next parallel region (torch's own ops too). One intra-op thread keeps at::parallel_for serial."""
+    torch.set_num_threads(1)
+
+
+# Children forked once this module is loaded (multiprocessing's default on Linux) run single-threaded
+# instead of hanging; "spawn"/"forkserver" children are unaffected and keep torch's default.
+os.register_at_fork(after_in_child=_single_thread_after_fork)
+
 _lock = threading.Lock()
 _module: Any = None
 _failure: str | None = None
