@@ -14,8 +14,8 @@ from mtc_analog.tasks.mackey_glass import TaskConfig
 from mtc_analog.training.checkpoint import save_checkpoint
 
 
-# An untrained MTC layer has a_s_minus = softplus(-30) ~ 1e-13 (off), which maps to a sub-pA tail current
-# that the range check rejects; --clip (reported in mapping.json) keeps these tests on the export path.
+# An untrained MTC layer has a_s_minus = softplus(-30) ~ 1e-13 (off), a sub-pA tail current; whatever the
+# range policy does with it, --clip keeps these tests on the export path (changes recorded in mapping.json).
 CLIP = ["--clip"]
 
 

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         result = export_neuron(setup, target, args.out, args.target, source=str(args.source), force=args.force,
                                circuit=circuit, range_changes=changes)
         for change in changes:
-            print(f"  clipped: {change}")
+            print(f"  range change: {change}")
         print(f"exported neuron {setup.name} ({setup.filter} filters, step {setup.protocol.i0:g} -> {setup.protocol.i1:g} I_u "
               f"at {setup.protocol.t_step:g} t_u, {setup.protocol.t_end:g} t_u) to {result.netlist_path}")
         print(f"run it stand-alone: ngspice -b {result.netlist_path}   or: mtc-analog simulate {result.netlist_path} --out DIR")
@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"exported {sizes} MTC network ({result.mapping['filter']} filters, {x.shape[0]} input samples, "
           f"{result.netlist.t_stop:g} s of circuit time) to {result.netlist_path}")
     for change in changes[:10]:
-        print(f"  clipped: {change}")
+        print(f"  range change: {change}")
     if len(changes) > 10:
-        print(f"  ... and {len(changes) - 10} more clipped values (all listed in mapping.json)")
+        print(f"  ... and {len(changes) - 10} more range changes (all listed in mapping.json)")
     print(f"run it stand-alone: ngspice -b {result.netlist_path}   or: mtc-analog simulate {result.netlist_path} --out DIR")
     return 0
