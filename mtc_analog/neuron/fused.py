@@ -80,10 +80,13 @@ def _libmvec() -> bool:
     """glibc >= 2.35 on x86-64 ships libmvec (SIMD tanh/exp/sinh/...): the kernel vectorises with it."""
     import ctypes.util
 
-    libc, version = platform.libc_ver()
-    if platform.machine() != "x86_64" or libc != "glibc" or not version:
+    try:  # the running glibc (platform.libc_ver() reports what the interpreter was linked against)
+        libc, version = os.confstr("CS_GNU_LIBC_VERSION").split()
+        major, minor = (int(v) for v in version.split(".")[:2])
+    except (AttributeError, ValueError, OSError):
         return False
-    major, minor = (int(v) for v in version.split(".")[:2])
+    if platform.machine() != "x86_64" or libc != "glibc":
+        return False
     return (major, minor) >= (2, 35) and ctypes.util.find_library("mvec") is not None
 
 
