@@ -142,6 +142,7 @@ def run_jobs(
     if not jobs:
         return []
     workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
+    own_logs = log_dir is None  # a temporary log folder is removed after success, kept after a failure
     log_root = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="mtc_spice_logs_"))
     log_root.mkdir(parents=True, exist_ok=True)
     results: list[Waveforms | None] = [None] * len(jobs)
@@ -206,6 +207,13 @@ def run_jobs(
                         "if the caller is a script, its top level needs an `if __name__ == \"__main__\":` guard)",
                         netlist=str(jobs[k].path or log_paths[k]), log_tail=_log_tail(log_paths[k]), tried=tried[k] + [label],
                     ) from None
+                except (SimulationError, SimulatorMissingError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - anything else from the worker, reported with context
+                    raise SimulationError(
+                        f"the simulation worker failed on {jobs[k].label}: {type(exc).__name__}: {exc}",
+                        netlist=str(jobs[k].path or log_paths[k]), log_tail=_log_tail(log_paths[k]), tried=tried[k] + [label],
+                    ) from exc
                 tried[k].append(label + ": ok")
                 results[k] = Waveforms(out["time"], out["voltages"],
                                        {"attempts": list(tried[k]), "seconds": out["seconds"],
@@ -213,6 +221,11 @@ def run_jobs(
             pending = next_pending
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+    if own_logs:
+        shutil.rmtree(log_root, ignore_errors=True)
+        for waves in results:
+            if waves is not None:
+                waves.meta.pop("log", None)
     return [r for r in results if r is not None]
 
 

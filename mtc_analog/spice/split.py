@@ -23,6 +23,7 @@ corners as breakpoints); chunk waveforms are linearly interpolated onto it.
 from __future__ import annotations
 
 import math
+import shutil
 from typing import Any, Sequence
 
 import numpy as np
@@ -81,6 +82,7 @@ def simulate_network_split(
     sizes = [layer.size for layer in net.layers]
     plan = plan_chunks(sizes, max_neurons)
     n_layers = len(sizes)
+    own_work = log_dir is None  # temporary replay files and logs: removed after success
     work = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="mtc_spice_split_"))
     work.mkdir(parents=True, exist_ok=True)
     chunk_waves: list[tuple[Waveforms, list[str]]] = []
@@ -134,5 +136,9 @@ def simulate_network_split(
                 voltages[node] = np.interp(final.time, waves.time, waves.voltages[node])
     node_map["readout"], node_map["lowpass"] = readout_netlist.nodes["readout"], readout_netlist.nodes["lowpass"]
     meta = {"chunks": [[len(c) for c in chunks] for chunks in plan], "simulator_seconds": timings, "cpu_seconds": cpu,
-            "attempts": final.meta.get("attempts", []), "work_dir": str(work)}
+            "attempts": final.meta.get("attempts", [])}
+    if own_work:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        meta["work_dir"] = str(work)
     return Waveforms(final.time, voltages, meta), node_map
