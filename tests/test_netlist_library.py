@@ -59,3 +59,15 @@ def test_plain_ngspice_parses_the_whole_library(tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log
     assert not re.search(r"\berror\b", log, re.I), log
+
+
+def test_targets_are_pluggable_modules():
+    from mtc_analog.errors import InputError
+    from mtc_analog.spice.target import TARGETS, CircuitTarget, get_target
+
+    target = get_target("behavioral")
+    for method in [m for m in vars(CircuitTarget) if not m.startswith("_") and callable(getattr(CircuitTarget, m))]:
+        assert callable(getattr(target, method)), method  # everything the builder may call
+    assert TARGETS["behavioral"] == "mtc_analog.spice.behavioral"
+    with pytest.raises(InputError, match="behavioral"):
+        get_target("sky130_not_yet")
