@@ -45,3 +45,25 @@ def test_truncated_checkpoint_and_existing_results_are_refused(tmp_path, capsys)
     (tmp_path / "cut.safetensors").write_bytes(data[:100])
     assert main(["evaluate", str(tmp_path / "cut.safetensors")]) != 0
     assert "truncated" in capsys.readouterr().err
+
+
+def test_compare_writes_table_json_and_figure(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--horizon", "5", "--seeds", "2", "--horizons", "1,5", "--models", "mtc,lif",
+            "--out", str(out), *TINY]
+    assert main(argv) == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    models = [row["model"] for row in comparison["rows"]]
+    assert models[:2] == ["MTC", "LIF"] and any("ridge" in m for m in models) and any("ESN" in m for m in models)
+    mtc = comparison["rows"][0]
+    assert mtc["n_runs"] == 2 and len(mtc["test_nrmse"]) == 2 and mtc["synop_kind"] == "MAC"
+    assert set(comparison["horizon_curve"]["MTC"]) == {"1", "5"}
+    assert "| MTC |" in (out / "comparison.md").read_text()
+    assert (out / "comparison.png").stat().st_size > 0
+    # a second call reuses the finished runs instead of retraining (same stored configs)
+    stamp = (out / "runs" / "H5" / "mtc" / "seed0" / "metrics.json").stat().st_mtime_ns
+    assert main([*argv, "--force"]) == 0
+    assert (out / "runs" / "H5" / "mtc" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    assert main(["compare", "--models", "mtc,spiky", "--out", str(tmp_path / "x"), *TINY]) != 0
+    assert "spiky" in capsys.readouterr().err
