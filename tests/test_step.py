@@ -128,13 +128,15 @@ def test_gradcheck_step(method, filter):
     assert torch.autograd.gradcheck(f, (i_in, *state, *values.values()), eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize(("filter", "kind", "method", "tau_f"), [
     ("linear", "clip", "euler", 0.0), ("linear", "sigmoid", "exact", 0.3),
     ("ota", "clip", "exact", 0.3), ("ota", "sigmoid", "euler", 0.0)])
-def test_gradcheck_rollout(filter, kind, method, tau_f):
+def test_gradcheck_rollout(filter, kind, method, tau_f, backend):
     """24 steps, batch 2 x 3 neurons: outputs s and the membrane w.r.t. input, initial state, parameters.
 
-    Both filters x both transductions (methods and tau_f alternate); ``fast_mode`` checks random
+    Both filters x both transductions (methods and tau_f alternate), through autograd of the plain
+    step loop (``reference``) and the compiled kernel's hand-written backward (``fused``); ``fast_mode`` checks random
     projections of the full Jacobian, which keeps 24-step checks quick.
     """
     gen = torch.Generator().manual_seed(7)
@@ -147,7 +149,8 @@ def test_gradcheck_rollout(filter, kind, method, tau_f):
 
     def f(i, *xs):
         params = PARAMS._replace(**dict(zip(names, xs[4:])))
-        r = mtc_rollout(i, params, 0.2, MTCState(*xs[:4]), method, filter, transduction, record_membrane=True)
+        r = mtc_rollout(i, params, 0.2, MTCState(*xs[:4]), method, filter, transduction, record_membrane=True,
+                        backend=backend)
         return r.s, r.u_m, *r.final
 
     inputs = (i_in, *state, *[v for v in values.values()])
