@@ -6,14 +6,16 @@ Architecture (time-major; one input sample is held for ``substeps`` neuron steps
 
     I_1 &= W_0 x + b_0,\\qquad s_l = \\mathrm{layer}_l(I_l),\\qquad I_{l+1} = W_l s_l + b_l
 
-    y_0 &= W_r s_L + b_r,\\qquad y_k[t] = y_k[t-1] + \\frac{dt}{\\tau_{lp}}\\,(y_{k-1}[t] - y_k[t-1]),
+    y_0 &= W_r s_L + b_r,\\qquad y_k[t] = y_k[t-1] + \\frac{dt}{\\tau_{lp}}\\,(y_{k-1}[t-1] - y_k[t-1]),
     \\quad k = 1..4
 
-The low-pass stages are updated in order at each neuron step, each reading the already-updated
-previous stage (y_0 is the readout at that step); all start at 0 (the z-scored mean). The cascade
-is evaluated exactly as a causal convolution with its impulse response
-``h[n] = a^K C(n+K-1, K-1) (1-a)^n`` (a = dt/tau_lp, K = order), truncated where it falls below
-1e-10 of its peak. The prediction for input sample t is the filter output at the last substep of
+The low-pass stages are an explicit Euler step of ``tau_lp dy_k/dt = y_{k-1} - y_k``, every stage
+reading the previous step's values — the same scheme as the neurons, and the cascade the circuit
+integrates in continuous time (mean delay ``order * tau_lp`` in both; an in-order update that read
+the already-updated previous stage would lead the circuit by ``order * dt``). y_0 is the readout at
+that step; all stages start at 0 (the z-scored mean). The cascade is evaluated exactly as a causal
+convolution with its impulse response ``h[n] = a^K C(n-1, K-1) (1-a)^(n-K)`` for n >= K, else 0
+(a = dt/tau_lp, K = order), truncated where it falls below 1e-10 of its peak. The prediction for input sample t is the filter output at the last substep of
 that sample.
 
 Neuron types: ``mtc`` (graded output s in [0, 1], no surrogate), ``lif`` and ``adlif`` (binary
@@ -168,7 +170,16 @@ class NetworkOutput(NamedTuple):
 
 
 def lowpass_kernel(alpha: float, order: int, length: int, rel_tol: float = 1e-10) -> torch.Tensor:
-    """Impulse response of ``order`` cascaded Euler low-pass stages with coefficient ``alpha``."""
+    """Impulse response of ``order`` cascaded Euler low-pass stages with coefficient ``alpha``.
+
+    Each stage delays by one step (it reads its input's previous value), so the response starts
+    after ``order`` zeros; past them it is the binomial kernel ``a^K C(m+K-1, K-1) (1-a)^m``.
+    """
+    delay = torch.zeros(order, dtype=torch.float64)
+    return torch.cat([delay, _binomial_kernel(alpha, order, max(length - order, 1), rel_tol)])[:max(length, 1)]
+
+
+def _binomial_kernel(alpha: float, order: int, length: int, rel_tol: float) -> torch.Tensor:
     n = np.arange(length, dtype=np.float64)
     if alpha >= 1.0:
         h = np.zeros(length)

@@ -24,20 +24,30 @@ def test_output_shapes_and_gradients(neuron):
     assert net.readout.weight.grad is not None and net.projections[0].weight.grad.abs().sum() > 0
 
 
-def test_lowpass_cascade_equals_the_sequential_euler_update():
+def test_lowpass_cascade_equals_the_explicit_euler_update():
+    """Every stage reads the previous step's values (y_{k-1}[t-1]), as the neurons' Euler step does."""
     torch.manual_seed(0)
     y0 = torch.randn(300, 2, 1, dtype=torch.float64)
     alpha = 0.2
-    stages = torch.zeros(4, 2, 1, dtype=torch.float64)
+    stages = torch.zeros(5, 2, 1, dtype=torch.float64)  # stages[0] holds y_0 of the previous step
     expected = []
     for t in range(300):
-        prev = y0[t]
-        for k in range(4):
-            stages[k] = stages[k] + alpha * (prev - stages[k])
-            prev = stages[k]
-        expected.append(stages[3].clone())
+        inputs = stages[:4].clone()
+        stages[1:] = stages[1:] + alpha * (inputs - stages[1:])
+        stages[0] = y0[t]
+        expected.append(stages[4].clone())
     torch.testing.assert_close(lowpass_cascade(y0, alpha, 4), torch.stack(expected))
     torch.testing.assert_close(lowpass_cascade(y0, alpha, 0), y0)
+
+
+def test_lowpass_mean_delay_is_order_times_tau():
+    """The continuous cascade delays a signal by order * tau_lp on average; the model must too."""
+    dt, tau, order = 0.5, 3.0, 4
+    impulse = torch.zeros(400, 1, 1, dtype=torch.float64)
+    impulse[0] = 1.0
+    h = lowpass_cascade(impulse, dt / tau, order)[:, 0, 0]
+    steps = torch.arange(400, dtype=torch.float64)
+    assert float((h * steps).sum() / h.sum()) * dt == pytest.approx(order * tau, rel=1e-6)
 
 
 def test_spec_reproduces_the_network_with_the_functional_step():
