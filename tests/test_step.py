@@ -155,3 +155,19 @@ def test_gradcheck_rollout(filter, kind, method, tau_f, backend):
 
     inputs = (i_in, *state, *[v for v in values.values()])
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
+
+
+@pytest.mark.parametrize("method", ["euler", "exact"])
+def test_mixed_instantaneous_and_filtered_fast_variable(method):
+    """tau_f = 0 for one neuron and > 0 for another in the same layer: each behaves as if alone (no 0/0)."""
+    tau_f = torch.tensor([0.0, 0.5], dtype=F64)
+    params = MTCParameters(tau_f=tau_f, tau_s=10.0, tau_us=100.0)
+    i_in = torch.full((200, 1, 2), 0.5, dtype=F64, requires_grad=True)
+    mixed = mtc_rollout(i_in, params, 0.05, method=method, record_membrane=True, backend="reference")
+    assert torch.isfinite(mixed.u_m).all()
+    for k in range(2):
+        alone = mtc_rollout(i_in[..., k:k + 1], params._replace(tau_f=float(tau_f[k])), 0.05, method=method,
+                            record_membrane=True, backend="reference")
+        torch.testing.assert_close(mixed.u_m[..., k:k + 1], alone.u_m)
+    mixed.u_m.sum().backward()
+    assert torch.isfinite(i_in.grad).all()

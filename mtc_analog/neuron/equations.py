@@ -122,10 +122,19 @@ def total_current(params: MTCParameters, state: MTCState) -> Any:
 
 
 def _fast_aware(params: MTCParameters, state: MTCState, variable: str) -> Any:
-    """The filtered voltage an element reads; with tau_f == 0 the fast element reads U_m."""
-    if variable == "u_f" and _is_instantaneous(params.tau_f):
-        return state.u_m
+    """The filtered voltage an element reads; where tau_f == 0 the fast element reads U_m."""
+    if variable == "u_f":
+        return where(params.tau_f == 0, state.u_m, state.u_f)
     return getattr(state, variable)
+
+
+def where(mask: Any, a: Any, b: Any) -> Any:
+    """Elementwise ``a if mask else b`` for a bool, a numpy mask or a torch mask (per-neuron choices)."""
+    if isinstance(mask, (bool, np.bool_)):
+        return a if mask else b
+    if torch is not None and isinstance(mask, torch.Tensor):
+        return torch.where(mask, a, b)
+    return np.where(mask, a, b)
 
 
 def _is_instantaneous(tau: Any) -> bool:
@@ -159,11 +168,32 @@ def rhs(state: MTCState, params: MTCParameters, i_in: Any, filter: str = "linear
     for timescale in TIMESCALES:
         var, tau_name = FILTER_VARIABLES[timescale]
         tau = getattr(params, tau_name)
-        if var == "u_f" and _is_instantaneous(tau):
-            rates[var] = du_m
+        if var == "u_f":  # per neuron: tau_f == 0 tracks the membrane (a safe tau keeps 0/0 out of either branch)
+            instantaneous = tau == 0
+            rate = filter_rate(state.u_m, state.u_f, where(instantaneous, 1.0, tau), filter)
+            rates[var] = where(instantaneous, du_m, rate)
         else:
             rates[var] = filter_rate(state.u_m, getattr(state, var), tau, filter)
     return MTCState(u_m=du_m, **rates)
+
+
+def exact_filter_update(u_m: Any, u_x: Any, tau_x: Any, dt: float, filter: str = "linear") -> Any:
+    """U_x after ``dt`` of the filter ODE with U_m held constant (the exact solution).
+
+    linear: ``U_x' = U_m + (U_x - U_m) e^{-dt/tau}``; OTA (tanh): ``sinh(U_x' - U_m) = sinh(U_x - U_m) e^{-dt/tau}``.
+    """
+    ratio = -dt / tau_x
+    decay = torch.exp(ratio) if isinstance(ratio, torch.Tensor) else np.exp(ratio)
+    if np.ndim(decay) == 0 and not isinstance(decay, torch.Tensor):
+        decay = float(decay)  # a plain float multiplies numpy and torch alike
+    if filter == "linear":
+        return u_m + (u_x - u_m) * decay
+    if filter == "ota":
+        gap = u_x - u_m
+        if isinstance(gap, torch.Tensor):
+            return u_m + torch.asinh(torch.sinh(gap) * decay)
+        return u_m + np.arcsinh(np.sinh(gap) * decay)
+    raise ValueError(f"unknown filter {filter!r}: expected one of {FILTERS}")
 
 
 def resting_state(u: Any = 0.0) -> MTCState:

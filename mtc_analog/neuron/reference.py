@@ -85,8 +85,7 @@ def reference_rollout(
         x = sol.y[:, -1]
     fields = out.reshape(n_steps + 1, 4, n)
     u_m, u_f, u_s, u_us = (fields[:, j, :] for j in range(4))
-    if np.all(np.asarray(p.tau_f) == 0):
-        u_f = u_m.copy()
+    u_f = np.where(np.asarray(p.tau_f) == 0, u_m, u_f)  # per neuron: tau_f = 0 means U_f is U_m
     return ReferenceSolution(time, MTCState(u_m, u_f, u_s, u_us))
 
 

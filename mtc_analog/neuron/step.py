@@ -17,12 +17,11 @@ Transduction to the next layer (graded, in [0, 1], differentiable almost everywh
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
 
-from .equations import FILTERS, MTCParameters, MTCState, _is_instantaneous, rhs
+from .equations import FILTERS, MTCParameters, MTCState, exact_filter_update, rhs, where
 
 METHODS = ("euler", "exact")
 TRANSDUCTIONS = ("clip", "sigmoid")
@@ -51,19 +50,6 @@ def transduce(u_m: torch.Tensor, transduction: Transduction = Transduction()) ->
     raise ValueError(f"unknown transduction {transduction.kind!r}: expected one of {TRANSDUCTIONS}")
 
 
-def _decay(dt: float, tau: Any) -> Any:
-    if isinstance(tau, torch.Tensor):
-        return torch.exp(-dt / tau)
-    return math.exp(-dt / tau)
-
-
-def _exact_filter(u_m: Any, u_x: Any, tau: Any, dt: float, filter: str) -> Any:
-    decay = _decay(dt, tau)
-    if filter == "linear":
-        return u_m + (u_x - u_m) * decay
-    return u_m + torch.asinh(torch.sinh(u_x - u_m) * decay)
-
-
 def mtc_step(
     state: MTCState,
     i_in: torch.Tensor,
@@ -79,17 +65,16 @@ def mtc_step(
         raise ValueError(f"unknown filter {filter!r}: expected one of {FILTERS}")
     rate = rhs(state, params, i_in, filter)
     u_m = state.u_m + dt * rate.u_m
+    instantaneous = params.tau_f == 0  # per neuron: U_f is U_m
     if method == "euler":
         u_s = state.u_s + dt * rate.u_s
         u_us = state.u_us + dt * rate.u_us
         u_f = state.u_f + dt * rate.u_f
     else:
-        u_s = _exact_filter(state.u_m, state.u_s, params.tau_s, dt, filter)
-        u_us = _exact_filter(state.u_m, state.u_us, params.tau_us, dt, filter)
-        u_f = u_m if _is_instantaneous(params.tau_f) else _exact_filter(state.u_m, state.u_f, params.tau_f, dt, filter)
-    if _is_instantaneous(params.tau_f):
-        u_f = u_m
-    return MTCState(u_m, u_f, u_s, u_us)
+        u_s = exact_filter_update(state.u_m, state.u_s, params.tau_s, dt, filter)
+        u_us = exact_filter_update(state.u_m, state.u_us, params.tau_us, dt, filter)
+        u_f = exact_filter_update(state.u_m, state.u_f, where(instantaneous, 1.0, params.tau_f), dt, filter)
+    return MTCState(u_m, where(instantaneous, u_m, u_f), u_s, u_us)
 
 
 class Rollout(NamedTuple):
