@@ -38,9 +38,9 @@ from .baselines import AdLIFLayer, LIFLayer
 from .errors import InputError
 from .neuron.equations import FILTERS, MTCParameters
 from .neuron.layer import MTCLayer
+from .neuron.spikes import spike_level, upward_crossings
 from .neuron.step import METHODS, TRANSDUCTIONS, Transduction
 from .spec import NetworkSpec, NeuronLayerSpec, ReadoutSpec
-from .tasks.metrics import upward_crossings
 
 NEURON_TYPES = ("mtc", "lif", "adlif")
 
@@ -329,8 +329,8 @@ def activity_metrics(network: SpikingRegressor, output: NetworkOutput, start_ste
         if c.neuron == "mtc":
             if output.hidden_u is None:
                 raise InputError("MTC spike counting needs the membrane: call the network with record_membrane=True")
-            level = c.u_th if c.transduction == "clip" else c.u_c
-            spikes += float(upward_crossings(output.hidden_u[index][start_step:], level, axis=0).sum())
+            membrane = output.hidden_u[index][start_step:].detach().cpu().numpy()
+            spikes += float(upward_crossings(membrane, spike_level(c), axis=0).sum())
         else:
             spikes += float(s.sum())
     per_step = synops / max(n_steps, 1)

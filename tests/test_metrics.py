@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from mtc_analog.errors import InputError
-from mtc_analog.tasks.metrics import mse, nrmse, rmse, upward_crossings
+from mtc_analog.neuron.spikes import upward_crossings
+from mtc_analog.tasks.metrics import mse, nrmse, rmse
 
 
 def test_nrmse_reference_points():
@@ -32,3 +33,10 @@ def test_upward_crossings_of_a_sine():
     u = np.sin(t - 0.1)[:, None]
     assert upward_crossings(u, 0.5).sum() == 10
     assert upward_crossings(u, 2.0).sum() == 0
+
+
+def test_tasks_metrics_re_exports_the_one_crossing_counter():
+    from mtc_analog.neuron import spikes
+    from mtc_analog.tasks import metrics
+
+    assert metrics.upward_crossings is spikes.upward_crossings

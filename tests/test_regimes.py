@@ -102,7 +102,22 @@ def test_burst_isi_threshold_and_grouping():
 def test_spike_rate_and_counts():
     assert spikes.spike_rate([1, 2, 3, 9], 0, 4) == pytest.approx(0.75)
     u = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]])
-    np.testing.assert_array_equal(spikes.spike_counts(u), [2, 1])
+    np.testing.assert_array_equal(spikes.upward_crossings(u, 0.0).sum(axis=0), [2, 1])
+
+
+def test_upward_crossings_have_no_hysteresis_unlike_spike_times():
+    # chatter just under the threshold: the grid counter counts every return, spike_times re-arms only
+    # after a fall below threshold - hysteresis
+    u = np.array([-1.0, 0.5, -0.05, 0.5, -0.05, 0.5])
+    assert spikes.upward_crossings(u, 0.0).sum() == 3
+    assert spikes.spike_times(np.arange(u.size, dtype=float), u).size == 1
+
+
+def test_spike_level_is_the_transduction_onset():
+    from mtc_analog.network import NetworkConfig
+
+    assert spikes.spike_level(NetworkConfig(transduction="clip", u_th=1.5, u_c=1.0)) == 1.5
+    assert spikes.spike_level(NetworkConfig(transduction="sigmoid", u_th=1.5, u_c=1.0)) == 1.0
 
 
 # ---------------------------------------------------------------------------------------------

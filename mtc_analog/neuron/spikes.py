@@ -10,13 +10,18 @@ below ``threshold - hysteresis``. On a clean model trace this changes nothing (e
 back to ~-2 V_s); on a circuit trace it stops numerical chatter around the threshold from being
 counted as extra spikes.
 
+Two detectors, one crossing test: :func:`spike_times` (interpolated, with hysteresis) reads
+spikes off model or circuit traces for validation; :func:`upward_crossings` (grid-quantised, no
+hysteresis) is the network's cheap spike counter for training's activity metrics, at the level
+given by :func:`spike_level`.
+
 Bursts are grouped from inter-spike intervals (ISIs); see :func:`burst_isi_threshold` for the
 rule that picks the split between intra- and inter-burst ISIs.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -129,11 +134,36 @@ def spike_rate(times: np.ndarray, t_start: float, t_stop: float) -> float:
     return float(np.count_nonzero((times >= t_start) & (times < t_stop)) / (t_stop - t_start))
 
 
-def spike_counts(u_m: np.ndarray, threshold: float = SPIKE_THRESHOLD) -> np.ndarray:
-    """Upward crossings per neuron of a time-major array (T, ..., N) sampled on one grid.
+def upward_crossings(u: np.ndarray, level: float, axis: int = 0) -> np.ndarray:
+    """Boolean array marking the samples where ``u`` goes from ``< level`` to ``>= level`` along ``axis``.
 
-    No interpolation and no hysteresis: the cheap count used for network sparsity metrics
-    (spikes per neuron = crossings of ``U_th``).
+    The network's spike counter on a fixed grid (training's activity metric ``spike_rate``: spikes
+    per neuron = ``upward_crossings(u, spike_level(config)).sum(axis)``). It differs from
+    :func:`spike_times` on purpose: no interpolation (a crossing is marked at the first sample at or
+    above ``level``) and **no hysteresis** (every ``< level -> >= level`` step counts, so a trace
+    chattering around the level counts each return). On clean model traces both count the same
+    spikes; :func:`spike_times` is the detector for circuit traces on non-uniform grids. The
+    documented training figures were measured with this semantic, so it is kept.
+
+    The first sample along ``axis`` is never a crossing (its predecessor is unknown). Takes a
+    numpy array (convert tensors first: ``t.detach().cpu().numpy()``).
     """
-    u = np.asarray(u_m, dtype=float)
-    return np.count_nonzero((u[:-1] < threshold) & (u[1:] >= threshold), axis=0)
+    u = np.asarray(u)
+    above = u >= level
+    crossing = np.zeros_like(above)
+    prev = np.take(above, range(0, u.shape[axis] - 1), axis=axis)
+    now = np.take(above, range(1, u.shape[axis]), axis=axis)
+    idx = [slice(None)] * u.ndim
+    idx[axis] = slice(1, None)
+    crossing[tuple(idx)] = now & ~prev
+    return crossing
+
+
+def spike_level(config: Any) -> float:
+    """The level [V_s] whose upward crossing counts as a spike in a network layer: the
+    transduction's onset, ``U_th`` for ``clip`` and ``U_c`` for ``sigmoid``.
+
+    ``config`` is anything with ``transduction``, ``u_th`` and ``u_c`` (a ``NetworkConfig``). The one
+    definition shared by training's activity metrics and circuit-versus-model validation.
+    """
+    return float(config.u_th if config.transduction == "clip" else config.u_c)

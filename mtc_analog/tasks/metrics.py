@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..neuron.spikes import upward_crossings  # noqa: F401  (re-exported for compatibility)
 
 
 def _as_arrays(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -54,19 +55,3 @@ def nrmse(pred: Any, target: Any) -> float:
     if scale == 0.0:
         raise InputError("target is constant: NRMSE (RMSE / std(target)) is undefined")
     return float(np.sqrt(np.mean((pred - target) ** 2)) / scale)
-
-
-def upward_crossings(u: Any, level: float, axis: int = 0) -> np.ndarray:
-    """Boolean array marking the steps where ``u`` goes from ``< level`` to ``>= level`` along ``axis``.
-
-    The first step along ``axis`` is never a crossing (its predecessor is unknown).
-    """
-    u = _numpy(u)
-    above = u >= level
-    crossing = np.zeros_like(above)
-    prev = np.take(above, range(0, u.shape[axis] - 1), axis=axis)
-    now = np.take(above, range(1, u.shape[axis]), axis=axis)
-    idx = [slice(None)] * u.ndim
-    idx[axis] = slice(1, None)
-    crossing[tuple(idx)] = now & ~prev
-    return crossing
