@@ -31,7 +31,7 @@ from mtc_analog.tasks.mackey_glass import TaskConfig, make_task
 from mtc_analog.training.checkpoint import load_checkpoint
 from mtc_analog.training.train import BEST, TrainConfig, train
 from mtc_analog.validation.demo import DEMO_NETWORK, DEMO_TASK, DEMO_TRAINING, DEMO_VALIDATION
-from mtc_analog.validation.runs import ValidationSettings, test_stream
+from mtc_analog.validation.runs import ValidationSettings, scoring_stream
 from mtc_analog.validation.workflow import validate_into
 
 
@@ -81,7 +81,7 @@ def main() -> None:
 
     # 3. export the stand-alone netlist driven by the validation input
     settings = ValidationSettings(target=target, **DEMO_VALIDATION)
-    x, _, _ = test_stream(task, settings.samples, settings.washout)
+    x, _, _ = scoring_stream(task, settings.samples, settings.washout)
     exported = export_network(circuit, x, out / "circuit_linear", source=str(out / "train_linear" / BEST),
                               range_changes=changes, force=True)
     print(f"== 3. exported {exported.netlist_path} (run it alone: ngspice -b {exported.netlist_path.name})")

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from ..errors import OutputExistsError
 from ..io import write_json
 from .report import REPORT_JSON
-from .runs import ValidationSettings, test_stream
+from .runs import ValidationSettings, scoring_stream
 from .workflow import validate_into
 
 #: Network of the demo, every neuron setting pinned (not the package defaults, which serve the task
@@ -94,7 +94,7 @@ def run_demo(out: str | Path, force: bool = False, progress: Callable[[str], Non
 
     progress("[2/4] mapping onto the behavioural OTA target and exporting the netlist")
     circuit, changes = map_for_validation(checkpoint.network, settings)
-    x, _, _ = test_stream(task, settings.samples, settings.washout)
+    x, _, _ = scoring_stream(task, settings.samples, settings.washout)
     exported = export_network(circuit, x, out / "circuit", source=str(out / "train" / BEST),
                               range_changes=changes, input_source="Mackey-Glass test split (with washout)", force=True)
     progress(f"      {exported.netlist_path} ({len(changes)} mapped value(s) changed to fit the target: negligible devices left out, out-of-range ones clipped; listed in mapping.json)")

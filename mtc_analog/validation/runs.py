@@ -21,6 +21,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import HardwareRangeError, InputError
+from ..neuron.spikes import spike_level
+from ..neuron.step import METHODS
 from .align import model_time_grid, resample, to_model_units
 from .fidelity import Comparison, Thresholds, Traces, compare, spike_trains
 
@@ -66,7 +68,7 @@ class ValidationResult:
 # ------------------------------------------------------------------------------------------ input
 
 
-def test_stream(task: Any, samples: int, washout: int) -> tuple[np.ndarray, np.ndarray, int]:
+def scoring_stream(task: Any, samples: int, washout: int) -> tuple[np.ndarray, np.ndarray, int]:
     """``(x, y, lead)``: the first ``samples`` test samples with up to ``washout`` samples before them."""
     part = task.split("test")
     if samples < 1:
@@ -76,12 +78,6 @@ def test_stream(task: Any, samples: int, washout: int) -> tuple[np.ndarray, np.n
     first = max(0, part.start - int(washout))
     stop = part.start + samples
     return task.x[first:stop].astype(np.float64), task.y[first:stop].astype(np.float64), part.start - first
-
-
-def spike_threshold(config: Any) -> float:
-    """The level whose upward crossing counts as a spike in a network: the transduction's onset
-    (U_th for clip, U_c for sigmoid) — the same level the training's activity metrics use."""
-    return float(config.u_th if config.transduction == "clip" else config.u_c)
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -154,7 +150,7 @@ def simulate_circuit(circuit: Any, x: np.ndarray, settings: ValidationSettings) 
 def circuit_traces(waves: Any, nodes: dict[str, Any], target: Any, dt: float, substeps: int,
                    n_steps: int, thresholds: list[float]) -> tuple[Traces, dict[str, Any]]:
     """Circuit waveforms -> :class:`Traces` on the model grid (spikes from the native time points)."""
-    time_model, _ = to_model_units(target, waves.time, np.zeros(1))
+    time_model = target.model_time(waves.time)
     grid = model_time_grid(n_steps, dt)
     membranes, native_membranes, trains = [], [], []
     for layer, entries in enumerate(nodes["layers"]):
@@ -189,9 +185,9 @@ def validate_network(network: Any, task: Any, settings: ValidationSettings = Val
     cfg = network.config
     if cfg.neuron != "mtc":
         raise InputError(f"only MTC networks have a circuit; this checkpoint holds a {cfg.neuron!r} network")
-    x, y, lead = test_stream(task, settings.samples, settings.washout)
+    x, y, lead = scoring_stream(task, settings.samples, settings.washout)
     n_steps = x.shape[0] * cfg.substeps
-    thresholds = [spike_threshold(cfg)] * len(cfg.hidden)
+    thresholds = [spike_level(cfg)] * len(cfg.hidden)
     progress(f"mapping {sum(cfg.hidden)} neurons onto the {settings.circuit_target} target "
              f"(circuit filter {settings.circuit_filter or cfg.filter})")
     circuit, changes = map_for_validation(network, settings)
@@ -220,7 +216,7 @@ def validate_network(network: Any, task: Any, settings: ValidationSettings = Val
 
 
 def dt_study(network: Any, result: ValidationResult, task: Any, settings: ValidationSettings,
-             refinements: tuple[int, ...] = (1, 2, 4, 8), methods: tuple[str, ...] = ("euler", "exact"),
+             refinements: tuple[int, ...] = (1, 2, 4, 8), methods: tuple[str, ...] = METHODS,
              progress: Progress = _quiet) -> list[dict[str, Any]]:
     """Re-run the model at dt / r (Euler and exact filters) against the *same* circuit run.
 
@@ -229,7 +225,7 @@ def dt_study(network: Any, result: ValidationResult, task: Any, settings: Valida
     the model's own discretisation error). A gap that shrinks with dt is discretisation; one that
     levels off is the circuit.
     """
-    x, _, _ = test_stream(task, settings.samples, settings.washout)
+    x, _, _ = scoring_stream(task, settings.samples, settings.washout)
     window = settings.window_steps * network.config.dt  # fixed window in t_u, so rows are comparable
     rows, predictions = [], {}
     for method in methods:

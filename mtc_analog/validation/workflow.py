@@ -39,9 +39,9 @@ def export_validated_circuit(result: ValidationResult, task: Any, settings: Vali
     """Write the netlist that was validated (same mapped circuit, same input) as a stand-alone
     ``network.cir`` + ``mapping.json``, so the report's directory holds what it judged."""
     from ..spice.export import export_network
-    from .runs import test_stream
+    from .runs import scoring_stream
 
-    x, _, _ = test_stream(task, settings.samples, settings.washout)
+    x, _, _ = scoring_stream(task, settings.samples, settings.washout)
     exported = export_network(result.network_circuit, x, out_dir, target_name=settings.circuit_target,
                               source="mtc_analog validation", input_source="task test split (with washout)",
                               force=True)
