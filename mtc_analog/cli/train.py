@@ -12,6 +12,8 @@ from ..errors import InputError
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Network, task and budget options shared by ``train`` and ``compare``."""
     from ..network import NetworkConfig
+    from ..neuron.equations import FILTERS
+    from ..neuron.step import METHODS, TRANSDUCTIONS
     from ..training.train import TrainConfig
 
     n, t = NetworkConfig(), TrainConfig()
@@ -22,9 +24,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--tau-lp", type=float, default=n.tau_lp, help=f"low-pass stage time constant [t_u] (default {n.tau_lp})")
     g.add_argument("--input-scale", type=float, default=None, help="scale of the initial projection weights")
     g.add_argument("--bias-init", type=float, default=None, help="constant initial bias of the hidden projections")
-    g.add_argument("--method", choices=("euler", "exact"), default=n.method, help="MTC filter integration")
-    g.add_argument("--filter", choices=("linear", "ota"), default=n.filter, help="MTC filter kind")
-    g.add_argument("--transduction", choices=("clip", "sigmoid"), default=n.transduction)
+    g.add_argument("--method", choices=METHODS, default=n.method, help="MTC filter integration")
+    g.add_argument("--filter", choices=FILTERS, default=n.filter, help="MTC filter kind")
+    g.add_argument("--transduction", choices=TRANSDUCTIONS, default=n.transduction)
     g.add_argument("--u-th", type=float, default=n.u_th, help="MTC transduction threshold U_th [V_s]")
     g.add_argument("--u-sat", type=float, default=n.u_sat, help="MTC transduction saturation U_sat [V_s]")
     g.add_argument("--mtc-init", default=None, help='MTC initial parameters as JSON, e.g. \'{"tau_s": 20, "a_us": 1}\'')

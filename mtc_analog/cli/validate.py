@@ -86,8 +86,6 @@ def print_summary(report: dict, out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..validation.workflow import raise_if_failed, validate_checkpoint
 
-    if args.filter not in (None, "linear", "ota"):
-        raise InputError(f"unknown filter {args.filter!r}: choose linear or ota")
     settings = settings_from_args(args, args.filter)
     report, _ = validate_checkpoint(args.checkpoint, args.out, settings, run_dt_study=args.dt_study,
                                     force=args.force, progress=lambda line: print(f"[validate] {line}", flush=True))
@@ -97,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from ..neuron.equations import FILTERS
+
     parser = subparsers.add_parser(
         "validate", help="circuit-versus-model validation of a trained checkpoint (report.html)",
         description="Drive the trained model and its ngspice circuit with the same Mackey-Glass test input, map "
@@ -104,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "and output errors, and write DIR/report.json and DIR/report.html. Exits 3 when the pass "
                     "thresholds fail.")
     parser.add_argument("checkpoint", type=Path, help="checkpoint written by `mtc-analog train` (best.safetensors)")
-    parser.add_argument("--filter", default=None, choices=("linear", "ota"),
+    parser.add_argument("--filter", default=None, choices=FILTERS,
                         help="filter kind of the circuit's neurons (default: the kind the network was trained with)")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     add_validation_arguments(parser)
