@@ -278,10 +278,3 @@ def simulate_presets(
             results[k] = RegimeResult(group[j], time, trace, float(u0[j]),
                                       classify_trace(time, trace, group[j].t_step, rules))
     return [results[k] for k in range(len(presets))]
-
-
-def run_regime(preset: RegimePreset | str, **kwargs: Any) -> RegimeResult:
-    """Run one preset (by record or name); see :func:`simulate_presets`."""
-    if isinstance(preset, str):
-        preset = get_preset(preset)
-    return simulate_presets([preset], **kwargs)[0]

@@ -12,7 +12,6 @@ optimizer state, for ``--resume``) in ``last.safetensors``. Window sampling is s
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -223,7 +222,3 @@ def _safe_val(network: SpikingRegressor, task: TaskData, cfg: TrainConfig) -> fl
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None}
-
-
-def metrics_json(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

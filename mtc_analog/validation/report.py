@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -197,8 +196,3 @@ def validation_figures(result: Any, dt_rows: list[dict] | None = None, n_traces:
     if dt_rows:
         figures["dt study"] = figure_to_data_uri(plots.dt_study(dt_rows))
     return figures
-
-
-def load_report(path: str | Path) -> dict:
-    """Read a report.json back."""
-    return json.loads(Path(path).read_text())
