@@ -98,3 +98,37 @@ def test_unknown_target_and_missing_files(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope.safetensors"), "--target", "sky999", "--out", str(tmp_path / "e")]) == 2
     assert "sky999" in capsys.readouterr().err
     assert main(["simulate", str(tmp_path / "missing.cir"), "--out", str(tmp_path / "s")]) == 2
+
+
+def _one_error_line(capsys, command):
+    err = capsys.readouterr().err
+    assert err.startswith(f"mtc-analog {command}: error:") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_simulate_netlist_without_tran_is_one_line(tmp_path, capsys):
+    cir = tmp_path / "no_tran.cir"
+    cir.write_text("* no transient\nV1 a 0 0.9\nR1 a 0 1k\n.end\n")
+    assert main(["simulate", str(cir), "--out", str(tmp_path / "s")]) == 2
+    assert ".tran" in _one_error_line(capsys, "simulate")
+
+
+@pytest.mark.parametrize("mapping,missing", [({}, "format"), ([1], "list"), ({"format": "x", "units": {}}, "nodes")])
+def test_simulate_bad_mapping_fails_before_simulating(tmp_path, capsys, mapping, missing):
+    cir = tmp_path / "net.cir"
+    cir.write_text("* ok\nV1 a 0 0.9\nR1 a 0 1k\n.tran 1u 10u\n.end\n")
+    bad = tmp_path / "bad_mapping.json"
+    bad.write_text(json.dumps(mapping))
+    out = tmp_path / "s"
+    assert main(["simulate", str(cir), "--out", str(out), "--mapping", str(bad)]) == 2
+    assert missing in _one_error_line(capsys, "simulate")
+    assert not out.exists()  # refused before any output or simulation
+
+
+def test_bad_params_section_names_the_file_once(tmp_path, capsys):
+    params = tmp_path / "bad3.yaml"
+    params.write_text("params: 3\n")
+    assert main(["export", str(params), "--out", str(tmp_path / "exp")]) == 2
+    err = _one_error_line(capsys, "export")
+    assert err.count("bad3.yaml") == 1 and "'params' must be a mapping" in err

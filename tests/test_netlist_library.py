@@ -71,3 +71,18 @@ def test_targets_are_pluggable_modules():
     assert TARGETS["behavioral"] == "mtc_analog.spice.behavioral"
     with pytest.raises(InputError, match="behavioral"):
         get_target("sky130_not_yet")
+
+
+def test_every_subcircuit_is_defined_once_and_lowpass_reuses_filter_linear():
+    names = [m.group(1).lower() for path in LIB_FILES
+             for m in re.finditer(r"^\.subckt\s+(\S+)", path.read_text(), re.M | re.I)]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    assert "lowpass_stage" not in names
+
+    class Stage:
+        capacitance, bias_current, kind = 1e-12, 1e-9, "linear"
+
+    line = behavioral.TARGET.lowpass_lines("0_1", "ro0", "lp0_1", Stage(), 0.0738)[0]
+    assert line.split()[3] == "filter_linear"
+    Stage.kind = "ota"
+    assert behavioral.TARGET.lowpass_lines("0_1", "ro0", "lp0_1", Stage(), 0.0738)[0].split()[3] == "filter_ota"

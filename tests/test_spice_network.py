@@ -17,6 +17,7 @@ from mtc_analog.spice.export import export_network
 from mtc_analog.spice.runner import run_standalone, run_transient
 from mtc_analog.spice.split import plan_chunks, simulate_network
 from mtc_analog.spice.waveforms import load_npz, read_rawfile, save_npz
+from mtc_analog.validation.align import resample
 
 DT, SUBSTEPS, SAMPLES = 0.05, 10, 40  # 400 neuron steps, 20 t_u of circuit time
 
@@ -43,18 +44,23 @@ def _model_grid(circuit, n_steps):
     return (np.arange(n_steps) + 1) * circuit.t_step  # model step k is the state after input k
 
 
+def _on_grid(waves, grid):
+    """Every probed node linearly interpolated onto ``grid`` [s] (the validation module's resampling)."""
+    return {node: resample(waves.time, volts, grid) for node, volts in waves.voltages.items()}
+
+
 def test_circuit_tracks_the_discrete_model(small_network, one_netlist_run):
     circuit, x, out = small_network
     waves, nodes = one_netlist_run
     target = circuit.target
     for layer, entries in enumerate(nodes["layers"]):
         u_model = out.hidden_u[layer][:, 0, :].numpy()
-        grid = waves.resample(_model_grid(circuit, u_model.shape[0]))
+        grid = _on_grid(waves, _model_grid(circuit, u_model.shape[0]))
         u_circuit = np.stack([target.model_voltage(grid[e["membrane"]]) for e in entries], axis=1)
         nrmse = np.sqrt(((u_circuit - u_model) ** 2).mean(0)) / u_model.std(0)
         assert np.all(nrmse < 0.05), (layer, nrmse)  # Euler dt = 0.05 vs continuous time
     lowpass = out.lowpass[:, 0, :].numpy()
-    grid = waves.resample(_model_grid(circuit, lowpass.shape[0]))
+    grid = _on_grid(waves, _model_grid(circuit, lowpass.shape[0]))
     y_circuit = np.stack([target.model_voltage(grid[stages[-1]]) for stages in nodes["lowpass"]], axis=1)
     # Measured 0.022 (Euler dt = 0.05 in the neurons dominates; the low-pass has the circuit's delay).
     assert np.sqrt(((y_circuit - lowpass) ** 2).mean()) / lowpass.std() < 0.05
@@ -106,7 +112,9 @@ def test_waveform_npz_round_trip(small_network, tmp_path):
     circuit, x, _ = small_network
     netlist = build_network_netlist(circuit, x[:5])
     waves = run_transient(netlist)
-    mapping = {"nodes": netlist.nodes, "units": {"v_rest": 0.9, "v_s": circuit.target.v_s, "t_unit": 1e-3}}
+    mapping = {"format": "mtc_analog.mapping/1", "nodes": netlist.nodes,
+               "units": {"v_rest": 0.9, "v_s": circuit.target.v_s, "t_unit": 1e-3},
+               "hardware_target": circuit.target.summary()}
     path = save_npz(tmp_path / "w.npz", waves, mapping)
     back, arrays = load_npz(path)
     assert back.nodes == waves.nodes

@@ -121,3 +121,39 @@ def test_missing_libngspice_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("NGSPICE_LIBRARY_PATH", str(tmp_path / "libngspice.so"))
     with pytest.raises(SimulatorMissingError, match="apt-get install ngspice libngspice0-dev"):
         check_simulator()
+
+
+def test_netlist_without_tran_is_a_netlist_value_error_before_any_attempt():
+    from mtc_analog.errors import NetlistValueError
+    from mtc_analog.spice.netlist import parse_spice_number, set_simulator_settings, tran_settings
+
+    text = "* no transient\nV1 a 0 0.9\nR1 a 0 1k\n.end\n"
+    with pytest.raises(NetlistValueError, match=r"\.tran"):
+        tran_settings(text)
+    with pytest.raises(NetlistValueError, match=r"\.tran"):
+        set_simulator_settings(text, t_max=1e-6)
+    with pytest.raises(NetlistValueError, match="not a SPICE number"):
+        parse_spice_number("fast")
+    with pytest.raises(NetlistValueError, match="my netlist"):  # names the job, no ngspice attempt made
+        run_jobs([SimulationJob(text, None, "my netlist")])
+
+
+def test_split_rejects_max_neurons_below_one_as_input_error():
+    from mtc_analog.errors import InputError
+    from mtc_analog.spice.split import plan_chunks
+
+    with pytest.raises(InputError, match="max_neurons"):
+        plan_chunks([5, 4], 0)
+
+
+def test_model_units_come_from_the_mapping_hardware_target():
+    from mtc_analog.spice.waveforms import Waveforms, check_mapping
+
+    target = HardwareTarget(t_unit=2e-3, temperature_c=40.0)
+    u = np.array([-1.0, 0.0, 2.5])
+    waves = Waveforms(np.array([0.0, 1e-3, 4e-3]), {"ro0": target.voltage(u)})
+    mapping = check_mapping({"format": "mtc_analog.mapping/1", "units": {}, "nodes": {"readout": ["ro0"]},
+                             "hardware_target": target.summary()})
+    model = waves.to_model_units(mapping)
+    np.testing.assert_allclose(model["readout_y"][:, 0], u, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model["time_model"], [0.0, 0.5, 2.0], rtol=1e-15)

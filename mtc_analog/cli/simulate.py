@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..io import prepare_output_dir, save_figure, write_json
     from ..spice.runner import run_transient
-    from ..spice.waveforms import save_npz
+    from ..spice.waveforms import check_mapping, save_npz
 
     if not args.netlist.is_file():
         raise InputError(f"netlist {args.netlist} does not exist")
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
             mapping = json.loads(mapping_path.read_text())
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read {mapping_path}: {exc}") from None
+        check_mapping(mapping, str(mapping_path))  # before simulating: a bad mapping must not cost a whole run
     elif args.mapping:
         raise InputError(f"mapping file {args.mapping} does not exist")
     out = prepare_output_dir(args.out, MARKER, args.force)

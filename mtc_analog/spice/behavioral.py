@@ -192,7 +192,8 @@ class BehavioralTarget:
         c = spice_number(stage.capacitance, f"{where} / C", "F", positive=True)
         ib = spice_number(stage.bias_current, f"{where} / bias", "A", positive=True)
         vs = spice_number(v_s, "V_s", "V", positive=True)
-        sub = "lowpass_stage" if getattr(stage, "kind", "linear") == "linear" else "filter_ota"
+        # a low-pass stage is a first-order follower-integrator: the same subcircuits as the MTC filters
+        sub = "filter_linear" if getattr(stage, "kind", "linear") == "linear" else "filter_ota"
         return [f"XL{prefix} {spice_name(in_node)} {spice_name(out_node)} {sub} c={c} ib={ib} vs={vs}"]
 
 

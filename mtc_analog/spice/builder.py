@@ -139,7 +139,7 @@ def _initial_voltages(target: Any, circuit: Any, state: MTCState | None, model_p
     u = {k: float(np.asarray(v).reshape(())) for k, v in state._asdict().items()}
     volts = {k: float(target.voltage(v)) for k, v in u.items()}
     s = float(_transduce_numpy(np.array(u["u_m"]), transduction))
-    volts["out"] = float(target.v_rest + s * target.v_s)
+    volts["out"] = float(target.voltage(s))
     return volts
 
 
@@ -264,7 +264,7 @@ def build_network_netlist(
         prev_nodes = [f"in{j}" for j in range(net.n_in)]
         body.append("* network inputs: v = v_rest + x * V_s, one sample held per sample period")
         for j, node in enumerate(prev_nodes):
-            volts = target.v_rest + values[:, j] * target.v_s
+            volts = target.voltage(values[:, j])
             body += pwl_lines(node, "V", node, times, volts, f"input {j}")
             ic[node] = float(volts[0])
         node_map["inputs"] = prev_nodes
@@ -292,7 +292,7 @@ def build_network_netlist(
             ic.update(nic)
             entries.append(_node_entry(nodes))
             out_nodes.append(nodes.out)
-            s0.append((nic[nodes.out] - target.v_rest) / target.v_s)
+            s0.append(target.model_voltage(nic[nodes.out]))
         gm = np.asarray(layer.synapse_gm, dtype=float)[chosen]
         body.append(f"* synapses into layer {l}: I_i = sum_j gm_ij (v_j - v_rest) [S]")
         body += impl.synapse_lines(f"l{l}", [f"l{l}n{i}_m" for i in chosen], prev_nodes, gm, VREST)

@@ -45,8 +45,8 @@ def _units(target: Any) -> dict[str, float]:
     return {"v_rest": target.v_rest, "v_s": target.v_s, "t_unit": target.t_unit, "i_unit": target.i_unit}
 
 
-def _write(out_dir: Path, netlist: Netlist, mapping: dict[str, Any], force: bool) -> ExportResult:
-    out_dir = prepare_output_dir(out_dir, NETLIST_FILE, force)
+def _write(out_dir: Path, netlist: Netlist, mapping: dict[str, Any]) -> ExportResult:
+    """Write mapping.json then network.cir into ``out_dir`` (already checked by prepare_output_dir)."""
     text = netlist.render()
     # mapping first, netlist last: a complete network.cir means a complete export
     mapping_path = write_json(out_dir / MAPPING_FILE, mapping)
@@ -94,7 +94,7 @@ def export_network(
     out_dir = prepare_output_dir(out_dir, NETLIST_FILE, force)
     with atomic_path(out_dir / INPUT_FILE) as tmp, open(tmp, "wb") as fh:  # convenience copy; the PWL is the truth
         np.save(fh, x)
-    return _write(out_dir, netlist, mapping, force)
+    return _write(out_dir, netlist, mapping)
 
 
 def export_neuron(setup: Any, target: Any, out_dir: str | Path, target_name: str = "behavioral", source: str = "",
@@ -121,7 +121,7 @@ def export_neuron(setup: Any, target: Any, out_dir: str | Path, target_name: str
         "range_changes": [_change_dict(c) for c in range_changes],
         "source": source,
     }
-    return _write(Path(out_dir), netlist, mapping, force)
+    return _write(prepare_output_dir(out_dir, NETLIST_FILE, force), netlist, mapping)
 
 
 def load_neuron_setup(path: str | Path) -> Any:
@@ -181,6 +181,8 @@ def load_neuron_setup(path: str | Path) -> Any:
                                                             section("protocol", ("i0", "i1", "t_step", "t_end", "dt")).items()}})
         tr = section("transduction", Transduction._fields)
         transduction = Transduction(**{k: (str(v) if k == "kind" else float(v)) for k, v in tr.items()})
+    except InputError:
+        raise  # already names the file (InputError is a ValueError: do not prefix the path twice)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{path}: {exc}") from None
     filter_kind = str(data.get("filter", "linear"))

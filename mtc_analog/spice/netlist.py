@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import NetlistValueError
 from .values import spice_comment, spice_filename, spice_name, spice_number
 
 #: Default simulator options (SPEC §9). The runner's retry policy overrides some of them.
@@ -25,6 +26,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {"reltol": 1e-4, "abstol": 1e-15, "gmin": 1e-1
 RAW_FILE = "waveforms.raw"
 
 _CONTROL_RE = re.compile(r"^\.control\b.*?^\.endc\b[^\n]*\n?", re.S | re.M | re.I)
+_TRAN_HINT = "'.tran TSTEP TSTOP [TSTART [TMAX]]'"
 _TRAN_RE = re.compile(r"^\.tran\s+(\S+)\s+(\S+)(?:\s+(\S+))?(?:\s+(\S+))?[^\n]*$", re.M | re.I)
 
 
@@ -115,7 +117,7 @@ def set_simulator_settings(text: str, options: dict[str, Any] | None = None, t_m
     if t_max is not None:
         match = _TRAN_RE.search(text)
         if match is None:
-            raise ValueError("netlist has no '.tran TSTEP TSTOP [TSTART [TMAX]]' line to rewrite")
+            raise NetlistValueError(f"netlist has no {_TRAN_HINT} line to rewrite; add one (e.g. '.tran 1u 10m')")
         tmax = spice_number(t_max, "maximum time step TMAX", "s", positive=True)
         text = text[:match.start()] + f".tran {tmax} {match.group(2)} {match.group(3) or 0} {tmax}" + text[match.end():]
     if options:
@@ -125,10 +127,11 @@ def set_simulator_settings(text: str, options: dict[str, Any] | None = None, t_m
 
 
 def tran_settings(text: str) -> tuple[float, float]:
-    """(t_stop, t_max) [s] of the netlist's ``.tran`` line."""
+    """(t_stop, t_max) [s] of the netlist's ``.tran`` line; :class:`NetlistValueError` if it has none."""
     match = _TRAN_RE.search(text)
     if match is None:
-        raise ValueError("netlist has no '.tran TSTEP TSTOP [TSTART [TMAX]]' line")
+        raise NetlistValueError(f"netlist has no {_TRAN_HINT} line: only transient analyses are supported; "
+                                "add one (e.g. '.tran 1u 10m') or re-export it with `mtc-analog export`")
     t_stop = parse_spice_number(match.group(2))
     if match.group(4):
         return t_stop, parse_spice_number(match.group(4))
@@ -143,7 +146,7 @@ def parse_spice_number(text: str) -> float:
     """A SPICE number with an optional scale suffix (``2u``, ``1meg``, ``5e-5``)."""
     match = _NUMBER_RE.match(text.strip())
     if match is None:
-        raise ValueError(f"not a SPICE number: {text!r}")
+        raise NetlistValueError(f"not a SPICE number: {text!r} (expected e.g. 2u, 1meg, 5e-5)")
     return float(match.group(1)) * _SUFFIX.get((match.group(2) or "").lower(), 1.0)
 
 

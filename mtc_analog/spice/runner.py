@@ -33,7 +33,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import SimulationError, SimulatorMissingError
+from ..errors import NetlistValueError, SimulationError, SimulatorMissingError
 from ._worker import CONVERGENCE_MARKERS as _CONVERGENCE_MARKERS
 from ._worker import ConvergenceFailure as _ConvergenceFailure
 from ._worker import ParseFailure as _ParseFailure
@@ -141,6 +141,11 @@ def run_jobs(
     jobs = list(jobs)
     if not jobs:
         return []
+    for job in jobs:  # a netlist without .tran is a user error: say so before any attempt, not in the retry path
+        try:
+            tran_settings(strip_control(job.text))
+        except NetlistValueError as exc:
+            raise NetlistValueError(f"{job.label}: {exc}") from None
     workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
     own_logs = log_dir is None  # a temporary log folder is removed after success, kept after a failure
     log_root = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="mtc_spice_logs_"))

@@ -31,6 +31,7 @@ import numpy as np
 import tempfile
 from pathlib import Path
 
+from ..errors import InputError
 from .builder import ReplaySource, build_network_netlist, build_readout_netlist
 from .runner import SimulationJob, iter_chunks, run_jobs
 from .waveforms import Waveforms
@@ -42,7 +43,7 @@ DEFAULT_MAX_NEURONS = 64
 def plan_chunks(layer_sizes: Sequence[int], max_neurons: int) -> list[list[list[int]]]:
     """Per layer, the neuron indices of each chunk."""
     if max_neurons < 1:
-        raise ValueError(f"max_neurons must be >= 1, got {max_neurons}")
+        raise InputError(f"max_neurons (neurons per netlist) must be >= 1, got {max_neurons}; pass 1 or more, or None to not split")
     return [list(iter_chunks(list(range(n)), math.ceil(n / max_neurons))) for n in layer_sizes]
 
 

@@ -1,9 +1,10 @@
 """Simulated waveforms: node voltages over time, their model-unit view, and their file formats.
 
 ``Waveforms`` holds ``time`` [s] and node voltages [V] by node name (lower case, as ngspice reports).
-:meth:`Waveforms.to_model_units` uses a mapping (mapping.json's ``nodes`` and ``units``) to give the
-model's view: time in t_u and every node as ``(v - V_rest) / V_s`` — membrane and filters in V_s, the
-transduction output as s in [0, 1], the readout and low-pass nodes as y.
+:meth:`Waveforms.to_model_units` uses a mapping (mapping.json's ``nodes`` and ``hardware_target``) to
+give the model's view through the target's inverse mapping: time in t_u and every node as
+``(v - V_rest) / V_s`` — membrane and filters in V_s, the transduction output as s in [0, 1], the
+readout and low-pass nodes as y.
 
 The ``.npz`` format written by ``mtc-analog simulate`` (:func:`save_npz`), all arrays float64:
 
@@ -54,21 +55,19 @@ class Waveforms:
     def nodes(self) -> list[str]:
         return list(self.voltages)
 
-    def resample(self, times: np.ndarray) -> "Waveforms":
-        """Linear interpolation onto ``times`` [s] (e.g. the model's grid)."""
-        times = np.asarray(times, dtype=float)
-        return Waveforms(times, {k: np.interp(times, self.time, v) for k, v in self.voltages.items()}, dict(self.meta))
-
     def to_model_units(self, mapping: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Model-unit arrays keyed as in the .npz format (see module docstring)."""
-        units = mapping["units"]
-        v_rest, v_s, t_unit = float(units["v_rest"]), float(units["v_s"]), float(units["t_unit"])
+        """Model-unit arrays keyed as in the .npz format (see module docstring).
+
+        Units cross back only through the hardware target the export used (mapping.json's
+        ``hardware_target``): ``U = target.model_voltage(v)``, ``t = target.model_time(seconds)``.
+        """
+        target = mapping_target(mapping)
         nodes = mapping["nodes"]
 
         def model(node: str) -> np.ndarray:
-            return (self[node] - v_rest) / v_s
+            return target.model_voltage(self[node])
 
-        out: dict[str, np.ndarray] = {"time_model": self.time / t_unit}
+        out: dict[str, np.ndarray] = {"time_model": target.model_time(self.time)}
         for l, layer in enumerate(nodes.get("layers", [])):
             if not layer:
                 continue
@@ -85,6 +84,36 @@ class Waveforms:
         if nodes.get("lowpass"):
             out["lowpass_y"] = np.stack([model(stages[-1]) for stages in nodes["lowpass"]], axis=1)
         return out
+
+
+#: Keys :meth:`Waveforms.to_model_units` needs in a mapping (mapping.json written by ``mtc-analog export``).
+MAPPING_KEYS = ("format", "units", "nodes", "hardware_target")
+
+
+def check_mapping(mapping: Any, source: str = "mapping") -> dict[str, Any]:
+    """Raise :class:`InputError` naming the first missing key unless ``mapping`` looks like mapping.json."""
+    if not isinstance(mapping, dict):
+        raise InputError(f"{source}: expected a JSON object as written by `mtc-analog export` (mapping.json), "
+                         f"got {type(mapping).__name__}")
+    missing = [key for key in MAPPING_KEYS if key not in mapping]
+    if missing:
+        raise InputError(f"{source}: missing key {missing[0]!r} (a mapping.json needs {', '.join(MAPPING_KEYS)}); "
+                         "pass the mapping.json written by `mtc-analog export`")
+    for key in ("units", "nodes", "hardware_target"):
+        if not isinstance(mapping[key], dict):
+            raise InputError(f"{source}: {key!r} must be a JSON object, got {type(mapping[key]).__name__}")
+    mapping_target(mapping, source)  # the target must rebuild (raises InputError naming the bad field)
+    return mapping
+
+
+def mapping_target(mapping: dict[str, Any], source: str = "mapping") -> Any:
+    """The :class:`~mtc_analog.hardware.target.HardwareTarget` a mapping.json was exported with."""
+    from ..hardware.target import HardwareTarget
+
+    summary = mapping.get("hardware_target")
+    if not isinstance(summary, dict) or not isinstance(summary.get("fields"), dict):
+        raise InputError(f"{source}: 'hardware_target' must hold the target's 'fields' (as `mtc-analog export` writes)")
+    return HardwareTarget.from_dict(summary["fields"], source=f"{source} hardware_target")
 
 
 def read_rawfile(path: str | Path) -> Waveforms:
