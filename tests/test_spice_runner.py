@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -72,10 +73,10 @@ def test_parse_error_is_not_retried(tmp_path):
 
 def test_timeout_kills_the_worker_not_the_caller(tmp_path):
     netlist, _ = protocol_netlist(_tonic(200000.0), HardwareTarget())  # minutes of simulation
-    started = time.monotonic()
     with pytest.raises(SimulationError, match="did not finish within"):
         run_transient(netlist, timeout_s=2.0, log_dir=tmp_path)
-    assert time.monotonic() - started < 60
+    # The simulation would run for minutes: returning at all means it was stopped; no worker survives it.
+    assert multiprocessing.active_children() == []
 
 
 def test_killed_worker_becomes_simulation_error(tmp_path):

@@ -117,11 +117,14 @@ def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 
 def _kill_workers(executor: cf.ProcessPoolExecutor) -> None:
     # ProcessPoolExecutor (Python 3.11) has no public kill: reach its process table; a hung ngspice must go.
-    for process in list(getattr(executor, "_processes", {}).values()):
+    processes = list(getattr(executor, "_processes", {}).values())
+    for process in processes:
         try:
             process.kill()
         except Exception:  # noqa: BLE001
             pass
+    for process in processes:  # reap them: a killed worker must not linger as a zombie
+        process.join(timeout=10)
     executor.shutdown(wait=False, cancel_futures=True)
 
 
