@@ -134,6 +134,17 @@ struct Shape {
   int64_t steps, batch, n;
 };
 
+// The per-neuron parameter rows of one block of neurons starting at n0 (params are (N_ROWS, N)).
+template <typename T>
+struct ParamBlock {
+  const T *af, *asp, *asm_, *aus, *df, *dsp, *dsm, *dus, *taum, *tauf, *taus, *tauu, *res, *urest;
+  ParamBlock(const T* p, int64_t N, int64_t n0)
+      : af(p + A_F * N + n0), asp(p + A_SP * N + n0), asm_(p + A_SM * N + n0), aus(p + A_US * N + n0),
+        df(p + D_F * N + n0), dsp(p + D_SP * N + n0), dsm(p + D_SM * N + n0), dus(p + D_US * N + n0),
+        taum(p + TAU_M * N + n0), tauf(p + TAU_F * N + n0), taus(p + TAU_S * N + n0),
+        tauu(p + TAU_US * N + n0), res(p + RES * N + n0), urest(p + U_REST * N + n0) {}
+};
+
 // ---------------------------------------------------------------------------------------------------
 // Forward
 // ---------------------------------------------------------------------------------------------------
@@ -152,17 +163,15 @@ void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t m = blk / nb, n0 = (blk % nb) * kBlock, len = std::min(kBlock, N - n0);
       const int64_t c0 = m * N + n0;
-      const T* af = p + A_F * N + n0; const T* asp = p + A_SP * N + n0;
-      const T* asm_ = p + A_SM * N + n0; const T* aus = p + A_US * N + n0;
-      const T* df = p + D_F * N + n0; const T* dsp = p + D_SP * N + n0;
-      const T* dsm = p + D_SM * N + n0; const T* dus = p + D_US * N + n0;
-      const T* taum = p + TAU_M * N + n0; const T* res = p + RES * N + n0;
-      const T* urest = p + U_REST * N + n0;
+      const ParamBlock<T> q(p, N, n0);
+      const T *af = q.af, *asp = q.asp, *asm_ = q.asm_, *aus = q.aus, *df = q.df, *dsp = q.dsp, *dsm = q.dsm,
+              *dus = q.dus, *taum = q.taum, *tauf = q.tauf, *taus = q.taus, *tauu = q.tauu, *res = q.res,
+              *urest = q.urest;
       for (int64_t j = 0; j < len; ++j) {
         um[j] = m0[c0 + j]; uf[j] = f0[c0 + j]; us[j] = s0[c0 + j]; uu[j] = us0[c0 + j];
-        cf[j] = INST ? T(1) : filter_const<T, FK>(p[TAU_F * N + n0 + j], dt);
-        cs[j] = filter_const<T, FK>(p[TAU_S * N + n0 + j], dt);
-        cu[j] = filter_const<T, FK>(p[TAU_US * N + n0 + j], dt);
+        cf[j] = INST ? T(1) : filter_const<T, FK>(tauf[j], dt);
+        cs[j] = filter_const<T, FK>(taus[j], dt);
+        cu[j] = filter_const<T, FK>(tauu[j], dt);
       }
       for (int64_t t = 0; t < sh.steps; ++t) {
         const int64_t off = t * MN + c0;
@@ -217,13 +226,10 @@ void backward_kernel(const Shape& sh, const Options& o, const T* g_s, const T* g
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t m = blk / nb, n0 = (blk % nb) * kBlock, len = std::min(kBlock, N - n0);
       const int64_t c0 = m * N + n0;
-      const T* af = p + A_F * N + n0; const T* asp = p + A_SP * N + n0;
-      const T* asm_ = p + A_SM * N + n0; const T* aus = p + A_US * N + n0;
-      const T* df = p + D_F * N + n0; const T* dsp = p + D_SP * N + n0;
-      const T* dsm = p + D_SM * N + n0; const T* dus = p + D_US * N + n0;
-      const T* taum = p + TAU_M * N + n0; const T* tauf = p + TAU_F * N + n0;
-      const T* taus = p + TAU_S * N + n0; const T* tauu = p + TAU_US * N + n0;
-      const T* res = p + RES * N + n0; const T* urest = p + U_REST * N + n0;
+      const ParamBlock<T> q(p, N, n0);
+      const T *af = q.af, *asp = q.asp, *asm_ = q.asm_, *aus = q.aus, *df = q.df, *dsp = q.dsp, *dsm = q.dsm,
+              *dus = q.dus, *taum = q.taum, *tauf = q.tauf, *taus = q.taus, *tauu = q.tauu, *res = q.res,
+              *urest = q.urest;
       for (int64_t j = 0; j < len; ++j) {
         gm[j] = g_mT ? g_mT[c0 + j] : T(0);
         gf[j] = g_fT ? g_fT[c0 + j] : T(0);
