@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import InputError
-from ..neuron.equations import ELEMENTS, FILTER_VARIABLES, FILTERS, MTCParameters, validate_parameters
+from ..neuron.equations import ELEMENTS, FILTER_VARIABLES, FILTERS, MTCParameters, as_numpy, validate_parameters
 from ..neuron.step import TRANSDUCTIONS, Transduction
 from ..spec import NetworkSpec, NeuronLayerSpec, ReadoutSpec
 from .target import HardwareTarget
@@ -347,7 +347,7 @@ def _scalar_params(params: MTCParameters) -> MTCParameters:
     """Parameters as plain floats (a 0-d or 1-element array is accepted)."""
     values = {}
     for name, value in params._asdict().items():
-        arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=float)
+        arr = as_numpy(value)
         if arr.size != 1:
             raise InputError(f"map_neuron takes one neuron: {name} has shape {arr.shape}; use map_network for layers")
         values[name] = float(arr.reshape(()))
@@ -358,7 +358,7 @@ def _layer_columns(params: MTCParameters, size: int, where: str) -> dict[str, np
     """Per-layer parameter fields as arrays of shape (size,) (scalars are broadcast)."""
     columns = {}
     for name, value in params._asdict().items():
-        arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=float)
+        arr = as_numpy(value)
         try:
             columns[name] = np.broadcast_to(arr.reshape(-1) if arr.ndim else arr, (size,))
         except ValueError:

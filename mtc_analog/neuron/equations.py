@@ -34,6 +34,13 @@ except ImportError:  # pragma: no cover
 FILTERS = ("linear", "ota")
 
 
+def as_numpy(x: Any) -> np.ndarray:
+    """A float numpy array of a float, sequence, numpy array or torch tensor (detached, on the CPU)."""
+    if torch is not None and isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=float)
+
+
 def tanh(x: Any) -> Any:
     """tanh for floats, numpy arrays and torch tensors alike."""
     if torch is not None and isinstance(x, torch.Tensor):
@@ -205,7 +212,7 @@ def validate_parameters(params: MTCParameters) -> None:
     """Check gains >= 0, time constants > 0 (tau_f >= 0) and everything finite; raise ValueError."""
     problems = []
     for name, value in params._asdict().items():
-        arr = value.detach().cpu().numpy() if (torch is not None and isinstance(value, torch.Tensor)) else np.asarray(value)
+        arr = as_numpy(value)
         if not np.all(np.isfinite(arr)):
             problems.append(f"{name} is not finite")
             continue

@@ -25,16 +25,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .equations import ELEMENTS, TIMESCALES, MTCParameters, MTCState, element_current, rhs
+from .equations import ELEMENTS, TIMESCALES, MTCParameters, MTCState, as_numpy, element_current, rhs
 
 
 def _numpy_params(params: MTCParameters) -> MTCParameters:
     """Parameters as numpy floats/arrays (accepts tensors, e.g. from ``MTCLayer.parameters_record``)."""
     fields = {}
     for name, value in params._asdict().items():
-        if hasattr(value, "detach"):
-            value = value.detach().cpu().numpy()
-        arr = np.asarray(value, dtype=float)
+        arr = as_numpy(value)
         fields[name] = float(arr) if arr.ndim == 0 else arr
     return MTCParameters(**fields)
 

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .equations import FILTERS, MTCParameters, MTCState, rhs, validate_parameters
+from .equations import FILTERS, MTCParameters, MTCState, as_numpy, rhs, validate_parameters
 from .iv import _numpy_params
 
 
@@ -51,7 +51,7 @@ def reference_rollout(
         raise ValueError(f"dt must be > 0, got {dt}")
     p = _numpy_params(params)
     validate_parameters(p)
-    current = _as_numpy(i_in)
+    current = as_numpy(i_in)
     if current.ndim == 1:
         current = current[:, None]
     if current.ndim != 2 or current.shape[0] == 0:
@@ -62,7 +62,7 @@ def reference_rollout(
     if state is None:
         x0 = np.tile(np.broadcast_to(np.asarray(p.u_rest, dtype=float), (n,)), 4)
     else:
-        x0 = np.concatenate([np.broadcast_to(_as_numpy(v), (n,)) for v in state])
+        x0 = np.concatenate([np.broadcast_to(as_numpy(v), (n,)) for v in state])
 
     def f(_t: float, x: np.ndarray, drive: np.ndarray) -> np.ndarray:
         rate = rhs(MTCState(*x.reshape(4, n)), p, drive, filter)
@@ -88,8 +88,3 @@ def reference_rollout(
     u_f = np.where(np.asarray(p.tau_f) == 0, u_m, u_f)  # per neuron: tau_f = 0 means U_f is U_m
     return ReferenceSolution(time, MTCState(u_m, u_f, u_s, u_us))
 
-
-def _as_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=float)

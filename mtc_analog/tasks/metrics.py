@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..neuron.equations import as_numpy
 from ..neuron.spikes import upward_crossings  # noqa: F401  (re-exported for compatibility)
 
 
 def _as_arrays(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
-    pred = _numpy(pred).astype(np.float64)
-    target = _numpy(target).astype(np.float64)
+    pred = as_numpy(pred)
+    target = as_numpy(target)
     if pred.shape != target.shape:
         raise InputError(f"prediction shape {pred.shape} differs from target shape {target.shape}")
     if pred.size == 0:
@@ -27,16 +28,6 @@ def _as_arrays(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"target holds {int((~np.isfinite(target)).sum())} NaN/Inf value(s)")
     return pred, target
 
-
-def _numpy(a: Any) -> np.ndarray:
-    try:
-        import torch
-
-        if isinstance(a, torch.Tensor):
-            return a.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
-    return np.asarray(a)
 
 
 def mse(pred: Any, target: Any) -> float:
