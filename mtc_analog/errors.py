@@ -41,6 +41,10 @@ class NetlistValueError(MTCAnalogError, ValueError):
     """A name or value would not be safe or valid inside a SPICE netlist."""
 
 
+class UnsafeNetlistError(NetlistValueError):
+    """A netlist would make ngspice run a command or load code (a .control block, ``*#``, an unknown dot-command)."""
+
+
 class SimulatorMissingError(MTCAnalogError):
     """ngspice (binary or shared library) is not installed."""
 

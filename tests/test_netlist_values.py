@@ -165,7 +165,7 @@ def test_simulator_setting_overrides_and_control_stripping():
     assert ".control" not in strip_control(text) and ".endc" not in strip_control(text)
     changed = set_simulator_settings(text, {"method": "gear"}, t_max=5e-6)
     assert ".tran 5e-06 0.01 0 5e-06" in changed
-    assert changed.index(".options method=gear") < changed.index(".control")
+    assert changed.index(".options method=gear") < changed.index("\n.end\n") and ".control" not in changed
     with pytest.raises(NetlistValueError):
         set_simulator_settings(text, {"method": "gear\n.control"})
 

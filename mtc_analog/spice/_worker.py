@@ -7,6 +7,8 @@ worker starts fast. See :mod:`mtc_analog.spice.runner` for the caller side.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 import warnings
 from typing import Any
@@ -29,6 +31,54 @@ class ParseFailure(Exception):
 
 
 _NGSPICE = None
+#: How often a worker checks that its caller is still alive [s].
+WATCH_PERIOD_S = 0.2
+
+
+def init_worker(caller_pid: int) -> None:
+    """Run first in every worker: it must die with its caller, however the caller ends.
+
+    - SIGINT is ignored: Ctrl-C reaches the whole process group, and the caller (which kills its
+      workers) handles it; inside ngspice's cffi callback it would only print "Exception ignored".
+    - PR_SET_PDEATHSIG: the kernel kills the worker when its parent (the forkserver, which itself
+      exits when the caller's pipe closes) dies.
+    - a watchdog thread kills the worker once the caller is gone (SIGKILL leaves no other trace).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_parent_death_signal()
+    threading.Thread(target=_watch, args=(caller_pid,), name="caller-watchdog", daemon=True).start()
+
+
+def _set_parent_death_signal() -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: the watchdog still works
+        pass
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not os.path.isdir("/proc")  # /proc exists but has no entry: gone
+    return True
+
+
+def _watch(caller_pid: int) -> None:
+    while process_alive(caller_pid):
+        time.sleep(WATCH_PERIOD_S)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _ngspice(log_file: Any) -> Any:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NetlistValueError
+from .parse import Deck, Statement, read_deck
 from .values import spice_comment, spice_filename, spice_name, spice_number
 
 #: Default simulator options (SPEC §9). The runner's retry policy overrides some of them.
@@ -25,9 +26,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {"reltol": 1e-4, "abstol": 1e-15, "gmin": 1e-1
 #: Name of the rawfile the stand-alone control block writes next to the netlist.
 RAW_FILE = "waveforms.raw"
 
-_CONTROL_RE = re.compile(r"^\.control\b.*?^\.endc\b[^\n]*\n?", re.S | re.M | re.I)
 _TRAN_HINT = "'.tran TSTEP TSTOP [TSTART [TMAX]]'"
-_TRAN_RE = re.compile(r"^\.tran\s+(\S+)\s+(\S+)(?:\s+(\S+))?(?:\s+(\S+))?[^\n]*$", re.M | re.I)
 
 
 @dataclass
@@ -82,17 +81,10 @@ class Netlist:
         lines += ["", "* ---- simulator settings (SPEC 9) ----", self.option_line(), self.tran_line()]
         lines += self.save_lines()
         if control:
-            raw = spice_filename(self.raw_file, "rawfile name")
-            lines += [
-                "",
-                "* ---- stand-alone run: `ngspice -b network.cir` writes the probed waveforms next to this file ----",
-                ".control",
-                "set filetype=binary",
-                "run",
-                f"write $inputdir/{raw}",
-                "quit 0",  # batch mode otherwise exits 1 ("no .plot lines"); failures show in the log
-                ".endc",
-            ]
+            lines += ["", "* ---- stand-alone run: `ngspice -b network.cir` writes the probed waveforms next to this file;",
+                      "* it first replaces any earlier rawfile (a placeholder without data), writes the waveforms only",
+                      "* when the transient reached t_stop, and exits 1 otherwise ----"]
+            lines += standalone_control(spice_filename(self.raw_file, "rawfile name"), self.t_stop)
         lines.append(".end")
         return "\n".join(lines) + "\n"
 
@@ -107,35 +99,128 @@ class Netlist:
         return circuit
 
 
+def standalone_control(raw_file: str, t_stop: float) -> list[str]:
+    """The ``.control`` block of a stand-alone netlist (the only control block the runner accepts).
+
+    ``quit 1`` unless the transient reached t_stop (ngspice -b would exit 0 after an aborted run);
+    the first ``write`` replaces an earlier rawfile by a data-less placeholder, so a stale file can
+    never pass for this run's result."""
+    reached = spice_number(t_stop * (1 - 1e-6), "transient stop time", "s", positive=True)
+    return [
+        ".control",
+        "set filetype=binary",
+        f"write $inputdir/{raw_file}",
+        "run",
+        f"if time[length(time) - 1] >= {reached}",
+        f"write $inputdir/{raw_file}",
+        "quit 0",
+        "end",
+        'echo "mtc_analog: the transient did not reach t_stop: see the messages above"',
+        "quit 1",
+        ".endc",
+    ]
+
+
+_OWN_RAW_RE = re.compile(r"write \$inputdir/([A-Za-z0-9_][A-Za-z0-9_.\-]*)\Z")
+_OWN_IF_RE = re.compile(r"if time\[length\(time\) - 1\] >= \d+(\.\d+)?(e[-+]?\d+)?\Z")
+_LEGACY_CONTROL = (".control", "set filetype=binary", "run", "write $inputdir/{raw}", "quit 0", ".endc")
+
+
+def is_own_control(lines: list[str] | tuple[str, ...]) -> bool:
+    """Is this ``.control`` block (stripped non-blank lines) exactly one our exporter writes?
+
+    Only exact copies pass (current and earlier releases); any other block is refused by the parser."""
+    lines = [" ".join(line.split()) for line in lines]
+    raws = {m.group(1) for line in lines for m in [_OWN_RAW_RE.match(line)] if m}
+    if len(raws) != 1:
+        return False
+    raw = raws.pop()
+    if lines == [line.format(raw=raw) for line in _LEGACY_CONTROL]:
+        return True
+    expected = standalone_control(raw, 1.0)
+    if len(lines) != len(expected) or not _OWN_IF_RE.match(lines[4]):
+        return False
+    expected[4] = lines[4]
+    return lines == expected
+
+
+def read_netlist(text: str, path: Any = None) -> Deck:
+    """Parse and check a netlist (see :mod:`.parse`); our own stand-alone control block is removed."""
+    return read_deck(text, path, own_control=is_own_control)
+
+
 def strip_control(text: str) -> str:
-    """Netlist text without its ``.control ... .endc`` block (shared mode drives the run itself)."""
-    return _CONTROL_RE.sub("", text)
+    """Netlist text for shared mode: our own ``.control`` block removed, includes inlined.
+
+    A foreign control block (or any construct that runs commands) raises :class:`UnsafeNetlistError`."""
+    return read_netlist(text).text()
 
 
-def set_simulator_settings(text: str, options: dict[str, Any] | None = None, t_max: float | None = None) -> str:
-    """Append ``.options`` overrides (later options win) and/or rewrite TMAX of the ``.tran`` line."""
-    if t_max is not None:
-        match = _TRAN_RE.search(text)
-        if match is None:
-            raise NetlistValueError(f"netlist has no {_TRAN_HINT} line to rewrite; add one (e.g. '.tran 1u 10m')")
-        tmax = spice_number(t_max, "maximum time step TMAX", "s", positive=True)
-        text = text[:match.start()] + f".tran {tmax} {match.group(2)} {match.group(3) or 0} {tmax}" + text[match.end():]
-    if options:
-        line = Netlist("x", "", [], {}, 1.0, 1.0, [], options=dict(options)).option_line()
-        text = _insert_before_end(text, line)
-    return text
-
-
-def tran_settings(text: str) -> tuple[float, float]:
-    """(t_stop, t_max) [s] of the netlist's ``.tran`` line; :class:`NetlistValueError` if it has none."""
-    match = _TRAN_RE.search(text)
-    if match is None:
+def _tran(deck: Deck) -> Statement:
+    trans = deck.find(".tran")
+    if not trans:
         raise NetlistValueError(f"netlist has no {_TRAN_HINT} line: only transient analyses are supported; "
                                 "add one (e.g. '.tran 1u 10m') or re-export it with `mtc-analog export`")
-    t_stop = parse_spice_number(match.group(2))
-    if match.group(4):
-        return t_stop, parse_spice_number(match.group(4))
-    return t_stop, min(parse_spice_number(match.group(1)), t_stop / 50)  # ngspice's default TMAX
+    if len(trans) > 1:
+        raise NetlistValueError(f"netlist has {len(trans)} .tran lines ({', '.join(s.where for s in trans)}); keep one")
+    tokens = [tok for tok in trans[0].tokens[1:] if tok.lower() != "uic"]
+    if len(tokens) < 2:
+        raise NetlistValueError(f"{trans[0].where}: {trans[0].text!r}: expected {_TRAN_HINT}")
+    return trans[0]
+
+
+def _tran_values(statement: Statement) -> list[float]:
+    tokens = [tok for tok in statement.tokens[1:] if tok.lower() != "uic"]
+    try:
+        return [parse_spice_number(tok) for tok in tokens[:4]]
+    except NetlistValueError as exc:
+        raise NetlistValueError(f"{statement.where}: {statement.text!r}: {exc}; expected {_TRAN_HINT}") from None
+
+
+def set_simulator_settings(text: str | Deck, options: dict[str, Any] | None = None, t_max: float | None = None) -> str:
+    """Append ``.options`` overrides (later options win) and/or rewrite TMAX of the ``.tran`` statement."""
+    deck = text if isinstance(text, Deck) else read_netlist(text)
+    if options:  # checked before anything is changed
+        line = Netlist("x", "", [], {}, 1.0, 1.0, [], options=dict(options)).option_line()
+    if t_max is not None:
+        statement = _tran(deck)
+        values = _tran_values(statement)
+        tmax = spice_number(t_max, "maximum time step TMAX", "s", positive=True)
+        start = spice_number(values[2] if len(values) > 2 else 0.0, "transient start time", "s", nonnegative=True)
+        stop = spice_number(values[1], "transient stop time", "s", positive=True)
+        uic = " uic" if any(tok.lower() == "uic" for tok in statement.tokens) else ""
+        deck.replace(statement, f".tran {tmax} {stop} {start} {tmax}{uic}")
+    if options:
+        deck.insert_before_end(line)
+    return deck.text()
+
+
+def tran_settings(text: str | Deck) -> tuple[float, float]:
+    """(t_stop, t_max) [s] of the netlist's ``.tran`` statement; :class:`NetlistValueError` if it has none."""
+    deck = text if isinstance(text, Deck) else read_netlist(text)
+    values = _tran_values(_tran(deck))
+    t_stop = values[1]
+    if len(values) > 3:
+        return t_stop, values[3]
+    return t_stop, min(values[0], t_stop / 50)  # ngspice's default TMAX
+
+
+def saved_nodes(deck: Deck) -> set[str] | None:
+    """Nodes named by ``.save v(node)`` statements (lower case); None when the netlist saves everything."""
+    saves = deck.find(".save")
+    if not saves:
+        return None
+    nodes = set()
+    for statement in saves:
+        for token in statement.tokens[1:]:
+            match = re.fullmatch(r"v\(([^,()]+)\)", token, re.I)
+            if match:
+                nodes.add(match.group(1).lower())
+            elif token.lower() == "all":
+                return None
+            elif not token.startswith(("i(", "I(", "@")):
+                nodes.add(token.lower())
+    return nodes
 
 
 _SUFFIX = {"t": 1e12, "g": 1e9, "meg": 1e6, "k": 1e3, "m": 1e-3, "mil": 25.4e-6, "u": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15}
@@ -148,11 +233,3 @@ def parse_spice_number(text: str) -> float:
     if match is None:
         raise NetlistValueError(f"not a SPICE number: {text!r} (expected e.g. 2u, 1meg, 5e-5)")
     return float(match.group(1)) * _SUFFIX.get((match.group(2) or "").lower(), 1.0)
-
-
-def _insert_before_end(text: str, line: str) -> str:
-    # before the .control block if any, else before .end
-    match = re.search(r"^\.control\b", text, re.M | re.I) or re.search(r"^\.end\s*$", text, re.M | re.I)
-    if match is None:
-        return text + line + "\n"
-    return text[:match.start()] + line + "\n" + text[match.start():]

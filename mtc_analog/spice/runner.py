@@ -15,6 +15,14 @@ aborts without data), each attempt on the same netlist text with settings append
 4. gear, relaxed, and TMAX / 10.
 
 If all fail, the error lists every attempt. Parse errors (bad netlists) are not retried.
+
+Every netlist is first read by :mod:`.parse` (includes inlined, anything that would run a command
+refused with :class:`~mtc_analog.errors.UnsafeNetlistError`, our own stand-alone control block
+removed): ngspice is only ever given that checked text.
+
+Processes: workers ignore SIGINT (the caller handles Ctrl-C and kills them), carry a parent-death
+signal and watch the caller's pid, so no ngspice outlives its caller, whether it ends by Ctrl-C,
+SIGTERM or SIGKILL.
 PySpice prints "Unsupported Ngspice version 39" for Debian's ngspice 39: harmless, filtered.
 """
 
@@ -37,8 +45,9 @@ from ..errors import NetlistValueError, SimulationError, SimulatorMissingError
 from ._worker import CONVERGENCE_MARKERS as _CONVERGENCE_MARKERS
 from ._worker import ConvergenceFailure as _ConvergenceFailure
 from ._worker import ParseFailure as _ParseFailure
+from ._worker import init_worker as _init_worker
 from ._worker import simulate as _simulate_worker
-from .netlist import Netlist, set_simulator_settings, strip_control, tran_settings
+from .netlist import Netlist, read_netlist, set_simulator_settings, tran_settings
 from .waveforms import Waveforms
 
 INSTALL_HINT = "install ngspice: apt-get install ngspice libngspice0-dev"
@@ -93,6 +102,33 @@ class SimulationJob:
         raise SimulationError(f"cannot run a {type(netlist).__name__}: give a Netlist, a PySpice Circuit, a path or text")
 
 
+#: Default timeout per attempt (``mtc-analog simulate``): TIMEOUT_BASE_S + TIMEOUT_PER_ELEMENT_STEP_S
+#: * (top-level element statements) * (t_stop / TMAX). Measured (SPEC 9): about 1e-5 s per neuron
+#: instance and TMAX step at 1000 neurons (super-linear below that); the factor 20 leaves room for
+#: a slow machine and retries at a smaller TMAX are given the same budget.
+TIMEOUT_BASE_S = 60.0
+TIMEOUT_PER_ELEMENT_STEP_S = 2e-4
+
+
+def default_timeout_s(netlist: str | os.PathLike) -> float:
+    """The default per-attempt timeout [s] of a netlist file, from its size (see the constants above)."""
+    path = Path(netlist)
+    try:
+        deck = read_netlist(path.read_text(), path)
+    except OSError as exc:
+        raise SimulationError(f"cannot read netlist {path}: {exc.strerror or exc}", netlist=str(path)) from None
+    t_stop, t_max = tran_settings(deck)
+    depth, elements = 0, 0
+    for statement in deck.statements:
+        if statement.keyword == ".subckt":
+            depth += 1
+        elif statement.keyword == ".ends":
+            depth = max(0, depth - 1)
+        elif depth == 0 and not statement.keyword.startswith("."):
+            elements += 1
+    return TIMEOUT_BASE_S + TIMEOUT_PER_ELEMENT_STEP_S * max(1, elements) * (t_stop / t_max)
+
+
 def _executor(jobs: int) -> cf.ProcessPoolExecutor:
     # forkserver: workers fork from a clean server process (cheap, no inherited ngspice/torch state);
     # spawn where forkserver does not exist. Never fork the caller, never threads.
@@ -103,7 +139,8 @@ def _executor(jobs: int) -> cf.ProcessPoolExecutor:
         context.set_forkserver_preload(["__main__", "mtc_analog.spice._worker"])
     else:
         context = multiprocessing.get_context("spawn")
-    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
+                                  initargs=(os.getpid(),))
 
 
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
@@ -117,7 +154,7 @@ def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 
 def _kill_workers(executor: cf.ProcessPoolExecutor) -> None:
     # ProcessPoolExecutor (Python 3.11) has no public kill: reach its process table; a hung ngspice must go.
-    processes = list(getattr(executor, "_processes", {}).values())
+    processes = list((getattr(executor, "_processes", None) or {}).values())
     for process in processes:
         try:
             process.kill()
@@ -144,11 +181,14 @@ def run_jobs(
     jobs = list(jobs)
     if not jobs:
         return []
-    for job in jobs:  # a netlist without .tran is a user error: say so before any attempt, not in the retry path
+    checked: list[str] = []
+    for job in jobs:  # unsafe constructs, a missing .tran: user errors, said before any attempt
         try:
-            tran_settings(strip_control(job.text))
+            deck = read_netlist(job.text, job.path)
+            tran_settings(deck)
         except NetlistValueError as exc:
-            raise NetlistValueError(f"{job.label}: {exc}") from None
+            raise type(exc)(f"{job.label}: {exc}") from None
+        checked.append(deck.text())
     workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
     own_logs = log_dir is None  # a temporary log folder is removed after success, kept after a failure
     log_root = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="mtc_spice_logs_"))
@@ -164,7 +204,7 @@ def run_jobs(
 
     def text_for(k: int) -> str:
         label, options, divisor = policy[attempts[k]]
-        text = strip_control(jobs[k].text)
+        text = checked[k]  # the parsed, checked text: includes inlined, no control block
         if attempts[k] > 0:
             t_max = tran_settings(text)[1] / divisor if divisor != 1.0 else None
             text = set_simulator_settings(text, options, t_max)
@@ -186,7 +226,7 @@ def run_jobs(
                 k = futures[next(iter(not_done))]
                 raise SimulationError(
                     f"ngspice did not finish within {timeout_s:g} s per run ({jobs[k].label}); the worker was killed. "
-                    "Shorten the input, split the network (more chunks), or raise the timeout",
+                    "Shorten the input, split the network (more chunks), or raise the timeout (--timeout SECONDS)",
                     netlist=str(jobs[k].path or log_paths[k]), log_tail=_log_tail(log_paths[k]),
                 )
             for future, k in sorted(((f, futures[f]) for f in done), key=lambda item: item[1]):
@@ -227,6 +267,9 @@ def run_jobs(
                                        {"attempts": list(tried[k]), "seconds": out["seconds"],
                                         "cpu_seconds": out["cpu_seconds"], "log": str(log_paths[k])})
             pending = next_pending
+        except BaseException:  # Ctrl-C, a failure: no ngspice may outlive this call
+            _kill_workers(executor)
+            raise
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
     if own_logs:
@@ -253,21 +296,53 @@ def run_transient(
 
 
 def run_standalone(path: str | os.PathLike, timeout_s: float = 600.0) -> Path:
-    """Run ``ngspice -b path`` as a separate program (no Python inside); return the rawfile it wrote."""
+    """Run ``ngspice -b path`` as a separate program (no Python inside); return the rawfile it wrote.
+
+    The netlist is checked first (:func:`.netlist.read_netlist`: only our own control block, no
+    command). An earlier rawfile is removed before the run; the run counts as failed unless ngspice
+    exits 0, its log has no abort marker, and the rawfile holds a transient that reached the
+    ``.tran`` stop time (ngspice -b happily exits 0 after a transient aborted midway)."""
     import subprocess
+
+    from .netlist import RAW_FILE
+    from .waveforms import read_rawfile
 
     check_simulator()
     path = Path(path).resolve()
     try:
-        proc = subprocess.run(["ngspice", "-b", str(path)], capture_output=True, text=True, timeout=timeout_s,
-                              cwd=path.parent)
-    except subprocess.TimeoutExpired:
-        raise SimulationError(f"ngspice -b did not finish within {timeout_s:g} s", netlist=str(path)) from None
-    raw = path.parent / "waveforms.raw"
+        deck = read_netlist(path.read_text(), path)
+    except OSError as exc:
+        raise SimulationError(f"cannot read netlist {path}: {exc.strerror or exc}", netlist=str(path)) from None
+    t_stop, _ = tran_settings(deck)
+    raw = path.parent / RAW_FILE
+    raw.unlink(missing_ok=True)  # a stale rawfile must never pass for this run's output
+    with tempfile.TemporaryDirectory(prefix="mtc_ngspice_") as cwd:  # no .spiceinit of the netlist's folder
+        try:
+            proc = subprocess.run(["ngspice", "-n", "-b", str(path)], capture_output=True, text=True,
+                                  timeout=timeout_s, cwd=cwd)
+        except subprocess.TimeoutExpired:
+            raise SimulationError(f"ngspice -b did not finish within {timeout_s:g} s", netlist=str(path)) from None
     log = (proc.stdout + proc.stderr).replace("\r", "\n")
     tail = "\n".join([l for l in log.splitlines() if l.strip() and "reference value" not in l.lower()][-_LOG_TAIL_LINES:])
-    if proc.returncode != 0 or not raw.exists() or any(m in log.lower() for m in _CONVERGENCE_MARKERS):
-        raise SimulationError(f"ngspice -b failed (exit code {proc.returncode})", netlist=str(path), log_tail=tail)
+    problem = None
+    if proc.returncode != 0:
+        problem = f"ngspice -b exited with code {proc.returncode}"
+    elif any(m in log.lower() for m in _CONVERGENCE_MARKERS):
+        problem = "ngspice -b reported an aborted transient (exit code 0)"
+    elif not raw.exists():
+        problem = f"ngspice -b wrote no {RAW_FILE}"
+    else:
+        try:
+            waves = read_rawfile(raw)
+        except SimulationError as exc:
+            problem = f"{RAW_FILE} is not a complete transient ({exc})"
+        else:
+            if waves.time.size < 2 or waves.time[-1] < t_stop * (1 - 1e-6):
+                reached = waves.time[-1] if waves.time.size else 0.0
+                problem = f"the transient stopped at {reached:g} s of {t_stop:g} s"
+    if problem is not None:
+        raw.unlink(missing_ok=True)
+        raise SimulationError(f"{problem}: the stand-alone run failed; see the log tail", netlist=str(path), log_tail=tail)
     return raw
 
 

@@ -134,6 +134,9 @@ def read_rawfile(path: str | Path) -> Waveforms:
         line = data[pos:end].decode("latin-1")
         pos = end + 1
         key = line.split(":", 1)[0].strip().lower()
+        if key == "plotname" and "transient" not in line.lower():
+            raise SimulationError(f"{path}: holds no transient ({line.strip()!r}): the stand-alone run that wrote it "
+                                  "did not complete (its exit code and log say why); run it again")
         if key == "no. variables":
             n_vars = int(line.split(":", 1)[1])
         elif key == "no. points":
