@@ -3,12 +3,18 @@
 Saves ``DIR2/waveforms.npz`` (volts and model units; format in :mod:`mtc_analog.spice.waveforms`),
 ``DIR2/waveforms.png`` and ``DIR2/simulation.json`` (what ran, how long, which retry attempts).
 Model units need the ``mapping.json`` written beside the netlist by ``mtc-analog export``.
+
+The netlist is parsed and checked first (:mod:`mtc_analog.spice.parse`): a netlist from someone else
+never runs a command (control blocks, ``*#`` lines, unknown dot-commands are refused, includes are
+followed and checked). The mapping must name only nodes the netlist saves (checked before simulating).
+Default ``--timeout``: 60 s + 2e-4 s x (top-level elements) x (t_stop / TMAX), per attempt.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -24,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("netlist", type=Path, help="netlist written by `mtc-analog export` (DIR/network.cir)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--mapping", type=Path, default=None, help="mapping.json (default: next to the netlist)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds allowed per ngspice attempt (default: none)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds allowed per ngspice attempt, > 0 (default: 60 s + 2e-4 s x top-level elements x "
+                        "t_stop/TMAX, from the netlist)")
     p.add_argument("--no-retry", action="store_true", help="fail on the first convergence problem")
     p.add_argument("--force", action="store_true", help="overwrite earlier results in --out")
     p.set_defaults(func=run)
@@ -33,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..io import prepare_output_dir, save_figure, write_json
-    from ..spice.runner import run_transient
-    from ..spice.waveforms import check_mapping, save_npz
+    from ..spice.netlist import read_netlist
+    from ..spice.runner import default_timeout_s, run_transient
+    from ..spice.waveforms import check_mapping, check_mapping_nodes, save_npz
 
     if not args.netlist.is_file():
         raise InputError(f"netlist {args.netlist} does not exist")
@@ -48,14 +57,23 @@ def run(args: argparse.Namespace) -> int:
         check_mapping(mapping, str(mapping_path))  # before simulating: a bad mapping must not cost a whole run
     elif args.mapping:
         raise InputError(f"mapping file {args.mapping} does not exist")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    try:
+        deck = read_netlist(args.netlist.read_text(), args.netlist)  # unsafe constructs: refused here, one line
+    except OSError as exc:
+        raise InputError(f"cannot read netlist {args.netlist}: {exc.strerror or exc}") from None
+    if mapping is not None:
+        check_mapping_nodes(mapping, deck, str(mapping_path), str(args.netlist))
+    timeout = args.timeout if args.timeout is not None else default_timeout_s(args.netlist)
     out = prepare_output_dir(args.out, MARKER, args.force)
     started = time.perf_counter()
-    waves = run_transient(args.netlist, timeout_s=args.timeout, retry=not args.no_retry, log_dir=out)
+    waves = run_transient(args.netlist, timeout_s=timeout, retry=not args.no_retry, log_dir=out)
     wall = time.perf_counter() - started
     summary = {"netlist": str(args.netlist), "mapping": str(mapping_path) if mapping else None,
                "time_points": int(waves.time.size), "t_stop_s": float(waves.time[-1]), "nodes": waves.nodes,
                "attempts": waves.meta.get("attempts", []), "ngspice_seconds": waves.meta.get("seconds"),
-               "wall_seconds": wall, "waveforms": MARKER}
+               "wall_seconds": wall, "timeout_s": timeout, "waveforms": MARKER}
     figure = None
     if mapping is not None:
         from ..plotting.spice import waveform_figure

@@ -8,6 +8,7 @@ the pass thresholds hold, 3 (ValidationFailed) when they do not, 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..errors import InputError
@@ -48,6 +49,13 @@ def settings_from_args(args: argparse.Namespace, circuit_filter: str | None):
     from ..validation.fidelity import Thresholds
     from ..validation.runs import ValidationSettings
 
+    for flag, value in (("--min-gamma", args.min_gamma), ("--max-output-nrmse", args.max_output_nrmse),
+                        ("--max-membrane-nrmse", args.max_membrane_nrmse), ("--window-steps", args.window_steps),
+                        ("--timeout", args.timeout)):
+        if value is not None and not math.isfinite(value):  # a NaN threshold would silently drop its criterion
+            raise InputError(f"{flag} must be a finite number, got {value}")
+    if args.timeout <= 0:
+        raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     if args.samples < 1:
         raise InputError(f"--samples must be >= 1, got {args.samples}")
     if args.washout < 0:

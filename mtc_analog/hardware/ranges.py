@@ -311,3 +311,27 @@ def _target_of(circuit: Circuit, target: HardwareTarget | None) -> HardwareTarge
             return circuit.target
         raise InputError("check_ranges of a single NeuronCircuit needs the target it was mapped for")
     return target
+
+
+def check_input_range(x: np.ndarray, target: HardwareTarget, what: str = "network input") -> None:
+    """Raise :class:`InputError` unless every input sample fits the target's operating window.
+
+    Network inputs become PWL voltage sources ``v = v_rest + x V_s`` (model units -> V): like every
+    other mapped voltage they must lie inside the rails minus ``v_headroom``. The message names the
+    first offending sample, the limit and the input range that fits."""
+    x = np.asarray(x, dtype=float)
+    low, high = target.operating_window
+    volts = target.voltage(x)
+    bad = ~((volts >= low) & (volts <= high))  # NaN counts as outside
+    if not bad.any():
+        return
+    index = tuple(int(k) for k in np.argwhere(bad)[0])
+    sample = index[0]
+    channel = f", input {index[1]}" if len(index) > 1 else ""
+    value, v = float(x[index]), float(volts[index])
+    limit, side = (high, "above the maximum") if v > high else (low, "below the minimum")
+    x_low, x_high = float(target.model_voltage(low)), float(target.model_voltage(high))
+    raise InputError(
+        f"{what}: sample {sample}{channel}: x = {value:.6g} becomes {si(v, 'V')}, {side} {si(limit, 'V')} "
+        f"(rails {target.vss:g}..{target.vdd:g} V minus v_headroom {target.v_headroom:g} V); {int(bad.sum())} value(s) "
+        f"outside; inputs must lie in [{x_low:.4g}, {x_high:.4g}] model units: rescale or clip the input, or widen the rails")

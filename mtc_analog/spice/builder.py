@@ -236,6 +236,9 @@ def build_network_netlist(
         raise InputError(f"network input must have shape (T, {net.n_in}), got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise InputError("network input contains NaN or Inf")
+    from ..hardware.ranges import check_input_range
+
+    check_input_range(x, target)  # PWL source voltages, like every mapped value, inside the rails
     t_stop = x.shape[0] * net.sample_period
     edge = EDGE_FRACTION * net.t_step
     n_layers = len(net.layers)

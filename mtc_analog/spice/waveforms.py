@@ -106,6 +106,36 @@ def check_mapping(mapping: Any, source: str = "mapping") -> dict[str, Any]:
     return mapping
 
 
+def mapping_nodes(mapping: dict[str, Any]) -> list[str]:
+    """Every node :meth:`Waveforms.to_model_units` reads from a mapping (lower case)."""
+    nodes = mapping.get("nodes") or {}
+    names: list[str] = []
+    for layer in nodes.get("layers", []) or []:
+        for neuron in layer or []:
+            names += [neuron.get("membrane"), neuron.get("output")]
+    names += list(nodes.get("readout") or [])
+    names += [stages[-1] for stages in nodes.get("lowpass") or [] if stages]
+    return [str(n).lower() for n in names if n is not None]
+
+
+def check_mapping_nodes(mapping: dict[str, Any], deck: Any, source: str = "mapping", netlist: str = "netlist") -> None:
+    """Raise :class:`InputError` (one line) unless the netlist saves every node the mapping needs.
+
+    Checked before simulating: a mapping.json from another export must not cost a whole run."""
+    from .netlist import saved_nodes
+
+    saved = saved_nodes(deck)
+    if saved is None:  # no .save: ngspice keeps every node; the node must at least appear in the netlist
+        words = {tok.lower() for s in deck.statements if not s.keyword.startswith(".") for tok in s.tokens}
+        missing = [n for n in mapping_nodes(mapping) if n not in words]
+    else:
+        missing = [n for n in mapping_nodes(mapping) if n not in saved]
+    if missing:
+        raise InputError(f"{source} does not belong to {netlist}: it names node {missing[0]!r} "
+                         f"({len(missing)} node(s) in all) that the netlist does not save; pass the mapping.json "
+                         "written with this netlist (--mapping), or re-export both")
+
+
 def mapping_target(mapping: dict[str, Any], source: str = "mapping") -> Any:
     """The :class:`~mtc_analog.hardware.target.HardwareTarget` a mapping.json was exported with."""
     from ..hardware.target import HardwareTarget
