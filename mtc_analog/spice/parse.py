@@ -200,6 +200,7 @@ def _parse_file(lines: list[str], first_line: int, source: str, base: Path,
     items: list[_Item] = []
     in_section: str | None = None  # name of the .lib section being defined
     found_section = section is None
+    done = False
     control_start: int | None = None
     for start, stop, text in _logical(lines, first_line):
         lineno = first_line + start
@@ -221,7 +222,7 @@ def _parse_file(lines: list[str], first_line: int, source: str, base: Path,
         if not text:
             if stripped.startswith("*#"):  # ngspice runs '*#' lines as commands
                 raise UnsafeNetlistError(f"{where}: a '*#' line is run by ngspice as a command ({stripped[:40]!r}); {FIX}")
-            if in_section is None and found_section:
+            if found_section and not done and (in_section is None if section is None else in_section == section):
                 items.append(_Item(block))
             continue
         for physical in block:  # a control card hidden on a continuation line
@@ -258,10 +259,10 @@ def _parse_file(lines: list[str], first_line: int, source: str, base: Path,
             if in_section is None:
                 raise NetlistValueError(f"{where}: '.endl' without a '.lib SECTION' line")
             if section is not None and in_section == section:
-                return items  # the requested section is complete
+                done = True  # the requested section is complete; the rest of the file is still checked
             in_section = None
             continue
-        selected = found_section and (in_section is None if section is None else in_section == section)
+        selected = found_section and not done and (in_section is None if section is None else in_section == section)
         if keyword in (".include", ".inc", ".lib"):
             if len(tokens) < 2:
                 raise NetlistValueError(f"{where}: '{keyword}' needs a file name")
@@ -280,7 +281,7 @@ def _parse_file(lines: list[str], first_line: int, source: str, base: Path,
     if section is not None and not found_section:
         raise NetlistValueError(f"{source}: no .lib section {section!r} in this file (name it as defined by '.lib {section}')")
     if section is not None and in_section is not None:
-        raise NetlistValueError(f"{source}: .lib section {section!r} is not closed with .endl")
+        raise NetlistValueError(f"{source}: .lib section {in_section!r} is not closed with .endl")
     return items
 
 
