@@ -132,3 +132,68 @@ def test_bad_params_section_names_the_file_once(tmp_path, capsys):
     assert main(["export", str(params), "--out", str(tmp_path / "exp")]) == 2
     err = _one_error_line(capsys, "export")
     assert err.count("bad3.yaml") == 1 and "'params' must be a mapping" in err
+
+
+def test_export_refuses_inputs_outside_the_rails(checkpoint, tmp_path, capsys):
+    x = np.zeros((12, 1))
+    x[7, 0] = 1e6  # a z-scored input of 1e6 once wrote a 73.9 kV PWL source against 0..1.8 V rails
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "exp"
+    assert main(["export", str(checkpoint), "--out", str(out), "--input", str(tmp_path / "x.npy"), *CLIP]) == 2
+    err = _one_error_line(capsys, "export")
+    assert "sample 7" in err and "1.7 V" in err and "73.9 kV" in err
+    assert not (out / "network.cir").exists()
+
+
+def test_input_range_check_is_on_every_network_netlist():
+    from mtc_analog.errors import InputError
+    from mtc_analog.hardware import HardwareTarget
+    from mtc_analog.hardware.ranges import check_input_range
+
+    target = HardwareTarget()
+    low, high = target.operating_window
+    x_high = float(target.model_voltage(high))
+    check_input_range(np.array([[0.0], [x_high * 0.999], [-x_high * 0.999]]), target)  # inside: fine
+    with pytest.raises(InputError, match=r"sample 2, input 1:.*below the minimum 100 mV"):
+        check_input_range(np.array([[0.0, 0.0], [0.0, 0.0], [0.0, -x_high * 1.01]]), target)
+
+
+def test_simulate_refuses_a_mapping_from_another_export(tmp_path, capsys):
+    params = tmp_path / "neuron.yaml"
+    params.write_text("preset: tonic_spiking\nprotocol: {t_step: 50, t_end: 200}\n")
+    assert main(["export", str(params), "--out", str(tmp_path / "neuron")]) == 0
+    capsys.readouterr()
+    cir = tmp_path / "other.cir"
+    cir.write_text("* another netlist\nV1 a 0 0.9\nR1 a 0 1k\n.tran 1u 10u\n.save v(a)\n.end\n")
+    out = tmp_path / "s"
+    assert main(["simulate", str(cir), "--out", str(out), "--mapping", str(tmp_path / "neuron" / "mapping.json")]) == 2
+    err = _one_error_line(capsys, "simulate")
+    assert "l0n0_m" in err and "does not belong" in err
+    assert not out.exists()  # refused before simulating
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_simulate_timeout_must_be_positive(tmp_path, capsys, value):
+    cir = tmp_path / "net.cir"
+    cir.write_text("* ok\nV1 a 0 0.9\nR1 a 0 1k\n.tran 1u 10u\n.end\n")
+    assert main(["simulate", str(cir), "--out", str(tmp_path / "s"), f"--timeout={value}"]) == 2
+    assert "--timeout" in _one_error_line(capsys, "simulate")
+
+
+def test_simulate_default_timeout_comes_from_the_netlist(tmp_path):
+    from mtc_analog.spice.runner import TIMEOUT_BASE_S, TIMEOUT_PER_ELEMENT_STEP_S
+
+    cir = tmp_path / "net.cir"
+    cir.write_text("* ok\nV1 a 0 0.9\nR1 a 0 1k\n.tran 1u 100u 0 1u\n.end\n")
+    assert main(["simulate", str(cir), "--out", str(tmp_path / "s")]) == 0
+    summary = json.loads((tmp_path / "s" / "simulation.json").read_text())
+    assert summary["timeout_s"] == pytest.approx(TIMEOUT_BASE_S + TIMEOUT_PER_ELEMENT_STEP_S * 2 * 100)
+
+
+@pytest.mark.parametrize("flag,value", [("--min-gamma", "nan"), ("--max-output-nrmse", "nan"),
+                                        ("--max-membrane-nrmse", "nan"), ("--timeout", "-1"), ("--timeout", "nan")])
+def test_validate_refuses_nan_thresholds_and_negative_timeout(tmp_path, capsys, checkpoint, flag, value):
+    out = tmp_path / "v"
+    assert main(["validate", str(checkpoint), "--out", str(out), f"{flag}={value}"]) == 2
+    assert flag in _one_error_line(capsys, "validate")
+    assert not out.exists()

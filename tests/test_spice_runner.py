@@ -158,3 +158,114 @@ def test_model_units_come_from_the_mapping_hardware_target():
     model = waves.to_model_units(mapping)
     np.testing.assert_allclose(model["readout_y"][:, 0], u, rtol=0, atol=1e-12)
     np.testing.assert_allclose(model["time_model"], [0.0, 0.5, 2.0], rtol=1e-15)
+
+
+# ---- statements are parsed, not matched by regexes over text ---------------------------------------
+@pytest.mark.parametrize("text,t_stop,t_max", [
+    ("* a\nR1 a 0 1k\n.tran 1u 2m\n.save v(a)\n.end\n", 2e-3, 1e-6),          # '.save' on the next line
+    ("* a\nR1 a 0 1k\n.tran 1u\n+ 2m 0\n+ 5u\n.end\n", 2e-3, 5e-6),            # continuation lines
+    ("* a\nR1 a 0 1k\n  .TRAN 1u 2m ; a comment\n.end\n", 2e-3, 1e-6),         # indented, upper case, comment
+    ("* a\nR1 a 0 1k\n.tran 1u 2m 0 2u uic\n.end\n", 2e-3, 2e-6),              # uic
+    ("* a\r\nR1 a 0 1k\r\n.tran 1m 4m\r\n.end\r\n", 4e-3, 4e-3 / 50),          # CRLF, default TMAX
+])
+def test_tran_statement_grammar(text, t_stop, t_max):
+    from mtc_analog.spice.netlist import tran_settings
+
+    assert tran_settings(text) == (pytest.approx(t_stop), pytest.approx(t_max))
+
+
+def test_tmax_rewrite_keeps_the_end_statement():
+    from mtc_analog.spice.netlist import set_simulator_settings
+
+    changed = set_simulator_settings("* a\nR1 a 0 1k\n.tran 1u 1m\n.end\n", {"method": "gear"}, t_max=1e-7)
+    lines = changed.splitlines()
+    assert lines[-1] == ".end" and ".tran 1e-07 0.001 0 1e-07" in lines and ".options method=gear" in lines
+
+
+def test_two_tran_statements_are_refused():
+    from mtc_analog.errors import NetlistValueError
+    from mtc_analog.spice.netlist import tran_settings
+
+    with pytest.raises(NetlistValueError, match="2 .tran lines"):
+        tran_settings("* a\n.tran 1u 1m\n.tran 1u 2m\n.end\n")
+
+
+def test_retry_attempts_run_on_a_tran_line_before_end(tmp_path):
+    # the retry rewrites TMAX: before, '.tran 10n 2u\n.end' became one line and '.end' was lost
+    from mtc_analog.spice.runner import run_jobs
+
+    text = "* rc\nV1 a 0 PWL(0 0 1u 1)\nR1 a b 1k\nC1 b 0 1n\n.ic v(a)=0 v(b)=0\n.tran 10n 2u\n.end\n"
+    from mtc_analog.spice.netlist import set_simulator_settings
+
+    retried = set_simulator_settings(text, dict(RETRY_POLICY[3][1]), t_max=1e-9)
+    waves = run_jobs([SimulationJob(retried, None, "retried")], log_dir=tmp_path)[0]
+    assert waves.time[-1] == pytest.approx(2e-6)
+
+
+# ---- the stand-alone run: failures are failures, stale rawfiles never pass for new ones ------------
+def _failing_midway():
+    from mtc_analog.spice.netlist import Netlist
+
+    # runs normally until 1 us, then the B-source becomes an algebraic loop with no solution
+    body = ["V1 in 0 PWL(0 0 1u 0 1.001u 1)", "B1 a 0 V = V(in) > 0.5 ? (V(a) > 0.5 ? 0 : 1) : 0", "R1 a 0 1k"]
+    return Netlist("* fails midway", "", body, {"a": 0.0, "in": 0.0}, 3e-6, 1e-9, ["a", "in"])
+
+
+def test_standalone_run_that_fails_midway_is_a_failure(tmp_path):
+    import subprocess
+
+    path = tmp_path / "network.cir"
+    path.write_text(_failing_midway().render())
+    proc = subprocess.run(["ngspice", "-b", "network.cir"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "timestep too small" in (proc.stdout + proc.stderr).lower()  # it really ran, then aborted midway
+    assert proc.returncode != 0  # `quit 0` used to turn this into success
+    with pytest.raises(SimulationError, match="stand-alone run failed"):
+        run_standalone(path)
+    assert not (tmp_path / "waveforms.raw").exists()  # nothing left that looks like a result
+
+
+def test_stale_rawfile_is_replaced_when_a_standalone_run_fails(tmp_path):
+    import shutil
+    import subprocess
+
+    good = export_neuron(_tonic(300.0), HardwareTarget(), tmp_path / "exp")
+    raw = run_standalone(good.netlist_path)
+    stale = tmp_path / "exp" / "waveforms.raw"
+    assert raw == stale and read_rawfile(raw).time.size > 10
+    shutil.copy(stale, tmp_path / "old.raw")
+    good.netlist_path.write_text(_failing_midway().render())  # the same folder, now a run that fails
+    shutil.copy(tmp_path / "old.raw", stale)
+    proc = subprocess.run(["ngspice", "-b", "network.cir"], cwd=tmp_path / "exp", capture_output=True, timeout=120)
+    assert proc.returncode != 0
+    with pytest.raises(SimulationError, match="holds no transient"):  # the old waveforms are gone
+        read_rawfile(stale)
+
+
+def test_partial_rawfile_is_detected_by_its_final_time(tmp_path):
+    # even with the log and the exit code ignored, a raw file that stops before t_stop is no result
+    from mtc_analog.spice.netlist import Netlist
+
+    netlist = _failing_midway()
+    path = tmp_path / "network.cir"
+    path.write_text(netlist.render())
+    import subprocess
+
+    subprocess.run(["ngspice", "-b", "network.cir"], cwd=tmp_path, capture_output=True, timeout=120)
+    legacy = netlist.render().replace("\n".join(netlist.render().split(".control", 1)[1].split(".endc")[0].splitlines()[1:]),
+                                      "set filetype=binary\nrun\nwrite $inputdir/waveforms.raw\nquit 0")
+    path.write_text(legacy)  # the earlier exporter's block: exits 0 after an abort, writes partial data
+    proc = subprocess.run(["ngspice", "-b", "network.cir"], cwd=tmp_path, capture_output=True, timeout=120)
+    assert proc.returncode == 0 and read_rawfile(tmp_path / "waveforms.raw").time[-1] < 2e-6
+    with pytest.raises(SimulationError, match="stand-alone run failed"):
+        run_standalone(path)
+
+
+def test_default_timeout_grows_with_the_netlist(tmp_path):
+    from mtc_analog.spice.runner import TIMEOUT_BASE_S, TIMEOUT_PER_ELEMENT_STEP_S, default_timeout_s
+
+    small = tmp_path / "small.cir"
+    small.write_text("* a\nV1 a 0 1\nR1 a 0 1k\nR2 a 0 1k\n.tran 1u 200u 0 1u\n.end\n")
+    assert default_timeout_s(small) == pytest.approx(TIMEOUT_BASE_S + TIMEOUT_PER_ELEMENT_STEP_S * 3 * 200)
+    big = tmp_path / "big.cir"
+    big.write_text("* a\n" + "".join(f"R{k} a 0 1k\n" for k in range(1000)) + ".tran 1u 1 0 1u\n.end\n")
+    assert default_timeout_s(big) > default_timeout_s(small)

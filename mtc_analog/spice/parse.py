@@ -140,7 +140,10 @@ def read_deck(
 def _split_lines(text: str) -> list[str]:
     if "\x00" in text:
         raise UnsafeNetlistError("the netlist contains a NUL byte: not a text netlist")
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if text else []
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if text else []
+    if lines and lines[-1] == "":  # the final newline ends the last line; it does not open another
+        lines.pop()
+    return lines
 
 
 def _check_title(title: str, source: str) -> None:
