@@ -2,7 +2,10 @@
 
 ``network.cir`` inlines the subcircuit library, sets ``.ic`` for every node, pins TMAX and ends in a
 ``.control`` block, so ``ngspice -b DIR/network.cir`` runs it with no Python and writes
-``DIR/waveforms.raw``. ``mapping.json`` holds::
+``DIR/waveforms.raw``: the block first replaces an earlier rawfile by a data-less placeholder, writes the
+waveforms only if the transient reached t_stop, and exits 1 otherwise (ngspice -b alone exits 0
+after an aborted transient). It is the only control block `mtc-analog simulate` accepts (exact copy);
+the runner removes it and drives the transient itself. ``mapping.json`` holds::
 
     {"format": "mtc_analog.mapping/1", "kind": "network" | "neuron", "netlist": "network.cir",
      "waveforms": "waveforms.raw", "circuit_target": "behavioral", "filter": "linear" | "ota",

@@ -2,7 +2,9 @@
 
 :meth:`Netlist.render` gives the stand-alone ``.cir`` text (runs with ``ngspice -b``; its ``.control``
 block runs the transient and writes the probed waveforms as a binary SPICE rawfile next to the
-netlist); :meth:`Netlist.to_circuit` wraps the same text in a PySpice ``Circuit``.
+netlist, or exits 1 when the transient stops early: see :func:`standalone_control`);
+:meth:`Netlist.to_circuit` wraps the same text in a PySpice ``Circuit``. Netlist text is read back
+only through :func:`read_netlist` (the checked statement parser of :mod:`.parse`), never by regexes.
 
 Simulator settings (SPEC §9): ``.options reltol=1e-4 abstol=1e-15 gmin=1e-15`` (pA-level slow filters
 need both <= 1e-15), the maximum internal step TMAX pinned to at most the model's dt in seconds, and

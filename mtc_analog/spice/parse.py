@@ -56,7 +56,7 @@ class Statement:
     @property
     def keyword(self) -> str:
         """Lower-case first token (``.tran``, ``r1`` ...)."""
-        return self.tokens[0].lower() if self.tokens else ""
+        return self.text.split(None, 1)[0].lower() if self.text.strip() else ""
 
     @property
     def tokens(self) -> list[str]:
@@ -177,21 +177,21 @@ def _logical(lines: list[str], first_line: int) -> list[tuple[int, int, str]]:
             out.append((k, k + 1, ""))
             k += 1
             continue
-        start, text = k, _strip_inline_comment(stripped)
+        start, parts = k, [_strip_inline_comment(stripped)]
         k += 1
         stop = k
         j = k
         while j < len(lines):  # continuation lines, possibly after comment/blank lines
             s = lines[j].strip()
             if s.startswith("+"):
-                text += " " + _strip_inline_comment(s[1:])
+                parts.append(_strip_inline_comment(s[1:]))
                 j += 1
                 stop = j
             elif not s or (s.startswith("*") and not s.startswith("*#")):
                 j += 1
             else:
                 break
-        out.append((start, stop, text.strip()))
+        out.append((start, stop, " ".join(parts).strip()))
         k = stop
     return out
 
