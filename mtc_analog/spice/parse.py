@@ -243,8 +243,8 @@ def _parse_file(lines: list[str], first_line: int, source: str, base: Path,
         if keyword.startswith("."):
             if keyword not in ALLOWED_DOT_COMMANDS:
                 raise UnsafeNetlistError(
-                    f"{where}: '{keyword}' is not a statement mtc-analog runs (it may run commands or load code; "
-                    f"allowed: {', '.join(sorted(ALLOWED_DOT_COMMANDS))}); remove it")
+                    f"{where}: '{keyword}' is not a statement mtc-analog accepts (anything that could run commands "
+                    f"or load code is refused; accepted: {', '.join(sorted(ALLOWED_DOT_COMMANDS))}); remove it")
         elif not keyword[:1].isalpha():
             raise UnsafeNetlistError(
                 f"{where}: {text.split()[0][:20]!r} is neither an element (a letter first), a dot-command nor a "
