@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dt", type=float, default=None, help="re-integrate with this step [t_u] (with --substeps)")
     p.add_argument("--substeps", type=int, default=None, help="steps per sample when re-integrating (dt*substeps fixed)")
     p.add_argument("--out", default=None, help="also write the metrics to this JSON file")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, out_kind="file")  # --out is one JSON file
 
 
 def run(args: argparse.Namespace) -> int:

@@ -123,5 +123,5 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="mark this input current and print its equilibria (repeatable)")
     parser.add_argument("--u-min", type=float, default=-4.0, help="voltage axis start [V_s] (default -4)")
     parser.add_argument("--u-max", type=float, default=4.0, help="voltage axis end [V_s] (default 4)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, out_kind="file")  # --out is a figure file: lock that file, not a directory
     return parser
