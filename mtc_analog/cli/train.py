@@ -39,7 +39,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     k = parser.add_argument_group("task")
     k.add_argument("--n-samples", type=int, default=4000, help="Mackey-Glass series length [samples]")
     b = parser.add_argument_group("budget")
-    b.add_argument("--epochs", type=int, default=t.epochs)
+    b.add_argument("--epochs", type=int, default=None,
+                   help=f"training epochs (default {t.epochs}); with train --resume: the new total budget")
     b.add_argument("--batches-per-epoch", type=int, default=t.batches_per_epoch)
     b.add_argument("--batch", type=int, default=t.batch, help="windows per batch")
     b.add_argument("--window", type=int, default=t.window, help="scored samples per BPTT window")
@@ -81,7 +82,8 @@ def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed:
         **default_init(neuron, args.input_scale, args.bias_init),
     )
     task = TaskConfig(horizon=horizon, n_samples=args.n_samples)
-    train_cfg = TrainConfig(epochs=args.epochs, batches_per_epoch=args.batches_per_epoch, batch=args.batch,
+    epochs = TrainConfig.epochs if args.epochs is None else args.epochs  # None: not given (see --resume)
+    train_cfg = TrainConfig(epochs=epochs, batches_per_epoch=args.batches_per_epoch, batch=args.batch,
                             window=args.window, washout=args.washout, lr=args.lr, clip=args.clip,
                             seed=seed, threads=args.threads)
     net.validate()
@@ -110,7 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--horizon", type=int, default=84, help="prediction horizon H [samples] (default 84)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors with its stored settings "
+                                                           "(only --epochs may set a new total)")
     p.add_argument("--force", action="store_true", help="overwrite earlier results in OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(p)
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         net, task, train_cfg = configs_from_args(args, args.neuron, args.horizon, args.seed)
     metrics = train(net, task, train_cfg, args.out, resume=args.resume, force=args.force,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, resume_epochs=args.epochs if args.resume else None)
     print(f"{metrics['neuron']} H={metrics['horizon']}: test NRMSE {metrics['test_nrmse']:.4f}  "
           f"val NRMSE {metrics['val_nrmse']:.4f}  spike rate {metrics.get('spike_rate', float('nan')):.4g}  "
           f"duty cycle {metrics.get('duty_cycle', float('nan')):.4g}  synops/step {metrics.get('synops_per_step', float('nan')):.4g} "
