@@ -10,7 +10,7 @@ gradients and Adam moments + the evaluation roll-out + the interpreter itself:
   x substeps``. ``TRAINING_TRACES`` is measured: the fused MTC layer keeps 6 tensors of that shape for
   its backward pass (input current, output, and the U_m, fast, slow, ultra-slow traces) and the peak
   resident set of one forward+backward batch grew by 6.4 such tensors (B 32, T 300, N 2048, float32);
-  the LIF/AdLIF autograd graphs keep more per step (see ``TRACES_BY_NEURON``);
+  the LIF and AdLIF autograd graphs keep more (measured 9.6 and 17.6 at N 1024; see ``TRACES_BY_NEURON``);
 - parameters: ``4 x`` (weights + biases + per-neuron parameters) ``x bytes`` (value, gradient, two
   Adam moments);
 - evaluation: the whole series in one sequence (batch 1), a few traces, no graph.
@@ -26,7 +26,7 @@ from .errors import InsufficientMemoryError
 
 #: Tensors of shape (batch, steps, neurons) alive at the peak of one training batch, per neuron type
 #: (measured peak-RSS growth per float32 element, rounded up for headroom).
-TRACES_BY_NEURON = {"mtc": 8, "lif": 12, "adlif": 16}
+TRACES_BY_NEURON = {"mtc": 8, "lif": 12, "adlif": 20}
 #: Per-neuron trainable parameters (upper bound over neuron types).
 PARAMS_PER_NEURON = 32
 #: Interpreter + torch + numpy resident before any tensor [bytes].

@@ -26,13 +26,31 @@ from ..errors import MTCAnalogError
 COMMAND_MODULES = ("regimes", "iv", "train", "evaluate", "compare", "export", "simulate", "validate", "demo")
 
 
+class _DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Append "(default: X)" to an option's help unless the help already states its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default is argparse.SUPPRESS
+                or default == [] or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
+class _CommandParser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtc-analog",
         description="Multi-timescale conductance spiking networks: train, export to ngspice, validate.",
     )
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(f"{__name__}.{name}")
