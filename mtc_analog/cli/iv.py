@@ -1,4 +1,4 @@
-"""``mtc-analog iv``: plot the fast / slow / ultra-slow I-V curves of one parameter set (SPEC §5).
+"""``mtc-analog iv``: plot the fast / slow / ultra-slow I-V curves of one parameter set (docs/reference.md §5).
 
 Parameters start from the defaults (or ``--preset``), then a ``--params`` file (YAML or JSON, a
 mapping of :class:`~mtc_analog.neuron.equations.MTCParameters` field names, optionally under a
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "iv", help="plot the I-V curves of an MTC parameter set",
-        description="Fast, slow and ultra-slow (steady-state) I-V curves of one MTC neuron (SPEC §5).")
+        description="Fast, slow and ultra-slow (steady-state) I-V curves of one MTC neuron (docs/reference.md §5).")
     parser.add_argument("--out", required=True, type=Path, help="figure file (.png, .pdf or .svg)")
     parser.add_argument("--params", type=Path, help="YAML or JSON file of MTCParameters fields (default: the built-in defaults or --preset)")
     parser.add_argument("--preset", metavar="NAME",

@@ -1,4 +1,4 @@
-"""``mtc-analog regimes``: run the four firing-regime presets (SPEC §4), classify, plot.
+"""``mtc-analog regimes``: run the four firing-regime presets (docs/reference.md §4), classify, plot.
 
 Writes ``DIR/regimes.json`` (per regime: spike count, burst count, label, expected label, spike
 times) and ``DIR/regimes.png`` (traces + I-V curves). The pieces are reusable so that a circuit
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "regimes", help="reproduce the four firing regimes (tonic/phasic spiking/bursting)",
-        description="Run the SPEC §4 step protocol for the firing-regime presets on the discrete model, "
+        description="Run the docs/reference.md §4 step protocol for the firing-regime presets on the discrete model, "
                     "classify each trace and write DIR/regimes.json and DIR/regimes.png.")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--force", action="store_true", help="overwrite an earlier regimes.json in --out")
