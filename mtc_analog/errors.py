@@ -24,6 +24,26 @@ class OutputExistsError(MTCAnalogError):
     """The output directory already holds results; pass --force to overwrite them."""
 
 
+class FileSystemError(MTCAnalogError, OSError):
+    """A file or directory cannot be written or read (read-only, disk full, a file where a directory
+    should be, ...). The message names the path, what the error number means, and how to proceed."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        MTCAnalogError.__init__(self, message)
+        self.errno_code = errno
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class OutputLockedError(MTCAnalogError):
+    """Another process is writing the same output directory (its pid, command and start time are said)."""
+
+
+class InsufficientMemoryError(MTCAnalogError, MemoryError):
+    """A run would need more memory than the machine has available; the estimate and the limit are said."""
+
+
 class HardwareRangeError(MTCAnalogError):
     """Mapped circuit values break the target's limits. ``violations`` lists every one."""
 

@@ -10,11 +10,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="recompute test metrics of a checkpoint",
                               description="Rebuild the task stored in CHECKPOINT and recompute NRMSE and activity.")
     p.add_argument("checkpoint", help="a best.safetensors written by `mtc-analog train`")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test")
-    p.add_argument("--dt", type=float, default=None, help="re-integrate with this step [t_u] (with --substeps)")
-    p.add_argument("--substeps", type=int, default=None, help="steps per sample when re-integrating (dt*substeps fixed)")
-    p.add_argument("--out", default=None, help="also write the metrics to this JSON file")
-    p.set_defaults(func=run)
+    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="data split to score")
+    p.add_argument("--dt", type=float, default=None, help="re-integrate with this step [t_u] (with --substeps; default: the trained dt)")
+    p.add_argument("--substeps", type=int, default=None, help="neuron steps per input sample when re-integrating (dt*substeps fixed; default: the trained one)")
+    p.add_argument("--out", default=None, help="also write the metrics to this JSON file (default: print only)")
+    p.set_defaults(func=run, out_kind="file")  # --out is one JSON file
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--input", type=Path, default=None, metavar="FILE",
                    help="input samples (T, n_in) in model units (.npy, .csv, .txt); default: the checkpoint task's test split")
-    p.add_argument("--samples", type=int, default=None, help="use only the first N input samples")
+    p.add_argument("--samples", type=int, default=None, help="use only the first N input samples (default: all)")
     p.add_argument("--clip", action="store_true", help="clip values outside the target's ranges (reported) instead of failing")
     p.add_argument("--probe-filters", action="store_true", help="also save the filter nodes of every neuron")
     p.add_argument("--force", action="store_true", help="overwrite an earlier export in --out")

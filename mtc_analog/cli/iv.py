@@ -1,4 +1,4 @@
-"""``mtc-analog iv``: plot the fast / slow / ultra-slow I-V curves of one parameter set (SPEC §5).
+"""``mtc-analog iv``: plot the fast / slow / ultra-slow I-V curves of one parameter set (docs/reference.md §5).
 
 Parameters start from the defaults (or ``--preset``), then a ``--params`` file (YAML or JSON, a
 mapping of :class:`~mtc_analog.neuron.equations.MTCParameters` field names, optionally under a
@@ -22,6 +22,18 @@ from ..neuron.regimes import PRESETS, get_preset
 
 FIELDS = MTCParameters._fields
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
+_ELEMENT = {"f": "fast negative", "s_plus": "slow positive", "s_minus": "slow negative", "us": "ultra-slow positive"}
+#: --help of each parameter flag, with its unit (docs/reference.md §2).
+FIELD_HELP = {
+    **{f"a_{k}": f"gain of the {v} conductance [I_u], >= 0" for k, v in _ELEMENT.items()},
+    **{f"d_{k}": f"offset of the {v} conductance [V_s]" for k, v in _ELEMENT.items()},
+    "tau_m": "membrane time constant [t_u], > 0",
+    "tau_f": "fast filter time constant [t_u]; 0: instantaneous (U_f = U_m)",
+    "tau_s": "slow filter time constant [t_u], > 0",
+    "tau_us": "ultra-slow filter time constant [t_u], > 0",
+    "resistance": "passive resistance R [V_s/I_u], > 0",
+    "u_rest": "resting potential U_rest [V_s]",
+}
 
 
 def _flag(field: str) -> str:
@@ -111,17 +123,17 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "iv", help="plot the I-V curves of an MTC parameter set",
-        description="Fast, slow and ultra-slow (steady-state) I-V curves of one MTC neuron (SPEC §5).")
+        description="Fast, slow and ultra-slow (steady-state) I-V curves of one MTC neuron (docs/reference.md §5).")
     parser.add_argument("--out", required=True, type=Path, help="figure file (.png, .pdf or .svg)")
-    parser.add_argument("--params", type=Path, help="YAML or JSON file of MTCParameters fields")
+    parser.add_argument("--params", type=Path, help="YAML or JSON file of MTCParameters fields (default: the built-in defaults or --preset)")
     parser.add_argument("--preset", metavar="NAME",
                         help=f"start from a firing-regime preset's parameters: {', '.join(PRESETS)}")
     group = parser.add_argument_group("parameters (override the file / preset)")
     for field in FIELDS:
-        group.add_argument(_flag(field), dest=field, type=float, metavar="X")
+        group.add_argument(_flag(field), dest=field, type=float, metavar="X", help=FIELD_HELP[field])
     parser.add_argument("--current", type=float, action="append", default=[], metavar="I",
-                        help="mark this input current and print its equilibria (repeatable)")
+                        help="mark this input current [I_u] and print its equilibria (repeatable)")
     parser.add_argument("--u-min", type=float, default=-4.0, help="voltage axis start [V_s] (default -4)")
     parser.add_argument("--u-max", type=float, default=4.0, help="voltage axis end [V_s] (default 4)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, out_kind="file")  # --out is a figure file: lock that file, not a directory
     return parser

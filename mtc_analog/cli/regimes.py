@@ -1,4 +1,4 @@
-"""``mtc-analog regimes``: run the four firing-regime presets (SPEC §4), classify, plot.
+"""``mtc-analog regimes``: run the four firing-regime presets (docs/reference.md §4), classify, plot.
 
 Writes ``DIR/regimes.json`` (per regime: spike count, burst count, label, expected label, spike
 times) and ``DIR/regimes.png`` (traces + I-V curves). The pieces are reusable so that a circuit
@@ -75,17 +75,24 @@ def format_table(results: Sequence[RegimeResult]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_choices(args.preset, args.method, args.filter)  # fail before touching --out
+    from . import Stage
+
+    presets = check_choices(args.preset, args.method, args.filter)  # fail before touching --out
     out = prepare_output_dir(args.out, MARKER, args.force)
-    results = model_results(args.preset, args.method, args.filter)
+    show = not getattr(args, "no_progress", False)
+    names = ", ".join(p.name for p in presets)
+    with Stage(f"regimes: model, {len(presets)} preset(s) ({names}; {args.method}, {args.filter} filters)", show):
+        results = model_results(args.preset, args.method, args.filter)
     extra_traces = extra_summary = None
     if getattr(args, "spice", False):  # the same protocols in ngspice (mtc_analog.validation.regimes)
         from ..validation.regimes import circuit_regimes, format_circuit_table
 
-        extra_traces, extra_summary = circuit_regimes(results, filter=args.filter)
-    json_path, figure = write_outputs(out, results, extra_traces, extra_summary,
-                                      settings={"method": args.method, "filter": args.filter,
-                                                "spice": bool(getattr(args, "spice", False))})
+        with Stage(f"regimes: ngspice, {len(presets)} preset(s) in parallel worker processes", show):
+            extra_traces, extra_summary = circuit_regimes(results, filter=args.filter)
+    with Stage("regimes: writing regimes.json and the figure", show):
+        json_path, figure = write_outputs(out, results, extra_traces, extra_summary,
+                                          settings={"method": args.method, "filter": args.filter,
+                                                    "spice": bool(getattr(args, "spice", False))})
     print(format_table(results))
     if extra_summary:
         print(format_circuit_table(extra_summary))
@@ -96,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "regimes", help="reproduce the four firing regimes (tonic/phasic spiking/bursting)",
-        description="Run the SPEC §4 step protocol for the firing-regime presets on the discrete model, "
+        description="Run the docs/reference.md §4 step protocol for the firing-regime presets on the discrete model, "
                     "classify each trace and write DIR/regimes.json and DIR/regimes.png.")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--force", action="store_true", help="overwrite an earlier regimes.json in --out")
@@ -104,6 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help=f"run only this preset (repeatable): {', '.join(PRESETS)}")
     parser.add_argument("--method", default="euler", help=f"discrete scheme: {', '.join(METHODS)} (default euler)")
     parser.add_argument("--filter", default="linear", help=f"filter kind: {', '.join(FILTERS)} (default linear)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--spice", action="store_true",
                         help="also run each preset as a circuit in ngspice (behavioural target): model and circuit "
                              "side by side, circuit label and spike-time agreement (Gamma) in regimes.json")

@@ -22,29 +22,33 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dt", type=float, default=n.dt, help=f"neuron step [t_u] (default {n.dt})")
     g.add_argument("--substeps", type=int, default=n.substeps, help=f"neuron steps per input sample (default {n.substeps})")
     g.add_argument("--tau-lp", type=float, default=n.tau_lp, help=f"low-pass stage time constant [t_u] (default {n.tau_lp})")
-    g.add_argument("--input-scale", type=float, default=None, help="scale of the initial projection weights")
-    g.add_argument("--bias-init", type=float, default=None, help="constant initial bias of the hidden projections")
+    g.add_argument("--input-scale", type=float, default=None,
+                   help="scale of the initial projection weights (x PyTorch's default init; default: per neuron type)")
+    g.add_argument("--bias-init", type=float, default=None,
+                   help="constant initial bias of the hidden projections [I_u for MTC] (default: per neuron type)")
     g.add_argument("--method", choices=METHODS, default=n.method, help="MTC filter integration")
     g.add_argument("--filter", choices=FILTERS, default=n.filter, help="MTC filter kind")
-    g.add_argument("--transduction", choices=TRANSDUCTIONS, default=n.transduction)
+    g.add_argument("--transduction", choices=TRANSDUCTIONS, default=n.transduction,
+                   help="MTC output s: clip((U-U_th)/(U_sat-U_th), 0, 1) or sigmoid(2(U-U_c))")
     g.add_argument("--u-th", type=float, default=n.u_th, help="MTC transduction threshold U_th [V_s]")
     g.add_argument("--u-sat", type=float, default=n.u_sat, help="MTC transduction saturation U_sat [V_s]")
     g.add_argument("--mtc-init", default=None, help='MTC initial parameters as JSON, e.g. \'{"tau_s": 20, "a_us": 1}\'')
     g.add_argument("--train-timescales", action=argparse.BooleanOptionalAction, default=n.train_timescales,
                    help=f"train tau_s and tau_us (MTC; default {n.train_timescales})")
-    g.add_argument("--init-jitter", type=float, default=n.init_jitter, help="per-neuron jitter of MTC gains/offsets")
+    g.add_argument("--init-jitter", type=float, default=n.init_jitter, help="std of the per-neuron jitter of MTC gains/offsets [model units]")
     g.add_argument("--timescale-spread", type=float, default=n.timescale_spread,
-                   help="MTC: per-neuron tau_s/tau_us log-spread ratio max/min (default 1: all alike)")
-    g.add_argument("--backend", default=n.backend, help="MTCLayer backend (default auto)")
+                   help=f"MTC: per-neuron tau_s/tau_us log-spread ratio max/min (default {n.timescale_spread:g}; 1: all alike)")
+    g.add_argument("--backend", default=n.backend, help="MTC layer rollout: auto | reference | fused (compiled kernel) (default auto)")
     k = parser.add_argument_group("task")
     k.add_argument("--n-samples", type=int, default=4000, help="Mackey-Glass series length [samples]")
     b = parser.add_argument_group("budget")
-    b.add_argument("--epochs", type=int, default=t.epochs)
-    b.add_argument("--batches-per-epoch", type=int, default=t.batches_per_epoch)
-    b.add_argument("--batch", type=int, default=t.batch, help="windows per batch")
+    b.add_argument("--epochs", type=int, default=None,
+                   help=f"training epochs (default {t.epochs}); with train --resume: the new total budget")
+    b.add_argument("--batches-per-epoch", type=int, default=t.batches_per_epoch, help="optimizer steps per epoch")
+    b.add_argument("--batch", type=int, default=t.batch, help="windows per batch (default: %(default)s)")
     b.add_argument("--window", type=int, default=t.window, help="scored samples per BPTT window")
     b.add_argument("--washout", type=int, default=t.washout, help="unscored warm-up samples per window")
-    b.add_argument("--lr", type=float, default=t.lr)
+    b.add_argument("--lr", type=float, default=t.lr, help="Adam learning rate (cosine-annealed to 0)")
     b.add_argument("--clip", type=float, default=t.clip, help="gradient-norm clip (<= 0: off)")
     b.add_argument("--threads", type=int, default=t.threads, help="torch threads per run")
 
@@ -81,7 +85,8 @@ def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed:
         **default_init(neuron, args.input_scale, args.bias_init),
     )
     task = TaskConfig(horizon=horizon, n_samples=args.n_samples)
-    train_cfg = TrainConfig(epochs=args.epochs, batches_per_epoch=args.batches_per_epoch, batch=args.batch,
+    epochs = TrainConfig.epochs if args.epochs is None else args.epochs  # None: not given (see --resume)
+    train_cfg = TrainConfig(epochs=epochs, batches_per_epoch=args.batches_per_epoch, batch=args.batch,
                             window=args.window, washout=args.washout, lr=args.lr, clip=args.clip,
                             seed=seed, threads=args.threads)
     net.validate()
@@ -106,11 +111,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a spiking regressor on Mackey-Glass",
                               description="Train MTC / LIF / AdLIF networks on Mackey-Glass prediction; writes "
                                           "best.safetensors, last.safetensors, metrics.json, prediction.png.")
-    p.add_argument("--neuron", required=True, help="mtc | lif | adlif")
+    p.add_argument("--neuron", required=True, help="neuron type: mtc | lif | adlif")
     p.add_argument("--horizon", type=int, default=84, help="prediction horizon H [samples] (default 84)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of the window sampling")
+    p.add_argument("--out", required=True, help="output directory (locked while the run writes it)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors with its stored settings "
+                                                           "(only --epochs may set a new total)")
     p.add_argument("--force", action="store_true", help="overwrite earlier results in OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(p)
@@ -129,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         net, task, train_cfg = configs_from_args(args, args.neuron, args.horizon, args.seed)
     metrics = train(net, task, train_cfg, args.out, resume=args.resume, force=args.force,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, resume_epochs=args.epochs if args.resume else None)
     print(f"{metrics['neuron']} H={metrics['horizon']}: test NRMSE {metrics['test_nrmse']:.4f}  "
           f"val NRMSE {metrics['val_nrmse']:.4f}  spike rate {metrics.get('spike_rate', float('nan')):.4g}  "
           f"duty cycle {metrics.get('duty_cycle', float('nan')):.4g}  synops/step {metrics.get('synops_per_step', float('nan')):.4g} "

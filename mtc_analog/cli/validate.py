@@ -29,7 +29,7 @@ def add_validation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-output-nrmse", type=float, default=0.05,
                         help="pass threshold: output NRMSE of circuit vs model <= this (default 0.05)")
     parser.add_argument("--max-membrane-nrmse", type=float, default=None,
-                        help="optional pass threshold on the pooled membrane NRMSE")
+                        help="optional pass threshold on the pooled membrane NRMSE (default: none)")
     parser.add_argument("--window-steps", type=float, default=2.0,
                         help="coincidence window of Gamma in model steps dt (default 2)")
     parser.add_argument("--clip", action="store_true",

@@ -24,6 +24,7 @@ import torch
 from ..errors import InputError, OutputExistsError
 from ..io import prepare_output_dir, write_json
 from ..network import NetworkConfig, SpikingRegressor
+from ..resources import check_training_memory
 from ..tasks.mackey_glass import TaskConfig, TaskData, make_task, sample_windows
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import DEFAULT_EVAL_WASHOUT, METRIC_DEFINITIONS, evaluate_split
@@ -84,12 +85,15 @@ def train(
     progress: bool = True,
     make_figure: bool = True,
     stop_after_epoch: int | None = None,
+    resume_epochs: int | None = None,
 ) -> dict[str, Any]:
     """Train, keep the best-on-validation checkpoint, evaluate it on the test split.
 
     Writes ``out_dir/{best,last}.safetensors``, ``metrics.json`` and ``prediction.png``;
     returns the metrics dict. ``stop_after_epoch`` ends the call early (after that epoch's
-    checkpoints, before the final evaluation), as an interruption would; ``resume=True`` continues.
+    checkpoints, before the final evaluation), as an interruption would; ``resume=True`` continues
+    with the stored settings, except ``resume_epochs``: a new total budget (the cosine schedule is
+    re-spread over it; said on stderr).
     """
     from tqdm.auto import tqdm
 
@@ -99,12 +103,14 @@ def train(
         if not (out / LAST).exists():
             raise InputError(f"--resume: {out / LAST} does not exist; nothing to resume (drop --resume)")
         if (out / METRICS).exists() and not force:
-            raise OutputExistsError(f"{out / METRICS} exists: this run already finished (pass --force to redo the evaluation)")
+            raise OutputExistsError(f"{out / METRICS} exists: this run already finished (pass --force to redo the "
+                                    f"evaluation, or --force --epochs E to extend it to E epochs)")
         previous = load_checkpoint(out / LAST)
         net_cfg = previous.network.config
         task_cfg = previous.task
         train_cfg = TrainConfig(**previous.training["train_config"])
         start_epoch = int(previous.training["epoch"]) + 1
+        train_cfg = _resume_budget(train_cfg, start_epoch, resume_epochs, out / LAST)
         history = list(previous.training.get("history", []))
         best_val = float(previous.training.get("best_val_nrmse", math.inf))
         optimizer_state, state_dict = previous.optimizer_state, previous.network.state_dict()
@@ -114,6 +120,7 @@ def train(
             raise OutputExistsError(f"{out / LAST} exists (an unfinished run): pass --resume to continue it or --force to restart")
     net_cfg.validate()
     train_cfg.validate()
+    check_training_memory(net_cfg, train_cfg, task_cfg.n_samples)  # refuse with the figure before allocating
     task = make_task(task_cfg)
     if cfg_window_too_long(task, train_cfg):
         raise InputError(
@@ -206,6 +213,29 @@ def train(
                         f"test NRMSE {metrics['test_nrmse']:.3f}", history=history)
     write_json(out / METRICS, metrics)
     return metrics
+
+
+def _resume_budget(cfg: TrainConfig, done: int, epochs: int | None, path: Path) -> TrainConfig:
+    """Honour a new total budget on --resume (or keep the stored one) and say what is resumed, on stderr."""
+    import sys
+
+    stored = cfg.epochs
+    if epochs is not None and epochs != stored:
+        if epochs < done:
+            raise InputError(f"--resume --epochs {epochs}: {path} already holds {done} trained epoch(s) of {stored}; "
+                             f"give --epochs >= {done} (or drop --epochs to finish the stored {stored})")
+        cfg = dataclasses.replace(cfg, epochs=epochs)
+        cfg.validate()
+        step = done * cfg.batches_per_epoch
+        was, now = cosine_lr(cfg.lr, step, stored * cfg.batches_per_epoch), cosine_lr(cfg.lr, step, epochs * cfg.batches_per_epoch)
+        note = (f"; budget changed from {stored} to {epochs} epochs: the cosine learning-rate schedule is re-spread "
+                f"over {epochs} epochs (lr at this step {was:.3g} -> {now:.3g})")
+    else:
+        note = ""
+    what = f"epoch {done + 1} of {cfg.epochs}" if done < cfg.epochs else f"all {cfg.epochs} epochs done, evaluating"
+    print(f"resuming {path}: {what} ({done} done; stored settings kept, only --epochs can change){note}",
+          file=sys.stderr)
+    return cfg
 
 
 def cfg_window_too_long(task: TaskData, cfg: TrainConfig) -> bool:
