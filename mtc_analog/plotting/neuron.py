@@ -80,39 +80,71 @@ def iv_figure(params: MTCParameters, u: np.ndarray | None = None, title: str = "
     return fig
 
 
+def zoom_window(result, n_spikes: int = 8, min_span: float = 20.0, max_fraction: float = 0.25,
+                no_spike_span: float = 200.0) -> tuple[float, float]:
+    """A short window after the step [t_u] that shows single spikes: from a little before the step to
+    just after the ``n_spikes``-th spike (at least ``min_span``, at most ``max_fraction`` of the time
+    after the step; ``no_spike_span`` if the model does not spike)."""
+    preset = result.preset
+    after = float(result.time[-1]) - preset.t_step
+    spikes = np.asarray(result.classification.spike_times, dtype=float)
+    if spikes.size:
+        last = spikes[min(n_spikes, spikes.size) - 1]
+        span = 1.15 * (last - preset.t_step) + 1.0
+    else:
+        span = no_spike_span
+    span = float(min(max(span, min_span), max_fraction * after)) if after > 0 else min_span
+    return preset.t_step - 0.1 * span, preset.t_step + span
+
+
 def regimes_figure(results: Sequence, extra_traces: Mapping[str, Sequence[ExtraTrace]] | None = None):
-    """One row per regime: the membrane trace over the protocol (left) and its I-V curves (right).
+    """One row per regime: the membrane trace over the protocol (left), a zoom on the first spikes
+    after the step (middle: single spikes and their model/circuit offset are visible there, which the
+    whole protocol of hundreds of spikes hides) and the I-V curves (right).
 
     ``results``: :class:`mtc_analog.neuron.regimes.RegimeResult` records. ``extra_traces`` maps a
     preset name to traces drawn dashed over the model's (e.g. ngspice runs of the same protocol).
     """
     extra_traces = extra_traces or {}
-    fig, axes = plt.subplots(len(results), 2, figsize=(13, 2.6 * len(results) + 0.4),
-                             gridspec_kw={"width_ratios": [3.2, 1]}, squeeze=False)
+    fig, axes = plt.subplots(len(results), 3, figsize=(16, 2.8 * len(results) + 0.4),
+                             gridspec_kw={"width_ratios": [2.6, 1.6, 1]}, squeeze=False)
     for row, result in zip(axes, results):
         preset = result.preset
-        ax_trace, ax_iv = row
+        ax_trace, ax_zoom, ax_iv = row
+        lo, hi = zoom_window(result)
+        extras = extra_traces.get(preset.name, ())
         t, u = _thin(result.time, result.u_m)
         ax_trace.plot(t, u, color="tab:blue", lw=0.6, label="model")
-        for colour, extra in zip(EXTRA_COLOURS, extra_traces.get(preset.name, ())):
+        for colour, extra in zip(EXTRA_COLOURS, extras):
             te, ue = _thin(np.asarray(extra.time, dtype=float), np.asarray(extra.u_m, dtype=float))
             ax_trace.plot(te, ue, color=colour, lw=0.6, ls="--", label=extra.label)
-        ax_trace.axvline(preset.t_step, color="0.5", lw=0.7, ls=":")
-        ax_trace.axhline(0.0, color="0.8", lw=0.5)
+        ax_trace.axvspan(lo, hi, color="0.85", alpha=0.6, lw=0, label="zoom (middle)")
+        # the zoom: full resolution, only the samples inside the window
+        sel = (result.time >= lo) & (result.time <= hi)
+        ax_zoom.plot(result.time[sel], result.u_m[sel], color="tab:blue", lw=0.9, label="model")
+        for colour, extra in zip(EXTRA_COLOURS, extras):
+            te, ue = np.asarray(extra.time, dtype=float), np.asarray(extra.u_m, dtype=float)
+            keep = (te >= lo) & (te <= hi)
+            ax_zoom.plot(te[keep], ue[keep], color=colour, lw=0.9, ls="--", label=extra.label)
+        for ax in (ax_trace, ax_zoom):
+            ax.axvline(preset.t_step, color="0.5", lw=0.7, ls=":")
+            ax.axhline(0.0, color="0.8", lw=0.5)
+            ax.set_ylabel("U_m [V_s]")
         c = result.classification
         verdict = "ok" if result.matches else f"MISMATCH, expected {preset.expected_label}"
         ax_trace.set_title(
             f"{preset.name}: I {preset.i0:g} -> {preset.i1:g} at t={preset.t_step:g};  "
             f"{c.spike_count} spikes, {c.burst_count} bursts -> {c.label} ({verdict})", fontsize=9)
-        ax_trace.set_ylabel("U_m [V_s]")
         ax_trace.set_xlim(result.time[0], result.time[-1])
-        if extra_traces.get(preset.name):
-            ax_trace.legend(fontsize=7, loc="upper right")
+        ax_zoom.set_xlim(lo, hi)
+        ax_zoom.set_title(f"zoom: t = {lo:.0f} .. {hi:.0f} (step at {preset.t_step:g})", fontsize=9)
+        ax_trace.legend(fontsize=7, loc="upper right", ncol=3)
         span = max(4.0, abs(result.u_rest_i0) + 1.0)
         draw_iv(ax_iv, iv_curves(preset.params, np.linspace(-span, span, 801)),
                 {"I0": preset.i0, "I1": preset.i1})
         ax_iv.set_title("I-V curves", fontsize=9)
     axes[-1, 0].set_xlabel("t [t_u]")
-    axes[0, 1].legend(fontsize=6, loc="upper left")
+    axes[-1, 1].set_xlabel("t [t_u]")
+    axes[0, 2].legend(fontsize=6, loc="upper left")
     fig.tight_layout()
     return fig

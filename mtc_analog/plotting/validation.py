@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -46,14 +47,26 @@ def membrane_overlay(
     return fig
 
 
-def rasters(model_times: list, circuit_times: list, duration: float, title: str = "spike rasters"):
-    """Model and circuit spike rasters side by side (neuron index vs t [t_u])."""
+def rasters(model_times: list, circuit_times: list, duration: float, title: str = "spike rasters",
+            unmatched_model: list | None = None, unmatched_circuit: list | None = None):
+    """Model and circuit spike rasters side by side (neuron index vs t [t_u]).
+
+    ``unmatched_*[i]``: spike times of neuron i without a partner in the other run (within the
+    coincidence window), drawn red over the black raster.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.12 * max(len(model_times), 10) + 1.5), sharey=True)
-    for ax, trains, name in ((axes[0], model_times, "model"), (axes[1], circuit_times, "circuit")):
+    for ax, trains, unmatched, name in ((axes[0], model_times, unmatched_model, "model"),
+                                        (axes[1], circuit_times, unmatched_circuit, "circuit")):
         ax.eventplot([np.asarray(t) for t in trains], lineoffsets=np.arange(len(trains)), linelengths=0.8,
                      linewidths=0.8, colors="k")
+        n_unmatched = 0
+        if unmatched is not None:
+            n_unmatched = sum(len(t) for t in unmatched)
+            ax.eventplot([np.asarray(t) for t in unmatched], lineoffsets=np.arange(len(unmatched)), linelengths=1.0,
+                         linewidths=2.0, colors="tab:red")
         ax.set_xlim(0, duration)
-        ax.set_title(f"{name}: {sum(len(t) for t in trains)} spikes")
+        suffix = f" ({n_unmatched} unmatched, red)" if unmatched is not None else ""
+        ax.set_title(f"{name}: {sum(len(t) for t in trains)} spikes{suffix}")
         ax.set_xlabel("t [t_u]")
     axes[0].set_ylabel("neuron")
     fig.suptitle(title)
@@ -71,7 +84,11 @@ def error_histograms(membrane_nrmse: np.ndarray, gamma: np.ndarray, count_error:
     ):
         finite = np.asarray(values, dtype=float)
         finite = finite[np.isfinite(finite)]
-        if finite.size:
+        if finite.size and values is count_error:  # integers: one bar per value, centred on it
+            ax.hist(finite, bins=np.arange(finite.min() - 0.5, finite.max() + 1.5), color="tab:gray", edgecolor="k",
+                    rwidth=0.8)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        elif finite.size:
             ax.hist(finite, bins=min(30, max(5, finite.size // 2)), color="tab:gray", edgecolor="k")
         ax.set_xlabel(label, fontsize=9)
         ax.set_ylabel("neurons")
@@ -133,5 +150,46 @@ def dt_study(rows: list[dict]):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3, which="both")
     fig.suptitle("does the gap shrink with dt? (yes: discretisation; no: circuit)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def worst_neurons(panels: list[dict], u_th: float | None = None,
+                  title: str = "worst neurons: membrane, model vs circuit"):
+    """One row per neuron: its traces over a context window (left) and a zoom on its first spike
+    mismatch (right), where a shift of a fraction of a t_u is visible.
+
+    ``panels[i]``: ``time`` [t_u], ``model`` and ``circuit`` U_m [V_s] over the context window, ``zoom``
+    ``(t0, t1)`` [t_u] (or None), ``label``, and spike times [t_u] marked on the threshold line:
+    ``model_marks`` (model spikes without a circuit spike in the window: red down-triangles) and
+    ``circuit_marks`` (circuit spikes without a model spike: purple up-triangles).
+    """
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(n, 2, figsize=(11, 2.0 * n + 0.7), squeeze=False, gridspec_kw={"width_ratios": [3, 1]})
+    level = 0.0 if u_th is None else u_th
+    for (ax, ax_zoom), panel in zip(axes, panels):
+        t = np.asarray(panel["time"], dtype=float)
+        zoom = panel.get("zoom")
+        for a, (lo, hi) in ((ax, (t[0], t[-1])), (ax_zoom, zoom or (t[0], t[-1]))):
+            sel = (t >= lo) & (t <= hi)
+            a.plot(t[sel], np.asarray(panel["model"])[sel], label="model", **MODEL_STYLE)
+            a.plot(t[sel], np.asarray(panel["circuit"])[sel], label="circuit", **CIRCUIT_STYLE)
+            if u_th is not None:
+                a.axhline(u_th, color="0.6", lw=0.6, ls=":")
+            for key, marker, colour, text in (("model_marks", "v", "tab:red", "model spike, none in circuit"),
+                                              ("circuit_marks", "^", "tab:purple", "circuit spike, none in model")):
+                times = [x for x in panel.get(key, ()) if lo <= x <= hi]
+                if times:
+                    a.plot(times, [level] * len(times), marker, color=colour, ms=7, ls="none", label=text)
+            a.set_xlim(lo, hi)
+        if zoom:
+            ax.axvspan(*zoom, color="0.85", alpha=0.7, lw=0)
+            ax_zoom.set_title("zoom on the first mismatch", fontsize=8)
+        ax.set_title(panel.get("label", ""), fontsize=9, loc="left")
+        ax.set_ylabel("U_m [V_s]", fontsize=8)
+    axes[0, 0].legend(loc="lower left", fontsize=7, ncol=4)
+    axes[-1, 0].set_xlabel("t [t_u]")
+    axes[-1, 1].set_xlabel("t [t_u]")
+    fig.suptitle(title + (f" (dotted: spike threshold U = {u_th:g} V_s)" if u_th is not None else ""), fontsize=10)
     fig.tight_layout()
     return fig

@@ -44,14 +44,16 @@ import numpy as np
 # ----------------------------------------------------------------------------------- coincidence
 
 
-def count_coincidences(reference: np.ndarray, compared: np.ndarray, window: float) -> int:
-    """Reference spikes matched one-to-one to a compared spike within ``±window`` (greedy in time).
+def match_spikes(reference: np.ndarray, compared: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(i_ref, i_cmp)`` of the spike pairs matched one-to-one within ``±window`` (greedy in time).
 
-    Both trains are sorted; a compared spike serves at most one reference spike.
+    Both trains are sorted first (indices refer to the sorted trains); a compared spike serves at
+    most one reference spike. Unmatched spikes are the missed (reference) and extra (compared) ones.
     """
     ref = np.sort(np.asarray(reference, dtype=float))
     cmp_ = np.sort(np.asarray(compared, dtype=float))
-    i = j = matched = 0
+    i = j = 0
+    pairs_ref, pairs_cmp = [], []
     while i < ref.size and j < cmp_.size:
         diff = cmp_[j] - ref[i]
         if diff < -window:  # compared spike too early for this and every later reference spike
@@ -59,10 +61,16 @@ def count_coincidences(reference: np.ndarray, compared: np.ndarray, window: floa
         elif diff > window:  # no compared spike close enough to this reference spike
             i += 1
         else:
-            matched += 1
+            pairs_ref.append(i)
+            pairs_cmp.append(j)
             i += 1
             j += 1
-    return matched
+    return np.array(pairs_ref, dtype=int), np.array(pairs_cmp, dtype=int)
+
+
+def count_coincidences(reference: np.ndarray, compared: np.ndarray, window: float) -> int:
+    """Reference spikes matched one-to-one to a compared spike within ``±window`` (:func:`match_spikes`)."""
+    return int(match_spikes(reference, compared, window)[0].size)
 
 
 def coincidence_factor(reference: np.ndarray, compared: np.ndarray, window: float, duration: float) -> float:

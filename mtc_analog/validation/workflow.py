@@ -15,11 +15,12 @@ into :class:`~mtc_analog.errors.ValidationFailed` for the CLI's exit code.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import ValidationFailed
 from ..io import prepare_output_dir
-from .report import REPORT_HTML, REPORT_JSON, validation_figures, write_report
+from .findings import dt_conclusion, explain_changes, worst_neurons
+from .report import REPORT_HTML, REPORT_JSON, family_of, link_reports, provenance, validation_figures, write_report
 from .runs import Progress, ValidationResult, ValidationSettings, _quiet, dt_study, validate_network
 
 
@@ -35,40 +36,68 @@ def prepare_report_dir(out: str | Path, force: bool) -> Path:
 CIRCUIT_DIR = "circuit"
 
 
-def export_validated_circuit(result: ValidationResult, task: Any, settings: ValidationSettings, out_dir: Path) -> Path:
+def export_validated_circuit(result: ValidationResult, task: Any, settings: ValidationSettings, out_dir: Path,
+                             range_changes: Sequence[Any] = ()) -> Path:
     """Write the netlist that was validated (same mapped circuit, same input) as a stand-alone
-    ``network.cir`` + ``mapping.json``, so the report's directory holds what it judged."""
+    ``network.cir`` + ``mapping.json`` (with the mapped values changed to fit), so the report's
+    directory holds what it judged."""
     from ..spice.export import export_network
     from .runs import scoring_stream
 
     x, _, _ = scoring_stream(task, settings.samples, settings.washout)
     exported = export_network(result.network_circuit, x, out_dir, target_name=settings.circuit_target,
                               source="mtc_analog validation", input_source="task test split (with washout)",
-                              force=True)
+                              force=True, range_changes=range_changes)
     return exported.netlist_path
 
 
 def validate_into(network: Any, task: Any, out: str | Path, settings: ValidationSettings = ValidationSettings(),
                   run_dt_study: bool = False, force: bool = False, progress: Progress = _quiet,
                   extra: dict[str, Any] | None = None, title: str | None = None,
-                  dt_refinements: tuple[int, ...] = (1, 2, 4, 8)) -> tuple[dict, ValidationResult]:
+                  dt_refinements: tuple[int, ...] = (1, 2, 4, 8), related: Sequence[str | Path] = (),
+                  n_worst: int = 5, command: Sequence[str] | None = None) -> tuple[dict, ValidationResult]:
     """Validate ``network`` on ``task``'s test split and write ``out/report.{html,json}``.
 
     Returns ``(report dict, result)``. ``extra`` is merged into the report (e.g. the checkpoint path).
+    The report names the ``n_worst`` worst neurons (lowest Gamma, highest membrane NRMSE), states the
+    dt study's conclusion, lists the mapped values changed to fit the target with their reason, and
+    carries a stamp (version, commit, ``command`` — default ``sys.argv`` — and date). It is linked
+    both ways with the other reports of its family (:func:`~mtc_analog.validation.report.family_of`:
+    ``out``'s parent report and the reports in sub-directories of it, e.g. the demo's ``ota/``) and
+    with the report directories in ``related``.
     """
+    stamp = provenance(command)  # at the start: the date is when the run began
     out = prepare_report_dir(out, force)
     result = validate_network(network, task, settings, progress)
     report = dict(result.summary)
-    report["netlist"] = str(export_validated_circuit(result, task, settings, out / CIRCUIT_DIR))
+    changes = _range_changes(network, settings)
+    report["netlist"] = str(export_validated_circuit(result, task, settings, out / CIRCUIT_DIR, changes))
+    report["mapped_changes"] = explain_changes(changes, result.network_circuit.target)
+    report["worst_neurons"] = worst_neurons(report["layers"], n_worst, result.comparison.agreements)
     report.update(extra or {})
     rows = None
     if run_dt_study:
         rows = dt_study(network, result, task, settings, refinements=dt_refinements, progress=progress)
         report["dt_study"] = rows
+        report["dt_conclusion"] = dt_conclusion(rows, network.config.method)
+    report["title"] = title or "Circuit-versus-model validation"
+    report["provenance"] = stamp
     progress("writing the report")
-    figures = validation_figures(result, rows)
-    write_report(out, report, figures, title=title)
+    figures = validation_figures(result, rows, worst=report["worst_neurons"])
+    write_report(out, report, figures, title=report["title"])
+    members = family_of(out) + [Path(r) for r in related if (Path(r) / REPORT_JSON).is_file()]
+    if len(members) > 1:
+        linked = link_reports(list(dict.fromkeys(p.resolve() for p in members)))
+        report["related_reports"] = linked.get(out.resolve(), [])
+        progress(f"linked with {len(members) - 1} related report(s)")
     return report, result
+
+
+def _range_changes(network: Any, settings: ValidationSettings) -> list:
+    """The mapped values changed to fit the target (the same deterministic mapping the run used)."""
+    from .runs import map_for_validation
+
+    return map_for_validation(network, settings)[1]
 
 
 def validate_checkpoint(checkpoint: str | Path, out: str | Path, settings: ValidationSettings = ValidationSettings(),
