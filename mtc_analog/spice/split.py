@@ -37,6 +37,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..execution import Execution
 from .builder import ReplaySource, build_network_netlist, build_readout_netlist
+from .parallel import run_parallel
 from .runner import SimulationJob, iter_chunks, run_jobs
 from .waveforms import Waveforms
 
@@ -100,20 +101,6 @@ def simulate_network_split(
             execution.close()
 
 
-def _simulate_chunk(task: tuple[SimulationJob, float | None, str]) -> Waveforms:
-    """One chunk netlist, run by an execution-layer worker: ngspice in its own process, with retries."""
-    job, timeout_s, log_dir = task
-    return run_jobs([job], workers=1, timeout_s=timeout_s, log_dir=log_dir)[0]
-
-
-def _run_chunks(execution: Execution, jobs: list[SimulationJob], timeout_s: float | None, work: Path) -> list[Waveforms]:
-    if len(jobs) == 1:  # nothing to fan out: no cluster needed
-        return [_simulate_chunk((jobs[0], timeout_s, str(work / "job0")))]
-    tasks = [(job, timeout_s, str(work / f"job{k}")) for k, job in enumerate(jobs)]
-    return execution.map(_simulate_chunk, tasks, labels=[job.label.replace(" ", "-") for job in jobs],
-                         desc="netlist chunks")
-
-
 def _simulate_split(net: Any, x: np.ndarray, max_neurons: int, timeout_s: float | None, probe_filters: bool,
                     target_name: str, log_dir: str | None, execution: Execution) -> tuple[Waveforms, dict[str, Any]]:
     sizes = [layer.size for layer in net.layers]
@@ -140,8 +127,9 @@ def _simulate_split(net: Any, x: np.ndarray, max_neurons: int, timeout_s: float 
             )
             for chunk in chunks
         ]
-        results = _run_chunks(execution, [SimulationJob(n.render(control=False), None, f"layer {l} chunk {c}")
-                                          for c, n in enumerate(netlists)], timeout_s, work / f"layer{l}")
+        results = run_parallel([SimulationJob(n.render(control=False), None, f"layer {l} chunk {c}")
+                                for c, n in enumerate(netlists)], execution, timeout_s=timeout_s,
+                               log_dir=work / f"layer{l}", desc=f"layer {l} chunks")
         replay = []
         cpu.append([float(w.meta.get("cpu_seconds", 0.0)) for w in results])
         for c, (chunk, netlist, waves) in enumerate(zip(chunks, netlists, results)):
