@@ -165,6 +165,8 @@ class Execution:
         dask.config.set({"distributed.worker.daemon": False,
                          "distributed.scheduler.allowed-failures": ALLOWED_WORKER_DEATHS,
                          "distributed.admin.system-monitor.gil.enabled": False})
+        for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.worker"):
+            logging.getLogger(name).setLevel(logging.ERROR)  # one line per user error, not pages of INFO
         if self.mode == "local":
             self._cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=1, processes=True,
                                          dashboard_address=":0" if self.dashboard else None,
