@@ -41,7 +41,7 @@ def run_parallel(jobs: Sequence[SimulationJob], execution: Execution | None = No
         results = [simulate_one(tasks[0])]
     else:
         own = execution is None
-        execution = Execution(workers=workers, progress=False) if own else execution
+        execution = Execution(workers=workers, progress=False, requirements=("ngspice",)) if own else execution
         try:
             labels = [f"{k}-{job.label}".replace(" ", "-") for k, job in enumerate(jobs)]
             results = execution.map(simulate_one, tasks, labels=labels, desc=desc)
