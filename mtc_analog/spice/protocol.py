@@ -19,7 +19,9 @@ from ..neuron.equations import MTCParameters, MTCState
 from ..neuron.step import Transduction
 from .builder import EDGE_FRACTION, build_neuron_netlist, step_current
 from .netlist import Netlist
-from .runner import SimulationJob, run_jobs
+from ..execution import Execution
+from .parallel import run_parallel
+from .runner import SimulationJob
 from .waveforms import Waveforms
 
 
@@ -80,11 +82,14 @@ def protocol_netlist(setup: NeuronSetup, target: Any, target_name: str = "behavi
 
 
 def simulate_protocols(setups: Sequence[NeuronSetup], target: Any, target_name: str = "behavioral",
-                       workers: int | None = None, timeout_s: float | None = None) -> list[tuple[np.ndarray, np.ndarray, Waveforms]]:
-    """Run each neuron's protocol in ngspice (parallel processes): per setup (time [t_u], U_m [V_s], waveforms)."""
+                       workers: int | None = None, timeout_s: float | None = None,
+                       execution: Execution | None = None) -> list[tuple[np.ndarray, np.ndarray, Waveforms]]:
+    """Run each neuron's protocol in ngspice, in parallel through the execution layer (``execution``, or a
+    local cluster of ``workers`` processes): per setup (time [t_u], U_m [V_s], waveforms)."""
     netlists = [protocol_netlist(s, target, target_name)[0] for s in setups]
-    results = run_jobs([SimulationJob(n.render(control=False), None, f"neuron {s.name}") for n, s in zip(netlists, setups)],
-                       workers=workers, timeout_s=timeout_s)
+    results = run_parallel([SimulationJob(n.render(control=False), None, f"neuron {s.name}")
+                            for n, s in zip(netlists, setups)], execution, workers=workers, timeout_s=timeout_s,
+                           desc="neuron protocols")
     out = []
     for netlist, waves in zip(netlists, results):
         membrane = netlist.nodes["layers"][0][0]["membrane"]

@@ -11,7 +11,10 @@ Procedure (layer by layer):
    netlist whose inputs are the network's PWL input sources (l = 0) or XSPICE filesources replaying
    the previous layer's simulated outputs at the simulator's own time points (l > 0; a PWL source
    would do, but ngspice 39 evaluates PWL in time quadratic in its length);
-2. the chunks of a layer run in parallel worker processes (:func:`~mtc_analog.spice.runner.run_jobs`);
+2. the chunks of a layer run in parallel through the execution layer (:mod:`mtc_analog.execution`:
+   a local Dask cluster by default, or an existing one); each chunk is one task that runs ngspice in
+   its own process (:func:`~mtc_analog.spice.runner.run_jobs`, with its timeout and retries). On a
+   remote cluster the work directory (replay files) must be on a file system the workers share;
 3. chunks of the last layer also write their share of the readout current into a load equal to
    R_load (``rp<k>`` nodes); a final small netlist re-creates the sum with transconductors 1/R_load
    (linear superposition, exact) and runs the bias, the load and the low-pass cascade.
@@ -32,7 +35,9 @@ import tempfile
 from pathlib import Path
 
 from ..errors import InputError
+from ..execution import Execution
 from .builder import ReplaySource, build_network_netlist, build_readout_netlist
+from .parallel import run_parallel
 from .runner import SimulationJob, iter_chunks, run_jobs
 from .waveforms import Waveforms
 
@@ -56,9 +61,13 @@ def simulate_network(
     probe_filters: bool = False,
     target_name: str = "behavioral",
     log_dir: str | None = None,
+    execution: Execution | None = None,
 ) -> tuple[Waveforms, dict[str, Any]]:
     """Simulate ``net`` (a NetworkCircuit) on inputs ``x`` (T, n_in): one netlist if it fits in
-    ``max_neurons`` per layer (or ``max_neurons=None``), else split. Returns (waveforms, node map)."""
+    ``max_neurons`` per layer (or ``max_neurons=None``), else split. Returns (waveforms, node map).
+
+    ``execution`` runs the chunks (default: a local Dask cluster of ``workers`` processes, started only
+    when there is more than one chunk)."""
     sizes = [layer.size for layer in net.layers]
     if max_neurons is None or max(sizes) <= max_neurons:
         netlist = build_network_netlist(net, x, probe_filters=probe_filters, target_name=target_name)
@@ -66,7 +75,8 @@ def simulate_network(
                          timeout_s=timeout_s, log_dir=log_dir)[0]
         waves.meta["chunks"] = [[n] for n in sizes]
         return waves, netlist.nodes
-    return simulate_network_split(net, x, max_neurons, workers, timeout_s, probe_filters, target_name, log_dir)
+    return simulate_network_split(net, x, max_neurons, workers, timeout_s, probe_filters, target_name, log_dir,
+                                  execution)
 
 
 def simulate_network_split(
@@ -78,8 +88,21 @@ def simulate_network_split(
     probe_filters: bool = False,
     target_name: str = "behavioral",
     log_dir: str | None = None,
+    execution: Execution | None = None,
 ) -> tuple[Waveforms, dict[str, Any]]:
     """Always-split simulation (see the module docstring). Returns (merged waveforms, node map)."""
+    own_execution = execution is None
+    if own_execution:
+        execution = Execution(workers=workers, progress=False)
+    try:
+        return _simulate_split(net, x, max_neurons, timeout_s, probe_filters, target_name, log_dir, execution)
+    finally:
+        if own_execution:
+            execution.close()
+
+
+def _simulate_split(net: Any, x: np.ndarray, max_neurons: int, timeout_s: float | None, probe_filters: bool,
+                    target_name: str, log_dir: str | None, execution: Execution) -> tuple[Waveforms, dict[str, Any]]:
     sizes = [layer.size for layer in net.layers]
     plan = plan_chunks(sizes, max_neurons)
     n_layers = len(sizes)
@@ -104,8 +127,9 @@ def simulate_network_split(
             )
             for chunk in chunks
         ]
-        results = run_jobs([SimulationJob(n.render(control=False), None, f"layer {l} chunk {c}")
-                            for c, n in enumerate(netlists)], workers=workers, timeout_s=timeout_s, log_dir=work)
+        results = run_parallel([SimulationJob(n.render(control=False), None, f"layer {l} chunk {c}")
+                                for c, n in enumerate(netlists)], execution, timeout_s=timeout_s,
+                               log_dir=work / f"layer{l}", desc=f"layer {l} chunks")
         replay = []
         cpu.append([float(w.meta.get("cpu_seconds", 0.0)) for w in results])
         for c, (chunk, netlist, waves) in enumerate(zip(chunks, netlists, results)):
