@@ -197,3 +197,13 @@ def test_validate_refuses_nan_thresholds_and_negative_timeout(tmp_path, capsys, 
     assert main(["validate", str(checkpoint), "--out", str(out), f"{flag}={value}"]) == 2
     assert flag in _one_error_line(capsys, "validate")
     assert not out.exists()
+
+
+def test_export_refuses_a_protocol_current_beyond_the_bias_ceiling(tmp_path, capsys):
+    params = tmp_path / "neuron.yaml"
+    params.write_text("preset: tonic_spiking\nprotocol: {i1: 1.0e6, t_step: 50, t_end: 200}\n")
+    out = tmp_path / "exp"
+    assert main(["export", str(params), "--out", str(out)]) == 2
+    err = _one_error_line(capsys, "export")
+    assert "sample 1" in err and "1 mA" in err and "100 nA" in err
+    assert not (out / "network.cir").exists()
