@@ -193,3 +193,11 @@ def test_fuzzed_control_blocks_are_always_refused(indents, cases, between, newli
     text = ("* fuzz\n" + body).replace("\n", newline)
     with pytest.raises(UnsafeNetlistError):
         read_netlist(text)
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "."])
+def test_include_of_a_device_or_folder_is_refused_without_reading_it(tmp_path, target):
+    path = tmp_path / "net.cir"
+    path.write_text(f"* t\n.include {target}\n{CIRCUIT}.end\n")
+    with pytest.raises(NetlistValueError, match="not a regular file"):
+        read_netlist(path.read_text(), path)
