@@ -197,3 +197,27 @@ def test_validate_refuses_nan_thresholds_and_negative_timeout(tmp_path, capsys, 
     assert main(["validate", str(checkpoint), "--out", str(out), f"{flag}={value}"]) == 2
     assert flag in _one_error_line(capsys, "validate")
     assert not out.exists()
+
+
+def test_export_refuses_a_protocol_current_beyond_the_bias_ceiling(tmp_path, capsys):
+    params = tmp_path / "neuron.yaml"
+    params.write_text("preset: tonic_spiking\nprotocol: {i1: 1.0e6, t_step: 50, t_end: 200}\n")
+    out = tmp_path / "exp"
+    assert main(["export", str(params), "--out", str(out)]) == 2
+    err = _one_error_line(capsys, "export")
+    assert "sample 1" in err and "1 mA" in err and "100 nA" in err
+    assert not (out / "network.cir").exists()
+
+
+def test_simulate_refuses_a_mapping_for_another_duration(tmp_path, capsys):
+    params = tmp_path / "neuron.yaml"
+    params.write_text("preset: tonic_spiking\nprotocol: {t_step: 50, t_end: 200}\n")
+    assert main(["export", str(params), "--out", str(tmp_path / "a")]) == 0
+    params.write_text("preset: tonic_spiking\nprotocol: {t_step: 50, t_end: 300}\n")
+    assert main(["export", str(params), "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "s"
+    assert main(["simulate", str(tmp_path / "b" / "network.cir"), "--out", str(out),
+                 "--mapping", str(tmp_path / "a" / "mapping.json")]) == 2
+    assert "t_stop" in _one_error_line(capsys, "simulate")
+    assert not out.exists()

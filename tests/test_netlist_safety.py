@@ -193,3 +193,38 @@ def test_fuzzed_control_blocks_are_always_refused(indents, cases, between, newli
     text = ("* fuzz\n" + body).replace("\n", newline)
     with pytest.raises(UnsafeNetlistError):
         read_netlist(text)
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "."])
+def test_include_of_a_device_or_folder_is_refused_without_reading_it(tmp_path, target):
+    path = tmp_path / "net.cir"
+    path.write_text(f"* t\n.include {target}\n{CIRCUIT}.end\n")
+    with pytest.raises(NetlistValueError, match="not a regular file"):
+        read_netlist(path.read_text(), path)
+
+
+def test_a_spiceinit_in_the_current_or_netlist_folder_never_runs(tmp_path):
+    # ngspice sources ./.spiceinit at start-up, in shared mode and in batch mode alike: a user who runs
+    # `mtc-analog simulate` inside someone else's folder must not run its commands
+    import os
+    import subprocess
+    import sys
+
+    from mtc_analog.hardware import HardwareTarget
+    from mtc_analog.neuron.regimes import get_preset
+    from mtc_analog.spice.export import export_neuron
+    from mtc_analog.spice.protocol import NeuronSetup, StepProtocol
+
+    root = Path(__file__).resolve().parents[1]
+    sentinel = tmp_path / "SENTINEL"
+    (tmp_path / ".spiceinit").write_text(f"{_shell(sentinel)}\n")
+    (tmp_path / "net.cir").write_text(f"* t\n{CIRCUIT}.end\n")
+    proc = subprocess.run([sys.executable, "-m", "mtc_analog", "simulate", "net.cir", "--out", "sim"], cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert not sentinel.exists() and not (tmp_path / "sentinel").exists()
+    p = get_preset("tonic_spiking")
+    result = export_neuron(NeuronSetup(p.params, StepProtocol(p.i0, p.i1, 50.0, 150.0, p.dt)), HardwareTarget(), tmp_path / "exp")
+    (tmp_path / "exp" / ".spiceinit").write_text(f"{_shell(sentinel)}\n")
+    run_standalone(result.netlist_path)
+    assert not sentinel.exists() and not (tmp_path / "sentinel").exists()

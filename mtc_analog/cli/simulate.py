@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,7 +41,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM: unwind like Ctrl-C (the runner kills its ngspice workers on the way out), one line, 128 + signal
+    print(f"mtc-analog simulate: terminated by signal {signum}; ngspice was stopped", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
+
+
 def run(args: argparse.Namespace) -> int:
+    if threading.current_thread() is not threading.main_thread():
+        return _run(args)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..io import prepare_output_dir, save_figure, write_json
     from ..spice.netlist import read_netlist

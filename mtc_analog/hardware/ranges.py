@@ -335,3 +335,21 @@ def check_input_range(x: np.ndarray, target: HardwareTarget, what: str = "networ
         f"{what}: sample {sample}{channel}: x = {value:.6g} becomes {si(v, 'V')}, {side} {si(limit, 'V')} "
         f"(rails {target.vss:g}..{target.vdd:g} V minus v_headroom {target.v_headroom:g} V); {int(bad.sum())} value(s) "
         f"outside; inputs must lie in [{x_low:.4g}, {x_high:.4g}] model units: rescale or clip the input, or widen the rails")
+
+
+def check_input_current(i_model: np.ndarray, target: HardwareTarget, what: str = "input current") -> None:
+    """Raise :class:`InputError` unless every input current [I_u] stays within the bias ceiling ``i_max``.
+
+    A single neuron's stimulus becomes a PWL current source into its membrane: like every mapped
+    current it must stay in weak inversion (|I| <= i_max). The message names the first offending
+    sample and the limit."""
+    i_model = np.atleast_1d(np.asarray(i_model, dtype=float))
+    amps = target.current(i_model)
+    bad = ~(np.abs(amps) <= target.i_max)  # NaN counts as outside
+    if not bad.any():
+        return
+    index = int(np.argwhere(bad)[0][0])
+    raise InputError(
+        f"{what}: sample {index}: {i_model[index]:.6g} I_u becomes {si(float(amps[index]), 'A')}, above the bias-current "
+        f"ceiling {si(target.i_max, 'A')} (|I| <= {target.i_max / target.i_unit:.4g} I_u); lower the current or change "
+        "the target's i_unit / i_max")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import time
 import warnings
@@ -103,10 +104,17 @@ def _ngspice(log_file: Any) -> Any:
                     self.log.flush()
                 return 0
 
-        try:
-            _NGSPICE = _LoggedNgSpice(ngspice_id=0, send_data=False)
-        except OSError as exc:  # pragma: no cover
-            raise SimulatorMissingError(f"cannot load libngspice ({exc}): {INSTALL_HINT}") from None
+        # ngspice sources a .spiceinit from the current folder at start-up: that file's commands would run
+        # (a foreign folder is no place to start it), so it starts in an empty folder, then comes back
+        cwd = os.getcwd()
+        with tempfile.TemporaryDirectory(prefix="mtc_ngspice_") as empty:
+            os.chdir(empty)
+            try:
+                _NGSPICE = _LoggedNgSpice(ngspice_id=0, send_data=False)
+            except OSError as exc:  # pragma: no cover
+                raise SimulatorMissingError(f"cannot load libngspice ({exc}): {INSTALL_HINT}") from None
+            finally:
+                os.chdir(cwd)
     _NGSPICE.log = log_file
     return _NGSPICE
 

@@ -108,6 +108,10 @@ def export_neuron(setup: Any, target: Any, out_dir: str | Path, target_name: str
     from ..hardware.serialize import neuron_to_dict
     from .protocol import protocol_netlist, resting_state
 
+    from ..hardware.ranges import check_input_current
+
+    p = setup.protocol
+    check_input_current(np.array([p.i0, p.i1]), target, f"{setup.name}: protocol current (i0, i1)")
     state = resting_state(setup)
     netlist, circuit = protocol_netlist(setup, target, target_name, state, circuit)
     netlist.header = [f"source: {_printable(source)}", "units: SI (V, A, F, ohm, s); model U = (v - v_rest)/V_s"]

@@ -41,6 +41,8 @@ ALLOWED_DOT_COMMANDS = frozenset({
 #: Prefixes ngspice itself matches (``ciprefix``): ``.controlx`` is a ``.control`` card to ngspice.
 _CONTROL_PREFIXES = (".control", ".endc")
 _MAX_DEPTH = 32
+#: Largest file an ``.include``/``.lib`` may name (sky130 model libraries are a few MiB).
+MAX_INCLUDE_BYTES = 256 << 20
 FIX = ("remove it: mtc-analog runs the transient itself and never runs a netlist's commands "
        "(a netlist written by `mtc-analog export` has only its own stand-alone block)")
 
@@ -303,6 +305,10 @@ def _include(tokens: list[str], keyword: str, where: str, base: Path,
         path = base / path
     try:
         resolved = path.resolve(strict=True)
+        if not resolved.is_file():  # /dev/zero, a fifo, a folder: never read
+            raise NetlistValueError(f"{where}: {keyword} {name!r} is not a regular file ({resolved})")
+        if resolved.stat().st_size > MAX_INCLUDE_BYTES:
+            raise NetlistValueError(f"{where}: {keyword} file {name!r} is larger than {MAX_INCLUDE_BYTES >> 20} MiB")
         text = resolved.read_text(errors="replace")
     except OSError as exc:
         raise NetlistValueError(f"{where}: cannot read {keyword} file {name!r} (looked for {path}): "

@@ -134,6 +134,15 @@ def check_mapping_nodes(mapping: dict[str, Any], deck: Any, source: str = "mappi
         raise InputError(f"{source} does not belong to {netlist}: it names node {missing[0]!r} "
                          f"({len(missing)} node(s) in all) that the netlist does not save; pass the mapping.json "
                          "written with this netlist (--mapping), or re-export both")
+    expected = (mapping.get("simulation") or {}).get("t_stop_s")
+    if isinstance(expected, (int, float)) and expected > 0:
+        from .netlist import tran_settings
+
+        t_stop = tran_settings(deck)[0]
+        if abs(t_stop - expected) > 1e-9 * max(t_stop, expected):
+            raise InputError(f"{source} does not belong to {netlist}: it was exported for t_stop = {expected:g} s, the "
+                             f"netlist's .tran stops at {t_stop:g} s; pass the mapping.json written with this netlist "
+                             "(--mapping), or re-export both")
 
 
 def mapping_target(mapping: dict[str, Any], source: str = "mapping") -> Any:
