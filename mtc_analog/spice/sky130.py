@@ -24,7 +24,7 @@ The neuron subcircuits have the behavioural target's names, ports and parameters
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -130,3 +130,86 @@ def render_neuron_library() -> str:
     ]
     return "\n".join(head) + "\n".join(neuron_subckt(kind, fast) for kind in ("linear", "ota") for fast in (True, False))
 
+
+
+# ---- per-cell characterisation (one ngspice run per neuron) -----------------------------------
+def characterise_neuron(circuit: Any, target: Any, workdir: str | None = None) -> Any:
+    """Measure one mapped neuron's cells at transistor level, as instanced in the neuron, in one ngspice run.
+
+    DC: every element OTA with its output held at the neuron's rest voltage by a 0 V ammeter and its
+    input swept over +-0.3 V around it (fit: I_sat+, I_sat-, offset, slope); the leak cell (output and
+    - input on the swept node, as in the neuron) and each filter cell (output held at rest, input swept):
+    small-signal conductance and zero crossing. AC: the whole neuron subcircuit at its operating point,
+    1 A AC into the membrane at 100 kHz: ``C = Im(1/Z) / omega`` (conductances are < 1 % of omega C there).
+    """
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from scipy.optimize import curve_fit
+
+    from ..hardware.calibration import CellFits, ElementFit
+    from .builder import neuron_nodes
+    from .runner import check_simulator
+
+    check_simulator()
+    vr = float(circuit.v_rest)
+    num = lambda x, what: spice_number(x, what)  # noqa: E731
+    fast = circuit.filters.get("fast") is not None
+    nodes = neuron_nodes(0, 0, fast)
+    lines = ["* sky130 per-cell characterisation (mtc_analog)", self_library(circuit), f"Vrest vrest 0 DC {num(vr, 'V_rest')}",
+             f"Vx x 0 DC {num(vr, 'sweep')}"]
+    sweeps = []
+    elements = [e for e in circuit.elements if e.tail_current > 0]
+    for k, e in enumerate(elements):
+        sub = "ota_vref_minus" if e.sign > 0 else "ota_vref_plus"
+        lines += [f"Ve{k} eo{k} 0 DC {num(vr, 'clamp')}",
+                  f"Xe{k} eo{k} x {sub} ib={num(e.tail_current, 'ib')} vref={num(e.v_ref, 'vref')} vs={num(target.v_s, 'vs')}"]
+    # leak: output and - input on the swept node through a 0 V ammeter, + input at the neuron's rest
+    lines += ["Vam x lo DC 0", f"Xleak lo vrest x ota_lin g={num(1 / circuit.r_leak, 'g')}"]
+    filters = {ts: f for ts, f in circuit.filters.items() if f is not None}
+    for k, (ts, f) in enumerate(filters.items()):
+        cell = "ota_lin g={:s}".format(num(f.bias_current / target.v_s, "g")) if f.kind == "linear" else \
+            "ota5t ib={:s}".format(num(f.bias_current, "ib"))
+        lines += [f"Vf{k} fo{k} 0 DC {num(vr, 'clamp')}", f"Xf{k} fo{k} x fo{k} {cell}"]
+    # AC: the neuron itself at an operating point, 1 A AC into the membrane
+    neuron = TARGET.neuron_lines("n", nodes, circuit, target.v_s, "vrest", "vrest")[0]
+    lines += [neuron, f"Iac 0 {nodes.m} DC 0 AC 1"]
+    lines += [".options reltol=1e-4 abstol=1e-15 gmin=1e-15", ".control", "set wr_singlescale", "set wr_vecnames",
+              "option numdgt=12", f"dc Vx {vr - 0.3:.6f} {vr + 0.3:.6f} 0.002",
+              "wrdata dc.txt " + " ".join([f"i(Ve{k})" for k in range(len(elements))] + ["i(Vam)"] +
+                                          [f"i(Vf{k})" for k in range(len(filters))]),
+              "ac lin 1 1e5 1e5", f"let cm = imag(1/v({nodes.m}))/(2*pi*1e5)", "wrdata ac.txt cm", "quit", ".endc", ".end"]
+    with tempfile.TemporaryDirectory(prefix="mtc_sky130_char_", dir=workdir) as tmp:
+        folder = Path(tmp)
+        (folder / "char.cir").write_text("\n".join(lines) + "\n")
+        proc = subprocess.run(["ngspice", "-b", "char.cir"], cwd=folder, capture_output=True, text=True, timeout=600)
+        if not (folder / "dc.txt").exists() or not (folder / "ac.txt").exists():
+            from ..errors import SimulationError
+
+            raise SimulationError("sky130 characterisation run failed", log_tail=(proc.stdout + proc.stderr)[-2000:])
+        dc = np.loadtxt(folder / "dc.txt", skiprows=1)
+        ac = np.loadtxt(folder / "ac.txt", skiprows=1).reshape(-1)
+    v, cols = dc[:, 0], dc[:, 1:]
+    fits = {}
+    for k, e in enumerate(elements):
+        sigma = -float(e.sign)  # sign -1 elements: current rises with the input
+        def model(x, ip, im, c, vs):  # noqa: E306
+            t = np.tanh(sigma * (x - c) / vs)
+            return ip * (1 + t) / 2 - im * (1 - t) / 2
+        (ip, im, c, vs), _ = curve_fit(model, v, cols[:, k], p0=[e.tail_current, e.tail_current, e.v_ref, target.v_s])
+        fits[e.name] = ElementFit(float(ip), float(im), float(c - e.v_ref), float(vs), float(e.v_ref))
+    small = np.abs(v - vr) <= 0.5 * target.v_s
+    leak = -cols[:, len(elements)]  # current the leak cell pushes into the swept node
+    slope, icpt = np.polyfit(v[small] - vr, leak[small], 1)
+    g_leak, v_leak_off = float(-slope), float(-icpt / slope)
+    g_filters, c_filters = {}, {}
+    for k, (ts, f) in enumerate(filters.items()):
+        g_filters[ts] = float(np.polyfit(v[small] - vr, cols[:, len(elements) + 1 + k][small], 1)[0])
+        c_filters[ts] = float(f.capacitance)
+    return CellFits(fits, g_leak, v_leak_off, float(ac[-1]), g_filters, c_filters)
+
+
+def self_library(circuit: Any) -> str:
+    """The sky130 library text a characterisation netlist of ``circuit`` needs."""
+    return TARGET.library({TARGET.neuron_variant(circuit)})
