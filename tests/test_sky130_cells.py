@@ -153,3 +153,17 @@ def test_calibration_lowers_the_rate_error(tonic_run):
     error_cal = abs(rate(cal.classification.spike_times) / rate(circuit) - 1)
     assert error_cal <= 0.025
     assert error_cal < error_plain
+
+
+def test_process_corner_is_a_target_variant():
+    from mtc_analog.errors import InputError
+    from mtc_analog.spice.target import get_target
+
+    assert get_target("sky130").corner == "tt"
+    ss = get_target("sky130:ss")
+    text = ss.library(set())
+    assert "corner ss" in text and "nfet_w4l3_ss" in text
+    with pytest.raises(InputError, match="corner"):
+        get_target("sky130:xx")
+    with pytest.raises(InputError, match="no variants"):
+        get_target("behavioral:ss")

