@@ -167,3 +167,36 @@ def test_process_corner_is_a_target_variant():
         get_target("sky130:xx")
     with pytest.raises(InputError, match="no variants"):
         get_target("behavioral:ss")
+
+
+def test_small_network_on_sky130_tracks_the_behavioural_circuit():
+    """A 2-neuron network (one excitatory, one inhibitory input weight) through ota_lin synapses, the
+    ota_lin readout load and four linear low-pass stages: membranes and readout follow the behavioural
+    circuit of the same mapping (differences: element gains ~6 %, membrane parasitics, ota_lin linearity)."""
+    import torch
+
+    from mtc_analog.hardware import map_network
+    from mtc_analog.network import NetworkConfig, SpikingRegressor
+    from mtc_analog.spice.builder import build_network_netlist
+    from mtc_analog.spice.runner import SimulationJob, run_jobs
+
+    cfg = NetworkConfig(hidden=(2,), dt=0.1, substeps=2, input_scale=3.0, bias_init=0.5, seed=1)
+    net = SpikingRegressor(cfg).double()
+    with torch.no_grad():
+        net.projections[0].weight.copy_(torch.tensor([[1.5], [-1.5]]))
+    spec = net.to_spec()
+    circuit = map_network(spec, TARGET)
+    assert np.sign(circuit.layers[0].synapse_gm).ravel().tolist().count(0) == 0
+    x = np.sin(np.linspace(0, 3 * np.pi, 30))[:, None] * 1.5  # 30 samples = 6 t_u
+    texts = {name: build_network_netlist(circuit, x, target_name=name) for name in ("behavioral", "sky130")}
+    ref, sky = run_jobs([SimulationJob(n.render(control=False), None, name) for name, n in texts.items()], workers=2)
+    nodes = texts["sky130"].nodes
+    grid = np.linspace(0.5, 6.0, 56) * TARGET.t_unit
+    for entry in nodes["layers"][0]:
+        u_ref = TARGET.model_voltage(np.interp(grid, ref.time, ref[entry["membrane"]]))
+        u_sky = TARGET.model_voltage(np.interp(grid, sky.time, sky[entry["membrane"]]))
+        assert np.sqrt(np.mean((u_sky - u_ref) ** 2)) < 0.15 * max(np.ptp(u_ref), 0.5)
+    out = nodes["lowpass"][0][-1]
+    y_ref = TARGET.model_voltage(np.interp(grid, ref.time, ref[out]))
+    y_sky = TARGET.model_voltage(np.interp(grid, sky.time, sky[out]))
+    assert np.abs(y_sky - y_ref).max() < 0.1 * max(np.abs(y_ref).max(), 0.2)
