@@ -88,13 +88,22 @@ def test_checked_in_neuron_library_matches_generator():
 
 def test_netlist_is_self_contained(tmp_path):
     preset = PRESETS["tonic_spiking"]
-    setup = NeuronSetup(preset.params, StepProtocol(preset.i0, preset.i1, 10.0, 20.0, 0.1))
+    setup = NeuronSetup(preset.params, StepProtocol(preset.i0, preset.i0, 5.0, 10.0, 0.1))
     netlist, _ = protocol_netlist(setup, TARGET, "sky130")
     text = netlist.render(control=False)
     assert ".include" not in text and ".lib " not in text  # device cards inlined: runs after moving it
     assert "nfet_w4l3" in text and "X_leak m vrest m ota_lin" in text
     # no ideal resistor except inside the (behavioural) transduction stage
     assert [line for line in text.splitlines() if line.upper().startswith("R")] == ["R_tr out vrest {rout}"] * 2
+    # and plain `ngspice -b` runs it (no .spiceinit, no ngbehavior=hsa): 10 t_u of the neuron at rest
+    from mtc_analog.spice.runner import run_standalone
+    from mtc_analog.spice.waveforms import read_rawfile
+
+    path = tmp_path / "neuron.cir"
+    path.write_text(netlist.render())
+    waves = read_rawfile(run_standalone(path))
+    u_m = TARGET.model_voltage(waves[netlist.nodes["layers"][0][0]["membrane"]])
+    assert u_m[0] == pytest.approx(u_m[-1], abs=0.1)  # at rest under I0 it stays there
 
 
 def test_missing_wheel_is_one_actionable_line(monkeypatch):
