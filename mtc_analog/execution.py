@@ -151,8 +151,7 @@ class Execution:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> "Execution":
-        self.start()
-        return self
+        return self  # the cluster starts on first use (a job with nothing to fan out never starts one)
 
     def __exit__(self, *exc: Any) -> None:
         self.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..errors import InputError
+from ..execution import add_execution_arguments
 from ..io import prepare_output_dir, save_figure, write_json
 from ..neuron.equations import FILTERS
 from ..neuron.regimes import PRESETS, RegimeResult, get_preset, simulate_presets
@@ -87,8 +88,11 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "spice", False):  # the same protocols in ngspice (mtc_analog.validation.regimes)
         from ..validation.regimes import circuit_regimes, format_circuit_table
 
-        with Stage(f"regimes: ngspice, {len(presets)} preset(s) in parallel worker processes", show):
-            extra_traces, extra_summary = circuit_regimes(results, filter=args.filter)
+        from ..execution import execution_from_args
+
+        with execution_from_args(args, requirements=("ngspice",), progress=show) as execution, \
+                Stage(f"regimes: ngspice, {len(presets)} preset(s) on {execution.describe()}", show):
+            extra_traces, extra_summary = circuit_regimes(results, filter=args.filter, execution=execution)
     with Stage("regimes: writing regimes.json and the figure", show):
         json_path, figure = write_outputs(out, results, extra_traces, extra_summary,
                                           settings={"method": args.method, "filter": args.filter,
@@ -115,5 +119,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--spice", action="store_true",
                         help="also run each preset as a circuit in ngspice (behavioural target): model and circuit "
                              "side by side, circuit label and spike-time agreement (Gamma) in regimes.json")
+    add_execution_arguments(parser, "one per CPU core; used with --spice")
     parser.set_defaults(func=run)
     return parser

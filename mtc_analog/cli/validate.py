@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from ..errors import InputError
+from ..execution import add_execution_arguments
 
 
 def add_validation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +38,7 @@ def add_validation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-neurons", type=int, default=64,
                         help="largest netlist chunk; bigger layers are split across processes (default 64)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per ngspice run (default 600)")
+    add_execution_arguments(parser, "one per CPU core; used only when the network is split into chunks")
     parser.add_argument("--dt-study", action="store_true",
                         help="also re-run the model at dt/2, dt/4, dt/8 (Euler and exact filters) against the same "
                              "circuit run: is the gap discretisation or circuit?")
@@ -64,6 +66,8 @@ def settings_from_args(args: argparse.Namespace, circuit_filter: str | None):
         raise InputError(f"--window-steps must be > 0, got {args.window_steps}")
     if args.max_neurons < 1:
         raise InputError(f"--max-neurons must be >= 1, got {args.max_neurons}")
+    if args.workers is not None and args.workers < 0:
+        raise InputError(f"--workers must be >= 0 (0: serial), got {args.workers}")
     from ..spice.target import get_target
 
     get_target(args.target)  # unknown circuit level: one clear line
@@ -72,7 +76,7 @@ def settings_from_args(args: argparse.Namespace, circuit_filter: str | None):
         target=target, circuit_filter=circuit_filter, samples=args.samples, washout=args.washout,
         thresholds=Thresholds(args.min_gamma, args.max_output_nrmse, args.max_membrane_nrmse),
         window_steps=args.window_steps, clip=args.clip, max_neurons=args.max_neurons,
-        timeout_s=args.timeout, circuit_target=args.target,
+        timeout_s=args.timeout, circuit_target=args.target, workers=args.workers, scheduler=args.scheduler,
     )
 
 

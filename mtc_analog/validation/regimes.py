@@ -29,12 +29,13 @@ EARLY_SPAN = 200.0
 
 def circuit_regimes(results: Sequence[RegimeResult], filter: str = "linear", target: Any = None,
                     target_name: str = "behavioral", window_steps: float = 2.0, workers: int | None = None,
-                    timeout_s: float | None = None) -> tuple[dict[str, list], dict[str, dict]]:
+                    timeout_s: float | None = None, execution: Any = None) -> tuple[dict[str, list], dict[str, dict]]:
     """Simulate each model result's preset in ngspice; return ``(extra_traces, extra_summary)``.
 
     ``extra_traces[name]`` is a list with one :class:`~mtc_analog.plotting.neuron.ExtraTrace` of the
     circuit's membrane; ``extra_summary[name]["circuit"]`` holds the circuit's label, counts and its
-    agreement with the model — ready for ``cli.regimes.write_outputs``.
+    agreement with the model — ready for ``cli.regimes.write_outputs``. The presets run in parallel
+    through ``execution`` (:class:`mtc_analog.execution.Execution`; default a local cluster of ``workers``).
     """
     from ..hardware import load_target
     from ..plotting.neuron import ExtraTrace
@@ -46,7 +47,8 @@ def circuit_regimes(results: Sequence[RegimeResult], filter: str = "linear", tar
                     filter=filter, name=r.preset.name)
         for r in results
     ]
-    runs = simulate_protocols(setups, target, target_name=target_name, workers=workers, timeout_s=timeout_s)
+    runs = simulate_protocols(setups, target, target_name=target_name, workers=workers, timeout_s=timeout_s,
+                              execution=execution)
     traces: dict[str, list] = {}
     summary: dict[str, dict] = {}
     for result, (time, u_m, waves) in zip(results, runs):

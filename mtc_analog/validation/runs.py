@@ -45,7 +45,8 @@ class ValidationSettings:
     window_steps: float = 2.0  #: coincidence window in model steps (SPEC §10: e.g. 2 dt)
     clip: bool = False  #: clip out-of-range mapped values instead of failing (changes are reported)
     max_neurons: int | None = 64  #: largest netlist chunk (split simulation above it)
-    workers: int | None = None
+    workers: int | None = None  #: local-cluster worker processes for the chunks (None: one per core)
+    scheduler: str | None = None  #: Dask scheduler address for the chunks (None: $MTC_ANALOG_SCHEDULER or local)
     timeout_s: float | None = 600.0  #: per ngspice run
     circuit_target: str = "behavioral"  #: circuit level (netlist target module)
 
@@ -141,10 +142,14 @@ def map_for_validation(network: Any, settings: ValidationSettings) -> tuple[Any,
 
 def simulate_circuit(circuit: Any, x: np.ndarray, settings: ValidationSettings) -> tuple[Any, dict[str, Any]]:
     """ngspice transient of ``circuit`` on ``x``; (Waveforms, node map)."""
+    from ..execution import Execution
     from ..spice.split import simulate_network
 
-    return simulate_network(circuit, x, max_neurons=settings.max_neurons, workers=settings.workers,
-                            timeout_s=settings.timeout_s, target_name=settings.circuit_target)
+    # The cluster starts only if the network is split into more than one chunk.
+    with Execution(scheduler=settings.scheduler, workers=settings.workers, progress=False,
+                   requirements=("ngspice",)) as execution:
+        return simulate_network(circuit, x, max_neurons=settings.max_neurons, timeout_s=settings.timeout_s,
+                                target_name=settings.circuit_target, execution=execution)
 
 
 def circuit_traces(waves: Any, nodes: dict[str, Any], target: Any, dt: float, substeps: int,
