@@ -199,7 +199,9 @@ def output_lock(out: str | os.PathLike, command: str | None = None, kind: str = 
     Fails at once with :class:`OutputLockedError` (who holds it, since when, what to do) when another
     process holds it. Re-entrant inside one process (``demo`` calls ``train`` on a sub-folder: fine).
     A directory this call creates is removed again if the block leaves nothing but the lock in it.
-    The OS lock (``flock``) dies with its process: a killed run leaves no stale lock.
+    The OS lock (``flock``) dies with its process: a killed run leaves no stale lock. A directory's
+    lock file stays after release (a waiter that opened it must lock the same inode); a single
+    file's lock file is removed while still held (writers fail fast, and the output is atomic anyway).
     """
     from filelock import FileLock, Timeout
 
@@ -225,10 +227,12 @@ def output_lock(out: str | os.PathLike, command: str | None = None, kind: str = 
         yield out
     finally:
         if outermost:
-            try:
-                info_file.unlink(missing_ok=True)
-            except OSError:
-                pass
+            stale = [info_file] + ([lock_file] if kind == "file" else [])
+            for path in stale:  # a single file's lock goes too (no litter beside figures); a directory's stays
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass
             _remove_created(created, lock_file)
         lock.release()
 
