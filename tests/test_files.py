@@ -13,13 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from mtc_analog.cli import main
-from mtc_analog.errors import OutputLockedError
 from mtc_analog.io import lock_owner, output_lock, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
