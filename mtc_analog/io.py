@@ -158,6 +158,8 @@ _FIXES = {
 def file_system_error(exc: OSError) -> FileSystemError:
     """One line for an OS error: the path, what the error number means, and how to proceed."""
     code = exc.errno
+    if code is None and exc.filename is None:  # not about a file (e.g. a TimeoutError): say what it is
+        return FileSystemError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     name = _errno.errorcode.get(code, "") if code is not None else ""
     meaning = exc.strerror or (os.strerror(code) if code is not None else str(exc))
     where = exc.filename if exc.filename is not None else "(no path)"

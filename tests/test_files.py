@@ -261,3 +261,17 @@ def test_resume_honours_a_new_epoch_budget_and_says_what_it_resumes(tmp_path, ca
     assert [h["epoch"] for h in metrics["history"]] == [0, 1] and metrics["train_config"]["epochs"] == 2
     assert main([*base, "--resume", "--epochs", "1", "--force"]) == 2
     assert "already holds 2 trained epoch(s)" in _one_line_error(capsys, "train")
+
+
+def test_os_errors_become_one_line_with_path_meaning_and_fix():
+    import errno
+
+    from mtc_analog.io import file_system_error
+
+    cases = [(errno.EROFS, "read-only"), (errno.ENOSPC, "disk is full"), (errno.EACCES, "permission"),
+             (errno.ENOTDIR, "not a directory"), (errno.EEXIST, "already exists")]
+    for code, fix in cases:
+        text = str(file_system_error(OSError(code, os.strerror(code), "/some/out/file.json")))
+        assert text.startswith(f"/some/out/file.json: {os.strerror(code)} ({errno.errorcode[code]}); ") and fix in text
+        assert "\n" not in text
+    assert str(file_system_error(TimeoutError("ngspice took too long"))) == "TimeoutError: ngspice took too long"
