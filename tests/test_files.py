@@ -275,3 +275,14 @@ def test_os_errors_become_one_line_with_path_meaning_and_fix():
         assert text.startswith(f"/some/out/file.json: {os.strerror(code)} ({errno.errorcode[code]}); ") and fix in text
         assert "\n" not in text
     assert str(file_system_error(TimeoutError("ngspice took too long"))) == "TimeoutError: ngspice took too long"
+
+
+def test_evaluate_refuses_a_re_integration_that_cannot_fit(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--neuron", "mtc", "--horizon", "17", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    # sample period 0.5 t_u: 5e7 substeps of 1e-8 t_u -> 400 samples x 5e7 x 3 neurons: terabytes
+    argv = ["evaluate", str(out / "best.safetensors"), "--dt", "1e-8", "--substeps", "50000000"]
+    assert main(argv) == 2
+    err = _one_line_error(capsys, "evaluate")
+    assert "re-integrating" in err and "TiB" in err and "is available (" in err and "lower --substeps" in err
