@@ -313,3 +313,37 @@ def test_forked_workers_do_not_hang(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "CHILDREN" in proc.stdout
+
+
+def test_build_is_for_a_fixed_isa_not_this_cpu():
+    """Same binary on every CPU of a level: the flags name a psABI level, never -march=native."""
+    if fused.platform.machine() == "x86_64":
+        assert fused._ISA in ("x86-64-v3", "x86-64-v2", "x86-64")
+        assert not any("native" in flag for flag in fused._CFLAGS)
+        assert f"-march={fused._ISA}" in fused._CFLAGS
+
+
+def test_cache_key_covers_what_changes_the_build(monkeypatch):
+    """Another venv (Python prefix), another torch install or another compiler gets its own build."""
+    base = fused._build_name()
+    assert fused._build_name() == base  # stable
+    monkeypatch.setattr(sys, "prefix", "/elsewhere/venv")
+    assert fused._build_name() != base
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__file__", "/other/site-packages/torch/__init__.py")
+    assert fused._build_name() != base
+    monkeypatch.undo()
+    monkeypatch.setenv("CXX", "clang++")
+    assert fused._build_name() != base
+
+
+def test_a_build_at_run_time_is_announced(tmp_path):
+    """A build still needed at run time says so on stderr before compiling (here it then fails fast)."""
+    env = dict(os.environ, MTC_ANALOG_BUILD_DIR=str(tmp_path), CXX="false", CI="", PYTHONPATH=ROOT)
+    code = "from mtc_analog.neuron import fused; print(fused.is_built()); print(fused.available())"
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
+    lines = [line for line in proc.stderr.splitlines() if "compiling the MTC neuron kernel (once, ~1 min) into" in line]
+    assert len(lines) == 1 and str(tmp_path) in lines[0], proc.stderr

@@ -51,12 +51,26 @@ The forward keeps the state trajectories (4 x T x B x N values) for the backward
 gradient is needed; without one, nothing but the outputs (and the membrane trace, if asked) is
 stored, so 240k-step regime simulations cost O(B N) extra memory.
 
-Build: the extension is compiled on first use with :func:`torch.utils.cpp_extension.load` (needs g++
-and ninja; about a minute of CPU) into ``$MTC_ANALOG_BUILD_DIR`` (default
-``~/.cache/mtc_analog/torch_extensions``), keyed by a hash of the source, flags, torch version and
-CPU, so later processes only load the cached library (torch's build lock serialises concurrent
-first uses). It registers the custom ops ``torch.ops.mtc_analog.rollout_forward`` and
-``rollout_backward``; on x86-64 glibc >= 2.35 the inner loops call libmvec's SIMD tanh/exp/sinh.
+Build: the extension is compiled by ``scripts/setup.sh`` (``python -m mtc_analog.neuron.fused``) or
+else on first use, with one line on stderr ("compiling the MTC neuron kernel (once, ~1 min) into
+DIR"), by :func:`torch.utils.cpp_extension.load` (needs g++ and ninja; about a minute of CPU) into
+``$MTC_ANALOG_BUILD_DIR`` (default ``~/.cache/mtc_analog/torch_extensions``). The cache key hashes
+everything that changes the build: source bytes, compiler flags and target ISA, compiler version,
+torch version and install path, Python version and prefix; later processes only load the cached
+library (torch's build lock serialises concurrent first uses). It registers the custom ops
+``torch.ops.mtc_analog.rollout_forward`` and ``rollout_backward``.
+
+Determinism across machines: the kernel is compiled for a fixed instruction set, never
+``-march=native``: ``x86-64-v3`` (AVX2 + FMA + BMI, every x86-64 CPU since ~2015) when the CPU has it,
+else the ``x86-64-v2`` or baseline ``x86-64`` level (a separate, separately cached build: slower, and
+its float results may differ from the v3 build's in the last bits), and ``-ffp-contract=off`` (no
+compiler-chosen FMAs). On x86-64 with glibc >= 2.35 the inner loops call libmvec's SIMD tanh/exp/sinh;
+the vector variant is fixed by the ISA at compile time, and glibc selects the same implementation of
+it on every CPU of that level. So one x86-64-v3 build (same source, compiler and flags) gives
+bit-identical numbers on any x86-64-v3 machine, AVX-512 ones included. Rows of columns are
+independent and the per-parameter sums over the batch run in a fixed order, so the thread count does
+not change a bit either. (torch's own ops outside the kernel pick their SIMD path per CPU; pin them
+with ``ATEN_CPU_CAPABILITY=avx2`` where bit-identical training runs across CPUs matter.)
 If it cannot be built, :func:`available` warns once with the reason and the caller falls back to the
 reference loop, except when the environment variable ``CI`` is ``"true"``: then it raises
 :class:`FusedKernelError` so that a broken kernel cannot hide behind the fallback.
@@ -67,6 +81,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -105,9 +120,40 @@ def _libmvec() -> bool:
 
 
 _USE_LIBMVEC = _libmvec()
-# -fopenmp: at::parallel_for only runs in parallel when compiled with OpenMP (the libgomp that torch
-# already loaded is reused: same soname). No -ffast-math: it would change NaN handling and rounding.
-_CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"] + (["-DMTC_USE_LIBMVEC"] if _USE_LIBMVEC else [])
+
+# x86-64 micro-architecture levels (the psABI's): the flags /proc/cpuinfo must show for each.
+_X86_LEVELS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("x86-64-v3", frozenset("avx avx2 bmi1 bmi2 f16c fma abm movbe xsave cx16 lahf_lm popcnt sse4_1 sse4_2 ssse3".split())),
+    ("x86-64-v2", frozenset("cx16 lahf_lm popcnt sse4_1 sse4_2 ssse3".split())),
+)
+
+
+def target_isa() -> str:
+    """The fixed instruction set the kernel is compiled for: ``x86-64-v3`` (AVX2 + FMA) where the CPU
+    has it, else ``x86-64-v2``, else baseline ``x86-64``; ``native`` off x86-64 (one build per CPU)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return "native"
+    try:
+        line = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags"))
+        flags = set(line.split(":", 1)[1].split())
+    except (OSError, StopIteration, IndexError):
+        return "x86-64"
+    for level, needed in _X86_LEVELS:
+        if needed <= flags:
+            return level
+    return "x86-64"
+
+
+_ISA = target_isa()
+# -march=<fixed level>, not native: the same source then compiles to the same binary on every CPU of
+# that level, and libmvec's vector variant (AVX2 'd' on v3, SSE 'b' below) is chosen at compile time,
+# so results do not depend on the machine (an AVX-512 CPU runs the same AVX2 code as any other v3).
+# -ffp-contract=off: no fused multiply-add contraction either, so the arithmetic is the plain IEEE
+# sequence of the source (as the reference's). -fopenmp: at::parallel_for only runs in parallel when
+# compiled with OpenMP (the libgomp that torch already loaded is reused: same soname). No -ffast-math:
+# it would change NaN handling and rounding.
+_CFLAGS = ["-O3", f"-march={_ISA}", "-ffp-contract=off", "-fopenmp", "-fno-math-errno"] + (
+    ["-DMTC_USE_LIBMVEC"] if _USE_LIBMVEC else [])
 _LDFLAGS = ["-fopenmp"] + (["-lmvec"] if _USE_LIBMVEC else [])
 
 #: How many rollouts ran through the fused kernel in this process (tests use it to check dispatch).
@@ -140,21 +186,33 @@ def build_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "mtc_analog" / "torch_extensions"
 
 
-def _cpu_signature() -> str:
-    # -march=native: a library cached on one CPU must not be loaded on another.
+def _compiler_version() -> str:
+    """First line of the C++ compiler's --version (the one torch.utils.cpp_extension will call)."""
+    import subprocess
+
+    compiler = os.environ.get("CXX", "c++")
     try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        flags = ""
-    return platform.machine() + flags
+        out = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return compiler + " (unavailable)"
+    return compiler + ": " + (out.splitlines()[0] if out else "")
 
 
 def _build_name() -> str:
+    """Cache key: everything that changes the built library (source bytes, flags and ISA, compiler,
+    torch version and install path, Python version and installation), so that another checkout or
+    venv neither reuses a library built against a different torch nor rebuilds one it can share."""
     digest = hashlib.sha256()
-    for part in (_SOURCE.read_bytes(), " ".join(_CFLAGS + _LDFLAGS).encode(), torch.__version__.encode(),
-                 platform.python_version().encode(), _cpu_signature().encode()):
+    for part in (_SOURCE.read_bytes(), " ".join(_CFLAGS + _LDFLAGS).encode(), _ISA.encode(), platform.machine().encode(),
+                 _compiler_version().encode(), torch.__version__.encode(), str(Path(torch.__file__).resolve().parent).encode(),
+                 platform.python_version().encode(), sys.prefix.encode(), sys.base_prefix.encode()):
         digest.update(part)
+        digest.update(b"\0")
     return "mtc_fused_" + digest.hexdigest()[:16]
+
+
+def _library(directory: Path, name: str) -> Path:
+    return directory / f"{name}.so"
 
 
 def _load() -> Any:
@@ -168,11 +226,19 @@ def _load() -> Any:
     name = _build_name()
     directory = build_dir() / name
     directory.mkdir(parents=True, exist_ok=True)
+    if not _library(directory, name).exists():  # say so before the minute of silence (not inside a batch)
+        print(f"compiling the MTC neuron kernel (once, ~1 min) into {directory}", file=sys.stderr, flush=True)
     cpp_extension.load(  # copies of the flag lists: load() appends to them in place
         name=name, sources=[str(_SOURCE)], extra_cflags=list(_CFLAGS), extra_ldflags=list(_LDFLAGS),
         build_directory=str(directory), verbose=False, is_python_module=False,
     )
     return torch.ops.mtc_analog
+
+
+def is_built() -> bool:
+    """True when this configuration's library is already in the cache (nothing is built)."""
+    name = _build_name()
+    return _library(build_dir() / name, name).exists()
 
 
 def _describe_failure(exc: Exception) -> str:
@@ -374,9 +440,9 @@ def fused_rollout(
     return Rollout(s.reshape(out_shape), u_m, final)
 
 
-if __name__ == "__main__":  # `python -m mtc_analog.neuron.fused`: build (or find) the kernel now
-    import sys
-
+if __name__ == "__main__":  # `python -m mtc_analog.neuron.fused [--check]`: build (or find) the kernel now
+    if sys.argv[1:] == ["--check"]:  # exit 0 when built, 1 when a build is needed (builds nothing)
+        raise SystemExit(0 if is_built() else 1)
     try:
         extension()
     except FusedKernelError as error:
