@@ -347,3 +347,24 @@ def test_a_build_at_run_time_is_announced(tmp_path):
     assert proc.stdout.split() == ["False", "False"]
     lines = [line for line in proc.stderr.splitlines() if "compiling the MTC neuron kernel (once, ~1 min) into" in line]
     assert len(lines) == 1 and str(tmp_path) in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_several_blocks_partial_blocks_and_segments(dtype):
+    """Neurons split over several column blocks (one partial), 37 steps = two full 16-step checkpoint
+    segments and a partial one: forward and gradients still equal the reference loop's."""
+    n, batch, steps = 1100, 2, 37  # float64 blocks of 512 neurons, float32 of 1024: partial blocks both
+    params = MTCParameters(*(v.detach().to(dtype) if isinstance(v, torch.Tensor) else v for v in _params(n, 0.4)))
+    params = params._replace(a_f=params.a_f.clone().requires_grad_(), tau_s=params.tau_s.clone().requires_grad_())
+    i_in, state = _inputs(steps, batch, n, seed=5)
+    i_in = i_in.detach().to(dtype).requires_grad_()
+    state = MTCState(*(s.detach().to(dtype).requires_grad_() for s in state))
+    outs = {}
+    for backend in ("reference", "fused"):
+        r = mtc_rollout(i_in, params, DT, state, "rk4", "linear", Transduction("sigmoid"), True, backend=backend)
+        loss = (r.s * torch.linspace(0, 1, r.s.numel(), dtype=dtype).reshape(r.s.shape)).sum() + r.final.u_s.sum()
+        outs[backend] = (r.s.detach(), torch.autograd.grad(loss, [i_in, params.a_f, params.tau_s, *state]))
+    tol = dict(rtol=1e-9, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-3, atol=2e-4)
+    torch.testing.assert_close(outs["fused"][0], outs["reference"][0], **tol)
+    for got, ref in zip(outs["fused"][1], outs["reference"][1]):
+        torch.testing.assert_close(got, ref, **tol)

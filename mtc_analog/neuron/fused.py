@@ -47,9 +47,12 @@ Inside ``vjp``, with ``A = w_m/tau_m``, ``q_k = A R a_k (1 - tanh_k^2)``: ``dL/d
 ``us: -q_{us}``; each filter rate ``g(U_m - U_x)/tau_x`` adds ``w_x g'/tau_x`` to m, ``-w_x g'/tau_x``
 to x and ``-w_x g/tau_x^2`` to tau_x.
 
-The forward keeps the state trajectories (4 x T x B x N values) for the backward only when a
-gradient is needed; without one, nothing but the outputs (and the membrane trace, if asked) is
-stored, so 240k-step regime simulations cost O(B N) extra memory.
+Memory and loop order: each block of ~4 KiB of columns runs the whole time loop, streaming one
+contiguous slice of the time-major arrays per step. When a gradient is needed the forward stores the
+state only every 16 steps (checkpoints: 4 x T/16 x B x N values); the backward recomputes each
+16-step segment from its checkpoint into a small cache-resident buffer (bit-identical to the forward)
+and runs the adjoint over it. Without a gradient nothing but the outputs (and the membrane trace, if
+asked) is stored, so 240k-step regime simulations cost O(B N) extra memory.
 
 Build: the extension is compiled by ``scripts/setup.sh`` (``python -m mtc_analog.neuron.fused``) or
 else on first use, with one line on stderr ("compiling the MTC neuron kernel (once, ~1 min) into
@@ -355,29 +358,34 @@ class _FusedRollout(torch.autograd.Function):
     """Autograd wrapper: inputs already packed (i_in (T,M,N), states (M,N), params (P,N))."""
 
     @staticmethod
-    def forward(ctx, i_in, u_m, u_f, u_s, u_us, params, config):  # type: ignore[override]
+    def forward(ctx, i_in, u_m, u_f, u_s, u_us, params, config, record_membrane=True):  # type: ignore[override]
         ext = extension()
-        s, u_trace, f_trace, s_trace, us_trace, m_t, f_t, s_t, us_t = ext.rollout_forward(
-            i_in, [u_m, u_f, u_s, u_us], params, *config, False, True
+        s, u_trace, checkpoints, m_t, f_t, s_t, us_t = ext.rollout_forward(
+            i_in, [u_m, u_f, u_s, u_us], params, *config, record_membrane, True
         )
         ctx.config = config
-        ctx.save_for_backward(i_in, u_m, u_f, u_s, u_us, params, u_trace, f_trace, s_trace, us_trace)
+        ctx.save_for_backward(i_in, u_m, u_f, u_s, u_us, params, checkpoints)
         ctx.set_materialize_grads(False)
         return s, u_trace, m_t, f_t, s_t, us_t
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_s, g_u, g_mt, g_ft, g_st, g_ust):  # type: ignore[override]
-        i_in, u_m, u_f, u_s, u_us, params, u_trace, f_trace, s_trace, us_trace = ctx.saved_tensors
+        i_in, u_m, u_f, u_s, u_us, params, checkpoints = ctx.saved_tensors
 
         def dense(g):  # autograd may hand in expanded (stride-0) gradients
             return None if g is None else g.contiguous()
 
+        def dense_or_scalar(g):  # the gradient of a sum: one value broadcast (no T x M x N copy)
+            if g is not None and g.numel() > 1 and all(stride == 0 for stride in g.stride()):
+                return g.as_strided((1,), (1,)).contiguous()
+            return None if g is None or g.numel() == 0 else g.contiguous()
+
         g_i, g_m0, g_f0, g_s0, g_us0, g_p = extension().rollout_backward(
-            dense(g_s), dense(g_u), dense(g_mt), dense(g_ft), dense(g_st), dense(g_ust),
-            i_in, [u_m, u_f, u_s, u_us], params, u_trace, f_trace, s_trace, us_trace, *ctx.config,
+            dense_or_scalar(g_s), dense_or_scalar(g_u), dense(g_mt), dense(g_ft), dense(g_st), dense(g_ust),
+            i_in, [u_m, u_f, u_s, u_us], params, checkpoints, *ctx.config,
         )
-        return g_i, g_m0, g_f0, g_s0, g_us0, g_p, None
+        return g_i, g_m0, g_f0, g_s0, g_us0, g_p, None, None
 
 
 def fused_rollout(
@@ -429,9 +437,9 @@ def fused_rollout(
     )
     CALLS += 1
     if needs_grad:
-        s, u_trace, m_t, f_t, s_t, us_t = _FusedRollout.apply(x, *states, packed, config)
+        s, u_trace, m_t, f_t, s_t, us_t = _FusedRollout.apply(x, *states, packed, config, record_membrane)
     else:
-        s, u_trace, _, _, _, m_t, f_t, s_t, us_t = ext.rollout_forward(
+        s, u_trace, _, m_t, f_t, s_t, us_t = ext.rollout_forward(
             x, states, packed, *config, record_membrane, False
         )
     out_shape = (steps, *batch_shape, n)
