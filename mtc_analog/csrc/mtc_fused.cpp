@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -27,7 +28,7 @@
 #ifdef MTC_USE_LIBMVEC
 // glibc's libmvec has SIMD variants of these, but <math.h> only declares them under -ffast-math,
 // which we avoid (it would change NaN handling and the reference's rounding). Declaring them here
-// lets `#pragma omp simd` loops call the vector versions (linked with -lmvec).
+// lets the loop vectoriser call the vector versions (linked with -lmvec).
 extern "C" {
 #define MTC_SIMD __attribute__((simd("notinbranch")))
 MTC_SIMD double tanh(double) noexcept;
@@ -64,7 +65,7 @@ struct Options {
 };
 
 // The state of one neuron column, and one neuron's parameters (values, so that the per-column
-// functions below inline into `omp simd` loops without address-taken locals).
+// functions below inline into the vectorised loops without address-taken locals).
 template <typename T>
 struct S4 {
   T m, f, s, u;
@@ -73,79 +74,149 @@ struct S4 {
 template <typename T>
 struct Par {
   T af, asp, asm_, aus, df, dsp, dsm, dus, taum, tauf, taus, tauu, res, urest;
+  T itaum, itauf, itaus, itauu;  // 1/tau (float only: see over())
 };
 
-// Gradient accumulators of the parameters (same fields as Par).
+// Gradient accumulators of the parameters (the 14 rows, in Row order).
 template <typename T>
-using PGrad = Par<T>;
+struct PGrad {
+  T af, asp, asm_, aus, df, dsp, dsm, dus, taum, tauf, taus, tauu, res, urest;
+};
+
+// a / tau. float: a * (1/tau), the reciprocal precomputed per neuron (a division costs as much as a
+// dozen multiplications; the float kernel is checked against the float64 reference with a
+// tolerance anyway). double: the division itself, as the reference, so that float64 results agree
+// with it to rounding (1e-12 in the tests).
+template <typename T>
+MTC_INLINE T over(T a, T tau, T inv) {
+  if constexpr (std::is_same_v<T, float>) return a * inv;
+  else return a / tau;
+}
+
+// tanh. double: libm/libmvec's. float: a rational minimax approximation (the one Eigen uses for
+// float: odd degree-13 over even degree-6 polynomial, inputs clamped to +-7.9053; max error 3.4e-7,
+// about 6 ulp, measured on 2M points in [-12, 12]). glibc's AVX2 tanhf costs ~1.4 ns per element on
+// the development machine, this ~0.3 ns; it is plain arithmetic, so it is also the same on every CPU.
+template <typename T>
+MTC_INLINE T tanh_(T a) {
+  if constexpr (std::is_same_v<T, float>) {
+    const float c = 7.90531110763549805f;
+    const float lo = a < -c ? -c : a;
+    const float x = lo > c ? c : lo;
+    const float x2 = x * x;
+    float p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
+    p = x2 * p + -8.60467152213735e-11f;
+    p = x2 * p + 5.12229709037114e-08f;
+    p = x2 * p + 1.48572235717979e-05f;
+    p = x2 * p + 6.37261928875436e-04f;
+    p = x2 * p + 4.89352455891786e-03f;
+    p = x * p;
+    float q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
+    q = x2 * q + 2.26843463243900e-03f;
+    q = x2 * q + 4.89352518554385e-03f;
+    const float r = p / q;  // unconditional: a division inside the select would keep a branch
+    return std::fabs(a) < 0.0004f ? a : r;
+  } else {
+    return std::tanh(a);
+  }
+}
+
+// Everything below is passed and returned by value, with no capturing lambdas or reference
+// out-parameters, so that it inlines into the row loops and they vectorise (checked with
+// -fopt-info-vec: every row loop, float and double, calls libmvec's 8/4-wide variants). The loops use
+// `#pragma GCC ivdep`, not `omp simd`: the latter privatises by-value structs into per-lane arrays
+// before inlining, which defeats the float loops.
+template <typename T>
+MTC_INLINE S4<T> axpy(S4<T> x, T a, S4<T> k) {
+  return {x.m + a * k.m, x.f + a * k.f, x.s + a * k.s, x.u + a * k.u};
+}
 
 template <typename T>
-MTC_INLINE S4<T> axpy(const S4<T>& x, T a, const S4<T>& k) {
-  return {x.m + a * k.m, x.f + a * k.f, x.s + a * k.s, x.u + a * k.u};
+MTC_INLINE S4<T> scale(S4<T> v, T a) {
+  return {a * v.m, a * v.f, a * v.s, a * v.u};
+}
+
+template <typename T>
+MTC_INLINE S4<T> add(S4<T> a, S4<T> b) {
+  return {a.m + b.m, a.f + b.f, a.s + b.s, a.u + b.u};
+}
+
+// Vector-Jacobian product of the RHS: w^T df/dX (gx), w^T df/dparams (gp), w^T df/dI_in (gin).
+template <typename T>
+struct VJP {
+  S4<T> gx;
+  PGrad<T> gp;
+  T gin;
+};
+
+template <typename T>
+MTC_INLINE PGrad<T> add(PGrad<T> a, PGrad<T> b) {
+  return {a.af + b.af,   a.asp + b.asp,   a.asm_ + b.asm_, a.aus + b.aus,   a.df + b.df,
+          a.dsp + b.dsp, a.dsm + b.dsm,   a.dus + b.dus,   a.taum + b.taum, a.tauf + b.tauf,
+          a.taus + b.taus, a.tauu + b.tauu, a.res + b.res, a.urest + b.urest};
+}
+
+template <typename T>
+MTC_INLINE VJP<T> add(VJP<T> a, VJP<T> b) {
+  return {add(a.gx, b.gx), add(a.gp, b.gp), a.gin + b.gin};
+}
+
+template <typename T, bool OTA>
+MTC_INLINE T filter_g(T v) {
+  if constexpr (OTA) return tanh_(v);
+  else return v;
 }
 
 // The right-hand side dX/dt (equations.py::rhs). INST: tau_f = 0, the fast element reads U_m and
 // dU_f/dt is dU_m/dt. OTA: the filters are tanh follower-integrators.
 template <typename T, bool OTA, bool INST>
-MTC_INLINE S4<T> rhs(const S4<T>& x, const Par<T>& p, T in) {
+MTC_INLINE S4<T> rhs(S4<T> x, Par<T> p, T in) {
   const T fr = INST ? x.m : x.f;
-  const T itot = -p.af * std::tanh(fr - p.df) + p.asp * std::tanh(x.s - p.dsp) +
-                 -p.asm_ * std::tanh(x.s - p.dsm) + p.aus * std::tanh(x.u - p.dus);
-  const T dm = (-(x.m - p.urest) + p.res * (in - itot)) / p.taum;
-  auto g = [](T v) { if constexpr (OTA) return std::tanh(v); else return v; };
-  const T df = INST ? dm : g(x.m - x.f) / p.tauf;
-  return {dm, df, g(x.m - x.s) / p.taus, g(x.m - x.u) / p.tauu};
+  const T itot = -p.af * tanh_(fr - p.df) + p.asp * tanh_(x.s - p.dsp) +
+                 -p.asm_ * tanh_(x.s - p.dsm) + p.aus * tanh_(x.u - p.dus);
+  const T dm = over(-(x.m - p.urest) + p.res * (in - itot), p.taum, p.itaum);
+  const T df = INST ? dm : over(filter_g<T, OTA>(x.m - x.f), p.tauf, p.itauf);
+  return {dm, df, over(filter_g<T, OTA>(x.m - x.s), p.taus, p.itaus), over(filter_g<T, OTA>(x.m - x.u), p.tauu, p.itauu)};
 }
 
-// Vector-Jacobian product of the RHS at state x: returns w^T d rhs/dX, adds w^T d rhs/dparams to
-// `gp` and w^T d rhs/dI_in to `gin`. With A = w_m/tau_m (w_m + w_f when INST: dU_f/dt is dU_m/dt)
-// and q_k = A R a_k (1 - tanh_k^2): dI: A R; da_f: A R tanh_f, da_{s+}: -A R tanh_{s+}, da_{s-}:
-// A R tanh_{s-}, da_us: -A R tanh_us; dd_f: -q_f, dd_{s+}: q_{s+}, dd_{s-}: -q_{s-}, dd_us: q_us;
-// dtau_m: -w_m rate_m/tau_m; dR: A (I_in - I_tot); dU_rest: A; state: m: -A (+ q_f if INST),
-// f: q_f, s: -q_{s+} + q_{s-}, us: -q_us. Each filter rate g(U_m - U_x)/tau_x adds w_x g'/tau_x to
-// m, -w_x g'/tau_x to x, and -w_x g/tau_x^2 to tau_x.
+// With A = w_m/tau_m (w_m + w_f when INST: dU_f/dt is dU_m/dt) and q_k = A R a_k (1 - tanh_k^2):
+// dI: A R; da_f: A R tanh_f, da_{s+}: -A R tanh_{s+}, da_{s-}: A R tanh_{s-}, da_us: -A R tanh_us;
+// dd_f: -q_f, dd_{s+}: q_{s+}, dd_{s-}: -q_{s-}, dd_us: q_us; dtau_m: -w_m rate_m/tau_m;
+// dR: A (I_in - I_tot); dU_rest: A; state: m: -A (+ q_f if INST), f: q_f, s: -q_{s+} + q_{s-},
+// us: -q_us. Each filter rate g(U_m - U_x)/tau_x adds w_x g'/tau_x to m, -w_x g'/tau_x to x, and
+// -w_x g/tau_x^2 to tau_x.
 template <typename T, bool OTA, bool INST>
-MTC_INLINE S4<T> rhs_vjp(const S4<T>& x, const Par<T>& p, T in, const S4<T>& w, PGrad<T>& gp, T& gin) {
+MTC_INLINE VJP<T> rhs_vjp(S4<T> x, Par<T> p, T in, S4<T> w) {
   const T fr = INST ? x.m : x.f;
-  const T th_f = std::tanh(fr - p.df), th_sp = std::tanh(x.s - p.dsp);
-  const T th_sm = std::tanh(x.s - p.dsm), th_us = std::tanh(x.u - p.dus);
+  const T th_f = tanh_(fr - p.df), th_sp = tanh_(x.s - p.dsp);
+  const T th_sm = tanh_(x.s - p.dsm), th_us = tanh_(x.u - p.dus);
   const T itot = -p.af * th_f + p.asp * th_sp + -p.asm_ * th_sm + p.aus * th_us;
   const T drive = in - itot;
-  const T dm = (-(x.m - p.urest) + p.res * drive) / p.taum;
+  const T dm = over(-(x.m - p.urest) + p.res * drive, p.taum, p.itaum);
   const T wm = INST ? w.m + w.f : w.m;
-  const T A = wm / p.taum, AR = A * p.res;
+  const T A = over(wm, p.taum, p.itaum), AR = A * p.res;
   const T q_f = AR * p.af * (T(1) - th_f * th_f);
   const T q_sp = AR * p.asp * (T(1) - th_sp * th_sp);
   const T q_sm = AR * p.asm_ * (T(1) - th_sm * th_sm);
   const T q_us = AR * p.aus * (T(1) - th_us * th_us);
-  gin += AR;
-  gp.af += AR * th_f;
-  gp.asp -= AR * th_sp;
-  gp.asm_ += AR * th_sm;
-  gp.aus -= AR * th_us;
-  gp.df -= q_f;
-  gp.dsp += q_sp;
-  gp.dsm -= q_sm;
-  gp.dus += q_us;
-  gp.taum -= wm * dm / p.taum;
-  gp.res += A * drive;
-  gp.urest += A;
-  S4<T> out{-A, T(0), -q_sp + q_sm, -q_us};
-  if constexpr (INST) out.m += q_f; else out.f = q_f;
-  // one filter: rate = g(U_m - U_x)/tau
-  auto filt = [&](T ux, T tau, T wx, T& gm, T& gx, T& gtau) {
-    const T d = x.m - ux;
-    T h, dh;
-    if constexpr (OTA) { h = std::tanh(d); dh = T(1) - h * h; } else { h = d; dh = T(1); }
-    const T c = wx * dh / tau;
-    gm += c;
-    gx -= c;
-    gtau -= wx * h / (tau * tau);
-  };
-  if constexpr (!INST) filt(x.f, p.tauf, w.f, out.m, out.f, gp.tauf);
-  filt(x.s, p.taus, w.s, out.m, out.s, gp.taus);
-  filt(x.u, p.tauu, w.u, out.m, out.u, gp.tauu);
-  return out;
+  // filters: h = g(U_m - U_x), dh = g'
+  T hf = T(0), dhf = T(0);
+  if constexpr (!INST) {
+    hf = filter_g<T, OTA>(x.m - x.f);
+    dhf = OTA ? T(1) - hf * hf : T(1);
+  }
+  const T hs = filter_g<T, OTA>(x.m - x.s), dhs = OTA ? T(1) - hs * hs : T(1);
+  const T hu = filter_g<T, OTA>(x.m - x.u), dhu = OTA ? T(1) - hu * hu : T(1);
+  const T cf = INST ? T(0) : over(w.f * dhf, p.tauf, p.itauf), cs = over(w.s * dhs, p.taus, p.itaus);
+  const T cu = over(w.u * dhu, p.tauu, p.itauu);
+  VJP<T> r;
+  r.gx = {-A + (INST ? q_f : T(0)) + cf + cs + cu, INST ? T(0) : q_f - cf, -q_sp + q_sm - cs, -q_us - cu};
+  r.gp = {AR * th_f, -AR * th_sp, AR * th_sm, -AR * th_us, -q_f, q_sp, -q_sm, q_us,
+          -over(wm * dm, p.taum, p.itaum), INST ? T(0) : -over(over(w.f * hf, p.tauf, p.itauf), p.tauf, p.itauf),
+          -over(over(w.s * hs, p.taus, p.itaus), p.taus, p.itaus), -over(over(w.u * hu, p.tauu, p.itauu), p.tauu, p.itauu),
+          A * drive, A};
+  r.gin = AR;
+  return r;
 }
 
 // Exact filter update with U_m held (c = exp(-dt/tau)) and its partials d x'/d ux (d x'/d um is
@@ -181,7 +252,7 @@ struct Consts {
 
 // One step of `dt` (step.py::mtc_step). U_f is U_m after the step when INST.
 template <typename T, int METHOD, bool OTA, bool INST>
-MTC_INLINE S4<T> step(const S4<T>& x, const Par<T>& p, T in, T dt, const Consts<T>& c) {
+MTC_INLINE S4<T> step(S4<T> x, Par<T> p, T in, T dt, Consts<T> c) {
   S4<T> y;
   if constexpr (METHOD == EULER) {
     y = axpy(x, dt, rhs<T, OTA, INST>(x, p, in));
@@ -192,79 +263,77 @@ MTC_INLINE S4<T> step(const S4<T>& x, const Par<T>& p, T in, T dt, const Consts<
   } else if constexpr (METHOD == HEUN) {
     const S4<T> k1 = rhs<T, OTA, INST>(x, p, in);
     const S4<T> k2 = rhs<T, OTA, INST>(axpy(x, dt, k1), p, in);
-    const T h = T(0.5) * dt;
-    y = {x.m + h * (k1.m + k2.m), x.f + h * (k1.f + k2.f), x.s + h * (k1.s + k2.s), x.u + h * (k1.u + k2.u)};
+    y = axpy(x, T(0.5) * dt, add(k1, k2));
   } else {
     const T h = T(0.5) * dt;
     const S4<T> k1 = rhs<T, OTA, INST>(x, p, in);
     const S4<T> k2 = rhs<T, OTA, INST>(axpy(x, h, k1), p, in);
     const S4<T> k3 = rhs<T, OTA, INST>(axpy(x, h, k2), p, in);
     const S4<T> k4 = rhs<T, OTA, INST>(axpy(x, dt, k3), p, in);
-    const T sixth = dt / T(6);
-    auto comb = [&](T x0, T a, T b, T cc, T d) { return x0 + sixth * (a + T(2) * b + T(2) * cc + d); };
-    y = {comb(x.m, k1.m, k2.m, k3.m, k4.m), comb(x.f, k1.f, k2.f, k3.f, k4.f),
-         comb(x.s, k1.s, k2.s, k3.s, k4.s), comb(x.u, k1.u, k2.u, k3.u, k4.u)};
+    // k1 + 2 k2 + 2 k3 + k4
+    y = axpy(x, dt / T(6), add(add(k1, scale(add(k2, k3), T(2))), k4));
   }
   if constexpr (INST) y.f = y.m;
   return y;
 }
 
-// Adjoint of one step: given gb = dL/dX' (after the step), returns dL/dX (before it) and adds the
-// parameter and input gradients. The stages are recomputed from the step-start state x, then each
-// stage's RHS is pulled back with rhs_vjp (reverse order of the stages).
+// Adjoint of one step: given gb = dL/dX' (after the step), returns dL/dX (before it) in gx, and the
+// step's parameter and input gradients. The stages are recomputed from the step-start state x, then
+// each stage's RHS is pulled back with rhs_vjp (reverse order of the stages).
 template <typename T, int METHOD, bool OTA, bool INST>
-MTC_INLINE S4<T> step_vjp(const S4<T>& x, const Par<T>& p, T in, T dt, const Consts<T>& c, S4<T> gb,
-                          PGrad<T>& gp, T& gin) {
+MTC_INLINE VJP<T> step_vjp(S4<T> x, Par<T> p, T in, T dt, Consts<T> c, S4<T> gb) {
   if constexpr (INST) {  // U_f' is U_m': its adjoint belongs to U_m'
     gb.m += gb.f;
     gb.f = T(0);
   }
-  auto scale = [](const S4<T>& v, T a) { return S4<T>{a * v.m, a * v.f, a * v.s, a * v.u}; };
-  auto add = [](const S4<T>& a, const S4<T>& b) { return S4<T>{a.m + b.m, a.f + b.f, a.s + b.s, a.u + b.u}; };
   if constexpr (METHOD == EULER) {
-    return add(gb, rhs_vjp<T, OTA, INST>(x, p, in, scale(gb, dt), gp, gin));
+    VJP<T> r = rhs_vjp<T, OTA, INST>(x, p, in, scale(gb, dt));
+    r.gx = add(r.gx, gb);
+    return r;
   } else if constexpr (METHOD == EXACT) {
-    const S4<T> w{dt * gb.m, T(0), T(0), T(0)};
-    S4<T> gx = rhs_vjp<T, OTA, INST>(x, p, in, w, gp, gin);
-    gx.m += gb.m;
-    auto filt = [&](T ux, T cx, T tau, T gbx, T& gxx, T& gtau) {
-      const FilterPartials<T> k = exact_partials<T, OTA>(x.m, ux, cx, tau, dt);
-      gx.m += gbx * (T(1) - k.kx);
-      gxx += gbx * k.kx;
-      gtau += gbx * k.ktau;
-    };
-    if constexpr (!INST) filt(x.f, c.cf, p.tauf, gb.f, gx.f, gp.tauf);
-    filt(x.s, c.cs, p.taus, gb.s, gx.s, gp.taus);
-    filt(x.u, c.cu, p.tauu, gb.u, gx.u, gp.tauu);
-    return gx;
+    VJP<T> r = rhs_vjp<T, OTA, INST>(x, p, in, S4<T>{dt * gb.m, T(0), T(0), T(0)});
+    r.gx.m += gb.m;
+    if constexpr (!INST) {
+      const FilterPartials<T> kf = exact_partials<T, OTA>(x.m, x.f, c.cf, p.tauf, dt);
+      r.gx.m += gb.f * (T(1) - kf.kx);
+      r.gx.f += gb.f * kf.kx;
+      r.gp.tauf += gb.f * kf.ktau;
+    }
+    const FilterPartials<T> ks = exact_partials<T, OTA>(x.m, x.s, c.cs, p.taus, dt);
+    const FilterPartials<T> ku = exact_partials<T, OTA>(x.m, x.u, c.cu, p.tauu, dt);
+    r.gx.m += gb.s * (T(1) - ks.kx) + gb.u * (T(1) - ku.kx);
+    r.gx.s += gb.s * ks.kx;
+    r.gx.u += gb.u * ku.kx;
+    r.gp.taus += gb.s * ks.ktau;
+    r.gp.tauu += gb.u * ku.ktau;
+    return r;
   } else if constexpr (METHOD == HEUN) {
     const T h = T(0.5) * dt;
-    const S4<T> k1 = rhs<T, OTA, INST>(x, p, in);
-    const S4<T> y2 = axpy(x, dt, k1);
-    const S4<T> g2 = rhs_vjp<T, OTA, INST>(y2, p, in, scale(gb, h), gp, gin);   // adjoint of Y2
-    const S4<T> w1 = axpy(scale(gb, h), dt, g2);                                // adjoint of k1
-    const S4<T> g1 = rhs_vjp<T, OTA, INST>(x, p, in, w1, gp, gin);
-    return add(add(gb, g1), g2);
+    const S4<T> y2 = axpy(x, dt, rhs<T, OTA, INST>(x, p, in));
+    const VJP<T> v2 = rhs_vjp<T, OTA, INST>(y2, p, in, scale(gb, h));             // v2.gx: adjoint of Y2
+    const VJP<T> v1 = rhs_vjp<T, OTA, INST>(x, p, in, axpy(scale(gb, h), dt, v2.gx));  // w1: adjoint of k1
+    VJP<T> r = add(v1, v2);
+    r.gx = add(r.gx, gb);
+    return r;
   } else {
     const T h = T(0.5) * dt, sixth = dt / T(6), third = dt / T(3);
-    const S4<T> k1 = rhs<T, OTA, INST>(x, p, in);
-    const S4<T> y2 = axpy(x, h, k1);
-    const S4<T> k2 = rhs<T, OTA, INST>(y2, p, in);
-    const S4<T> y3 = axpy(x, h, k2);
-    const S4<T> k3 = rhs<T, OTA, INST>(y3, p, in);
-    const S4<T> y4 = axpy(x, dt, k3);
-    const S4<T> g4 = rhs_vjp<T, OTA, INST>(y4, p, in, scale(gb, sixth), gp, gin);
-    const S4<T> g3 = rhs_vjp<T, OTA, INST>(y3, p, in, axpy(scale(gb, third), dt, g4), gp, gin);
-    const S4<T> g2 = rhs_vjp<T, OTA, INST>(y2, p, in, axpy(scale(gb, third), h, g3), gp, gin);
-    const S4<T> g1 = rhs_vjp<T, OTA, INST>(x, p, in, axpy(scale(gb, sixth), h, g2), gp, gin);
-    return add(add(add(gb, g1), g2), add(g3, g4));
+    const S4<T> y2 = axpy(x, h, rhs<T, OTA, INST>(x, p, in));
+    const S4<T> y3 = axpy(x, h, rhs<T, OTA, INST>(y2, p, in));
+    const S4<T> y4 = axpy(x, dt, rhs<T, OTA, INST>(y3, p, in));
+    const VJP<T> v4 = rhs_vjp<T, OTA, INST>(y4, p, in, scale(gb, sixth));
+    const VJP<T> v3 = rhs_vjp<T, OTA, INST>(y3, p, in, axpy(scale(gb, third), dt, v4.gx));
+    const VJP<T> v2 = rhs_vjp<T, OTA, INST>(y2, p, in, axpy(scale(gb, third), h, v3.gx));
+    const VJP<T> v1 = rhs_vjp<T, OTA, INST>(x, p, in, axpy(scale(gb, sixth), h, v2.gx));
+    VJP<T> r = add(add(v1, v2), add(v3, v4));
+    r.gx = add(r.gx, gb);
+    return r;
   }
 }
 
 template <typename T, bool CLIP>
 MTC_INLINE T transduce(T um, T u_th, T span, T u_c) {
   if constexpr (CLIP) {
-    const T z = (um - u_th) / span;
+    const T z = over(um - u_th, span, T(1) / span);
     return z < T(0) ? T(0) : (z > T(1) ? T(1) : z);  // NaN passes through, as torch.clamp
   } else {
     return T(1) / (T(1) + std::exp(T(-2) * (um - u_c)));
@@ -274,9 +343,9 @@ MTC_INLINE T transduce(T um, T u_th, T span, T u_c) {
 template <typename T, bool CLIP>
 MTC_INLINE T transduce_grad(T um, T u_th, T span, T u_c) {
   if constexpr (CLIP) {
-    const T z = (um - u_th) / span;
+    const T z = over(um - u_th, span, T(1) / span);
     // torch.clamp's inclusive mask; `&` (not `&&`) keeps the loop free of branches
-    return T((z >= T(0)) & (z <= T(1))) / span;
+    return over(T((z >= T(0)) & (z <= T(1))), span, T(1) / span);
   } else {
     const T s = T(1) / (T(1) + std::exp(T(-2) * (um - u_c)));
     return T(2) * s * (T(1) - s);
@@ -288,10 +357,26 @@ struct Shape {
 };
 
 template <typename T>
-MTC_INLINE Par<T> load_par(const T* p, int64_t N, int64_t n) {
+MTC_INLINE Par<T> load_par(const T* p, const T* inv, int64_t N, int64_t n) {
+  const bool f32 = std::is_same_v<T, float>;
   return {p[A_F * N + n],   p[A_SP * N + n],  p[A_SM * N + n],   p[A_US * N + n], p[D_F * N + n],
           p[D_SP * N + n],  p[D_SM * N + n],  p[D_US * N + n],   p[TAU_M * N + n], p[TAU_F * N + n],
-          p[TAU_S * N + n], p[TAU_US * N + n], p[RES * N + n], p[U_REST * N + n]};
+          p[TAU_S * N + n], p[TAU_US * N + n], p[RES * N + n], p[U_REST * N + n],
+          f32 ? inv[n] : T(0), f32 ? inv[N + n] : T(0), f32 ? inv[2 * N + n] : T(0), f32 ? inv[3 * N + n] : T(0)};
+}
+
+// 1/tau_m, 1/tau_f (1 when tau_f = 0: unused), 1/tau_s, 1/tau_us per neuron (read by the float kernel).
+template <typename T>
+std::vector<T> inverse_taus(const T* p, int64_t N) {
+  std::vector<T> inv(4 * N);
+  for (int64_t n = 0; n < N; ++n) {
+    const T tf = p[TAU_F * N + n];
+    inv[n] = T(1) / p[TAU_M * N + n];
+    inv[N + n] = tf > T(0) ? T(1) / tf : T(1);
+    inv[2 * N + n] = T(1) / p[TAU_S * N + n];
+    inv[3 * N + n] = T(1) / p[TAU_US * N + n];
+  }
+  return inv;
 }
 
 // exp(-dt/tau) per neuron and filter (only the exact method reads them; INST: no fast filter).
@@ -370,16 +455,46 @@ inline void advise_huge(const at::Tensor& t) {
 template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
 MTC_INLINE void step_row(int64_t nl, T* __restrict um, T* __restrict uf, T* __restrict us, T* __restrict uu,
                          const T* __restrict in, const T* __restrict p, int64_t N, int64_t n0,
-                         const T* __restrict cp, T dt, T u_th, T span, T u_c, T* __restrict so,
+                         const T* __restrict cp, const T* __restrict ip, T dt, T u_th, T span, T u_c,
+                         T* __restrict so,
                          T* __restrict ut) {
-#pragma omp simd
+#pragma GCC ivdep
   for (int64_t j = 0; j < nl; ++j) {
-    const Par<T> q = load_par(p, N, n0 + j);
+    const Par<T> q = load_par(p, ip, N, n0 + j);
     const S4<T> y = step<T, METHOD, OTA, INST>(S4<T>{um[j], uf[j], us[j], uu[j]}, q, in[j], dt,
                                                 load_consts<T, METHOD>(cp, N, n0 + j));
     um[j] = y.m; uf[j] = y.f; us[j] = y.s; uu[j] = y.u;
-    if (so) so[j] = transduce<T, CLIP>(y.m, u_th, span, u_c);
-    if (ut) ut[j] = y.m;
+    so[j] = transduce<T, CLIP>(y.m, u_th, span, u_c);  // unconditional (scratch when unused): a branch
+    ut[j] = y.m;                                        // here would stop the vectorisation
+  }
+}
+
+// The adjoint of one step for one row of a block (see step_vjp): a_* the state adjoints (in place),
+// gso/guo the gradients of s and of the membrane trace at this step (zeros when absent), gi the input
+// gradient out, ac the block's parameter-gradient rows (stride cols).
+template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
+MTC_INLINE void vjp_row(int64_t nl, const T* __restrict pm, const T* __restrict pf, const T* __restrict ps,
+                        const T* __restrict pu, const T* __restrict mnew, const T* __restrict in,
+                        const T* __restrict gso, const T* __restrict guo, const T* __restrict p, int64_t N,
+                        int64_t n0, const T* __restrict cp, const T* __restrict ip, T dt, T u_th, T span,
+                        T u_c, T* __restrict gi,
+                        T* __restrict a_m, T* __restrict a_f, T* __restrict a_s, T* __restrict a_u,
+                        T* __restrict ac, int64_t cols) {
+#pragma GCC ivdep
+  for (int64_t j = 0; j < nl; ++j) {
+    // adjoint of U_m after the step: from the next step, the output s and the trace
+    const T gmo = a_m[j] + gso[j] * transduce_grad<T, CLIP>(mnew[j], u_th, span, u_c) + guo[j];
+    const VJP<T> v = step_vjp<T, METHOD, OTA, INST>(S4<T>{pm[j], pf[j], ps[j], pu[j]}, load_par(p, ip, N, n0 + j),
+                                                     in[j], dt, load_consts<T, METHOD>(cp, N, n0 + j),
+                                                     S4<T>{gmo, a_f[j], a_s[j], a_u[j]});
+    const PGrad<T> g = v.gp;
+    gi[j] = v.gin;
+    a_m[j] = v.gx.m; a_f[j] = v.gx.f; a_s[j] = v.gx.s; a_u[j] = v.gx.u;
+    ac[A_F * cols + j] += g.af; ac[A_SP * cols + j] += g.asp; ac[A_SM * cols + j] += g.asm_;
+    ac[A_US * cols + j] += g.aus; ac[D_F * cols + j] += g.df; ac[D_SP * cols + j] += g.dsp;
+    ac[D_SM * cols + j] += g.dsm; ac[D_US * cols + j] += g.dus; ac[TAU_M * cols + j] += g.taum;
+    ac[TAU_F * cols + j] += g.tauf; ac[TAU_S * cols + j] += g.taus; ac[TAU_US * cols + j] += g.tauu;
+    ac[RES * cols + j] += g.res; ac[U_REST * cols + j] += g.urest;
   }
 }
 
@@ -394,11 +509,13 @@ void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m
   const Blocking bk = blocking<T>(M, N);
   const std::vector<T> consts = exact_constants<T, METHOD, INST>(p, N, T(o.dt));
   const T* cp = consts.data();
+  const std::vector<T> inverses = inverse_taus<T>(p, N);
+  const T* ip = inverses.data();
   at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
     const int64_t cols = bk.cols();
-    std::vector<T> buf(4 * cols);
-    T *um = buf.data(), *uf = um + cols, *us = uf + cols, *uu = us + cols;
+    std::vector<T> buf(5 * cols);
+    T *um = buf.data(), *uf = um + cols, *us = uf + cols, *uu = us + cols, *scratch = uu + cols;
     for (int64_t id = begin; id < end; ++id) {
       const Block b = block_at(bk, M, N, id);
       for (int64_t r = 0; r < b.nr; ++r) {
@@ -417,8 +534,8 @@ void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m
         }
         for (int64_t r = 0; r < b.nr; ++r) {
           const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * bk.len;
-          step_row<T, METHOD, OTA, CLIP, INST>(b.nl, um + k, uf + k, us + k, uu + k, i_in + off, p, N, b.n0, cp,
-                                               dt, u_th, span, u_c, s_out + off, u_trace ? u_trace + off : nullptr);
+          step_row<T, METHOD, OTA, CLIP, INST>(b.nl, um + k, uf + k, us + k, uu + k, i_in + off, p, N, b.n0, cp, ip,
+                                               dt, u_th, span, u_c, s_out + off, u_trace ? u_trace + off : scratch);
         }
       }
       for (int64_t r = 0; r < b.nr; ++r) {
@@ -450,6 +567,8 @@ void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<
   const Blocking bk = blocking<T>(M, N);
   const std::vector<T> consts = exact_constants<T, METHOD, INST>(p, N, T(o.dt));
   const T* cp = consts.data();
+  const std::vector<T> inverses = inverse_taus<T>(p, N);
+  const T* ip = inverses.data();
   const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
   at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
@@ -458,6 +577,8 @@ void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<
     std::vector<T> seg((kSeg + 1) * 4 * cols);
     std::vector<T> adj(4 * cols), acc_buf(N_ROWS * cols);
     std::vector<T> gs_fill(len, g_s.scalar ? g_s.ptr[0] : T(0)), gu_fill(len, g_u.scalar ? g_u.ptr[0] : T(0));
+    std::vector<T> scratch_buf(2 * len);
+    T* scratch = scratch_buf.data();
     T *gm = adj.data(), *gf = gm + cols, *gs = gf + cols, *gu = gs + cols;
     T* acc = acc_buf.data();
     auto level = [&](int64_t i, int v) { return seg.data() + (i * 4 + v) * cols; };
@@ -487,42 +608,21 @@ void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<
             const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * len;
             for (int v = 0; v < 4; ++v) std::copy(level(i, v) + k, level(i, v) + k + b.nl, level(i + 1, v) + k);
             step_row<T, METHOD, OTA, CLIP, INST>(b.nl, level(i + 1, 0) + k, level(i + 1, 1) + k, level(i + 1, 2) + k,
-                                                 level(i + 1, 3) + k, i_in + off, p, N, b.n0, cp, dt, u_th, span,
-                                                 u_c, nullptr, nullptr);
+                                                 level(i + 1, 3) + k, i_in + off, p, N, b.n0, cp, ip, dt, u_th, span,
+                                                 u_c, scratch, scratch + len);
           }
         }
         for (int64_t t = t1 - 1; t >= t0; --t) {
           const int64_t i = t - t0;
           for (int64_t r = 0; r < b.nr; ++r) {
             const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * len;
-            const T *pm = level(i, 0) + k, *pf = level(i, 1) + k, *ps = level(i, 2) + k, *pu = level(i, 3) + k;
-            const T* mnew = level(i + 1, 0) + k;
-            const T* in = i_in + off;
-            const T* gso = g_s.ptr ? (g_s.scalar ? gs_fill.data() : g_s.ptr + off) : nullptr;
-            const T* guo = g_u.ptr ? (g_u.scalar ? gu_fill.data() : g_u.ptr + off) : nullptr;
-            T* gi = g_i + off;
-            T *a_m = gm + k, *a_f = gf + k, *a_s = gs + k, *a_u = gu + k;
-            T* ac = acc + k;
-#pragma omp simd
-            for (int64_t j = 0; j < b.nl; ++j) {
-              // adjoint of U_m after the step: from the next step, the output s and the trace
-              T gmo = a_m[j];
-              if (gso) gmo += gso[j] * transduce_grad<T, CLIP>(mnew[j], u_th, span, u_c);
-              if (guo) gmo += guo[j];
-              const Par<T> q = load_par(p, N, b.n0 + j);
-              PGrad<T> g{};
-              T gin = T(0);
-              const S4<T> gx = step_vjp<T, METHOD, OTA, INST>(S4<T>{pm[j], pf[j], ps[j], pu[j]}, q, in[j], dt,
-                                                               load_consts<T, METHOD>(cp, N, b.n0 + j),
-                                                               S4<T>{gmo, a_f[j], a_s[j], a_u[j]}, g, gin);
-              gi[j] = gin;
-              a_m[j] = gx.m; a_f[j] = gx.f; a_s[j] = gx.s; a_u[j] = gx.u;
-              ac[A_F * cols + j] += g.af; ac[A_SP * cols + j] += g.asp; ac[A_SM * cols + j] += g.asm_;
-              ac[A_US * cols + j] += g.aus; ac[D_F * cols + j] += g.df; ac[D_SP * cols + j] += g.dsp;
-              ac[D_SM * cols + j] += g.dsm; ac[D_US * cols + j] += g.dus; ac[TAU_M * cols + j] += g.taum;
-              ac[TAU_F * cols + j] += g.tauf; ac[TAU_S * cols + j] += g.taus; ac[TAU_US * cols + j] += g.tauu;
-              ac[RES * cols + j] += g.res; ac[U_REST * cols + j] += g.urest;
-            }
+            // absent or broadcast gradients read a constant row (0 or the value): no branch in the loop
+            const T* gso = (g_s.ptr && !g_s.scalar) ? g_s.ptr + off : gs_fill.data();
+            const T* guo = (g_u.ptr && !g_u.scalar) ? g_u.ptr + off : gu_fill.data();
+            vjp_row<T, METHOD, OTA, CLIP, INST>(b.nl, level(i, 0) + k, level(i, 1) + k, level(i, 2) + k,
+                                                level(i, 3) + k, level(i + 1, 0) + k, i_in + off, gso, guo, p, N,
+                                                b.n0, cp, ip, dt, u_th, span, u_c, g_i + off, gm + k, gf + k, gs + k,
+                                                gu + k, acc + k, cols);
           }
         }
       }

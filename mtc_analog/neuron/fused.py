@@ -152,10 +152,11 @@ _ISA = target_isa()
 # that level, and libmvec's vector variant (AVX2 'd' on v3, SSE 'b' below) is chosen at compile time,
 # so results do not depend on the machine (an AVX-512 CPU runs the same AVX2 code as any other v3).
 # -ffp-contract=off: no fused multiply-add contraction either, so the arithmetic is the plain IEEE
-# sequence of the source (as the reference's). -fopenmp: at::parallel_for only runs in parallel when
+# sequence of the source (as the reference's). -fno-trapping-math: lets the vectoriser compute both
+# arms of a select (no FP traps are enabled; results are unchanged). -fopenmp: at::parallel_for only runs in parallel when
 # compiled with OpenMP (the libgomp that torch already loaded is reused: same soname). No -ffast-math:
 # it would change NaN handling and rounding.
-_CFLAGS = ["-O3", f"-march={_ISA}", "-ffp-contract=off", "-fopenmp", "-fno-math-errno"] + (
+_CFLAGS = ["-O3", f"-march={_ISA}", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp", "-fno-math-errno"] + (
     ["-DMTC_USE_LIBMVEC"] if _USE_LIBMVEC else [])
 _LDFLAGS = ["-fopenmp"] + (["-lmvec"] if _USE_LIBMVEC else [])
 
