@@ -67,9 +67,12 @@ Determinism across machines: the kernel is compiled for a fixed instruction set,
 ``-march=native``: ``x86-64-v3`` (AVX2 + FMA + BMI, every x86-64 CPU since ~2015) when the CPU has it,
 else the ``x86-64-v2`` or baseline ``x86-64`` level (a separate, separately cached build: slower, and
 its float results may differ from the v3 build's in the last bits), and ``-ffp-contract=off`` (no
-compiler-chosen FMAs). On x86-64 with glibc >= 2.35 the inner loops call libmvec's SIMD tanh/exp/sinh;
-the vector variant is fixed by the ISA at compile time, and glibc selects the same implementation of
-it on every CPU of that level. So one x86-64-v3 build (same source, compiler and flags) gives
+compiler-chosen FMAs). On x86-64 with glibc >= 2.35 the float64 loops call libmvec's SIMD
+tanh/exp/sinh (and the float32 loops its exp/sinh); the vector variant is fixed by the ISA at compile
+time, and glibc selects the same implementation of it on every CPU of that level. float32 tanh is a
+rational approximation in plain arithmetic (max error 3.4e-7), and float32 divides by tau through
+per-neuron reciprocals: both faster and CPU-independent; float64 keeps libm's tanh and true
+divisions so that it matches the reference loop to rounding. So one x86-64-v3 build (same source, compiler and flags) gives
 bit-identical numbers on any x86-64-v3 machine, AVX-512 ones included. Rows of columns are
 independent and the per-parameter sums over the batch run in a fixed order, so the thread count does
 not change a bit either. (torch's own ops outside the kernel pick their SIMD path per CPU; pin them
