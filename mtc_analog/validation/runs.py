@@ -22,7 +22,6 @@ import numpy as np
 
 from ..errors import HardwareRangeError, InputError
 from ..neuron.spikes import spike_level
-from ..neuron.step import METHODS
 from .align import model_time_grid, resample, to_model_units
 from .fidelity import Comparison, Thresholds, Traces, compare, spike_trains
 
