@@ -37,7 +37,7 @@ def test_regimes_writes_json_and_figure(tmp_path, capsys):
     assert set(json.loads((out / "regimes.json").read_text())["regimes"]) == {"tonic_spiking"}
 
 
-@pytest.mark.parametrize("argv", [["--preset", "chaotic"], ["--method", "rk4"], ["--filter", "cubic"]])
+@pytest.mark.parametrize("argv", [["--preset", "chaotic"], ["--method", "rk5"], ["--filter", "cubic"]])
 def test_regimes_bad_choice_is_one_line_error(tmp_path, capsys, argv):
     out = tmp_path / "reg"
     assert main(["regimes", "--out", str(out), *argv]) == 2
