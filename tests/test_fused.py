@@ -368,3 +368,16 @@ def test_several_blocks_partial_blocks_and_segments(dtype):
     torch.testing.assert_close(outs["fused"][0], outs["reference"][0], **tol)
     for got, ref in zip(outs["fused"][1], outs["reference"][1]):
         torch.testing.assert_close(got, ref, **tol)
+
+
+def test_a_stale_torch_build_lock_does_not_block_loading():
+    """A build killed midway leaves torch's `lock` file behind; loading must not wait on it for ever."""
+    from mtc_analog.neuron import fused
+
+    fused.extension()  # built (or loaded) once, here
+    stale = fused.build_dir() / fused._build_name() / "lock"
+    stale.write_text("")
+    proc = subprocess.run([sys.executable, "-c", "from mtc_analog.neuron import fused; fused.extension(); print('LOADED')"],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0 and "LOADED" in proc.stdout, proc.stderr
+    assert not stale.exists()

@@ -60,7 +60,7 @@ DIR"), by :func:`torch.utils.cpp_extension.load` (needs g++ and ninja; about a m
 ``$MTC_ANALOG_BUILD_DIR`` (default ``~/.cache/mtc_analog/torch_extensions``). The cache key hashes
 everything that changes the build: source bytes, compiler flags and target ISA, compiler version,
 torch version and install path, Python version and prefix; later processes only load the cached
-library (torch's build lock serialises concurrent first uses). It registers the custom ops
+library (an OS file lock serialises concurrent first uses and survives a killed build). It registers the custom ops
 ``torch.ops.mtc_analog.rollout_forward`` and ``rollout_backward``.
 
 Determinism across machines: the kernel is compiled for a fixed instruction set, never
@@ -230,15 +230,29 @@ def _load() -> Any:
             "ninja is not installed (torch.utils.cpp_extension needs it): install it with "
             "`apt-get install ninja-build` or `pip install ninja`"
         )
+    from filelock import FileLock
+
     name = _build_name()
     directory = build_dir() / name
     directory.mkdir(parents=True, exist_ok=True)
-    if not _library(directory, name).exists():  # say so before the minute of silence (not inside a batch)
-        print(f"compiling the MTC neuron kernel (once, ~1 min) into {directory}", file=sys.stderr, flush=True)
-    cpp_extension.load(  # copies of the flag lists: load() appends to them in place
-        name=name, sources=[str(_SOURCE)], extra_cflags=list(_CFLAGS), extra_ldflags=list(_LDFLAGS),
-        build_directory=str(directory), verbose=False, is_python_module=False,
-    )
+    # An OS-level lock (released when its holder dies, unlike torch's own `lock` file, which a build
+    # killed midway leaves behind and every later process then waits on for ever). Holding it, no
+    # process of ours is building here, so a leftover torch lock file is stale and can go.
+    with FileLock(str(directory / ".mtc_build.flock")):
+        stale = directory / "lock"
+        if stale.exists():
+            stale.unlink()
+        # Build from a copy inside the cache directory: every checkout with the same source bytes (the
+        # key) then hands ninja the same path, so one checkout does not rebuild another's library.
+        source = directory / _SOURCE.name
+        if not source.exists() or source.read_bytes() != _SOURCE.read_bytes():
+            source.write_bytes(_SOURCE.read_bytes())
+        if not _library(directory, name).exists():  # say so before the minute of silence (not inside a batch)
+            print(f"compiling the MTC neuron kernel (once, ~1 min) into {directory}", file=sys.stderr, flush=True)
+        cpp_extension.load(  # copies of the flag lists: load() appends to them in place
+            name=name, sources=[str(source)], extra_cflags=list(_CFLAGS), extra_ldflags=list(_LDFLAGS),
+            build_directory=str(directory), verbose=False, is_python_module=False,
+        )
     return torch.ops.mtc_analog
 
 
