@@ -73,6 +73,8 @@ PARAM_ORDER: tuple[str, ...] = (
     "tau_m", "tau_f", "tau_s", "tau_us", "resistance", "u_rest",
 )
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
+#: Integration methods the compiled kernel implements (``auto`` falls back to the reference for others).
+KERNEL_METHODS: tuple[str, ...] = ("euler", "exact")
 _SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "mtc_fused.cpp"
 
 
@@ -321,6 +323,9 @@ def fused_rollout(
         raise ValueError(f"unknown method {method!r}: expected one of {METHODS}")
     if filter not in FILTERS:
         raise ValueError(f"unknown filter {filter!r}: expected one of {FILTERS}")
+    if method not in KERNEL_METHODS:
+        raise FusedKernelError(f"the fused kernel does not implement method {method!r} (it has {KERNEL_METHODS}); "
+                               "use backend='reference'")
     transduction = Transduction(*transduction)
     if transduction.kind not in TRANSDUCTIONS:
         raise ValueError(f"unknown transduction {transduction.kind!r}: expected one of {TRANSDUCTIONS}")
