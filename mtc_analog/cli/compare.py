@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.curve_seeds < 1 or args.workers < 1:
         raise InputError("--seeds, --curve-seeds and --workers must be >= 1")
     net, task, budget = configs_from_args(args, "mtc", args.horizon, 0)
-    overrides = {k: v for k, v in (("input_scale", args.input_scale), ("bias_init", args.bias_init)) if v is not None}
+    overrides = {k: v for k, v in (("input_scale", args.input_scale), ("bias_init", args.bias_init),
+                                   ("dt", args.dt), ("substeps", args.substeps)) if v is not None}
     cfg = CompareConfig(horizon=args.horizon, seeds=args.seeds, horizons=_ints(args.horizons, "--horizons"),
                         curve_seeds=args.curve_seeds, models=models, workers=args.workers, base_network=net,
                         base_task=task, train=budget, init_overrides=overrides)

@@ -139,3 +139,21 @@ def gap_warning(gap: dict[str, Any]) -> str | None:
     return (f"warning: discretisation gap {value:.3f} > {GAP_TOLERANCE}{where}: the trained model is not the "
             f"continuous-time system the circuit integrates, expect a poor circuit match; retrain with the "
             f"defaults (`mtc-analog train` without --dt/--method) or a smaller --dt")
+
+
+def print_gap_warning(checkpoint_path: Any, say: Any = print) -> dict[str, Any] | None:
+    """For ``validate``/``export``: load the checkpoint's gap (computing it for an older checkpoint)
+    and print :func:`gap_warning` when it exceeds the tolerance. Returns the gap record."""
+    from .checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    if checkpoint.network.config.neuron != "mtc":
+        return None
+    gap = gap_of_checkpoint(checkpoint)
+    if "model" not in gap:
+        c = checkpoint.network.config
+        gap["model"] = {"dt": c.dt, "substeps": c.substeps, "method": c.method}
+    line = gap_warning(gap)
+    if line:
+        say(line + (" [gap computed now: the checkpoint predates it]" if gap.get("computed_on_load") else ""))
+    return gap
