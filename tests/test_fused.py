@@ -18,10 +18,11 @@ import torch
 from mtc_analog.neuron import fused
 from mtc_analog.neuron.equations import MTCParameters, MTCState
 from mtc_analog.neuron.layer import MTCLayer
-from mtc_analog.neuron.step import Transduction, mtc_rollout
+from mtc_analog.neuron.step import METHODS, ORDERS, Transduction, mtc_rollout
 
-VARIANTS = list(itertools.product(("euler", "exact"), ("linear", "ota"), ("clip", "sigmoid"), (0.0, 0.4)))
+VARIANTS = list(itertools.product(METHODS, ("linear", "ota"), ("clip", "sigmoid"), (0.0, 0.4)))
 DT = 0.2
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout under test
 
 
 def _params(n: int, tau_f: float, dtype=torch.float64, seed: int = 0) -> MTCParameters:
@@ -97,7 +98,9 @@ def test_gradients_match_reference_autograd(method, filter, kind, tau_f):
 
 
 @pytest.mark.parametrize("method,filter,kind,tau_f", [("euler", "linear", "clip", 0.0), ("exact", "ota", "sigmoid", 0.4),
-                                                      ("euler", "ota", "sigmoid", 0.4)])
+                                                      ("euler", "ota", "sigmoid", 0.4), ("heun", "linear", "sigmoid", 0.4),
+                                                      ("heun", "ota", "clip", 0.0), ("rk4", "ota", "sigmoid", 0.4),
+                                                      ("rk4", "linear", "clip", 0.0)])
 def test_gradcheck_fused_function(method, filter, kind, tau_f):
     steps, batch, n = 20, 2, 3
     i_in, state = _inputs(steps, batch, n, seed=3)
@@ -111,6 +114,32 @@ def test_gradcheck_fused_function(method, filter, kind, tau_f):
         return fused._FusedRollout.apply(x, m0, f0, s0, us0, p, config)
 
     assert torch.autograd.gradcheck(run, (i_in.detach().clone().requires_grad_(), *states, packed), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["heun", "rk4"])
+@pytest.mark.parametrize("filter", ["linear", "ota"])
+def test_kernel_converges_at_the_integrators_order(method, filter):
+    """The kernel's own results at dt, dt/2 and dt/4 (float64): successive differences shrink as 2^order.
+
+    A spiking neuron over 40 t_u (the nonlinear regime), compared on the common grid; the input is held
+    on the coarse grid so every run integrates the same ODE."""
+    params = MTCParameters(a_f=2.0, a_s_plus=2.0, a_s_minus=1.0, a_us=1.0, d_s_minus=-1.0, d_us=-1.0,
+                           tau_f=0.3, tau_s=5.0, tau_us=50.0)
+    coarse = {"heun": 0.05, "rk4": 0.2}[method]  # in each method's asymptotic regime
+    steps = int(round(40.0 / coarse))
+    drive = torch.where(torch.arange(steps) * coarse < 2.0, -2.0, 0.5).to(torch.float64)
+    runs = []
+    for repeat in (1, 2, 4):
+        i_in = drive.repeat_interleave(repeat)[:, None, None]
+        with torch.no_grad():
+            out = mtc_rollout(i_in, params, coarse / repeat, method=method, filter=filter, record_membrane=True,
+                              backend="fused")
+        runs.append(out.u_m[repeat - 1 :: repeat, 0, 0])
+    assert float(runs[-1].max()) > 1.5, "the window should contain spikes"
+    d1 = float((runs[0] - runs[1]).abs().max())
+    d2 = float((runs[1] - runs[2]).abs().max())
+    order = torch.log2(torch.tensor(d1 / d2)).item()
+    assert abs(order - ORDERS[method]) < 0.2 * ORDERS[method], (d1, d2, order)
 
 
 def test_float32_matches_float64_reference():
@@ -232,7 +261,7 @@ def test_failed_build_warns_once_and_falls_back_or_raises_under_ci(tmp_path, ci)
     """A real build failure (the build directory is a file): fallback with one warning; CI=true raises."""
     blocker = tmp_path / "not_a_directory"
     blocker.write_text("")
-    env = dict(os.environ, MTC_ANALOG_BUILD_DIR=str(blocker), CI=ci)
+    env = dict(os.environ, MTC_ANALOG_BUILD_DIR=str(blocker), CI=ci, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", _BROKEN_BUILD], env=env, capture_output=True, text=True, timeout=120)
     if ci == "true":
         assert proc.returncode != 0
@@ -280,6 +309,7 @@ def test_forked_workers_do_not_hang(tmp_path):
     """After the parent used the kernel, fork-started workers must still run it (libgomp + fork)."""
     script = tmp_path / "forked.py"
     script.write_text(_FORKED_WORKERS)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    env = dict(os.environ, PYTHONPATH=ROOT)  # this checkout's package (and kernel), not an installed one
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "CHILDREN" in proc.stdout

@@ -3,7 +3,7 @@
 The math is :func:`mtc_analog.neuron.step.mtc_step` (itself derived from
 :mod:`mtc_analog.neuron.equations`, the source of truth); ``csrc/mtc_fused.cpp`` is a compiled
 transcription of it, checked against the reference loop by ``tests/test_fused.py`` (forward and
-gradients, every method x filter x transduction, tau_f zero and non-zero). Per step, for every
+gradients, every method x filter x transduction, tau_f zero and non-zero). Per Euler step, for every
 neuron column (batch element b, neuron n), with U_f read as U_m when tau_f = 0:
 
 .. math::
@@ -20,20 +20,32 @@ neuron column (batch element b, neuron n), with U_f read as U_m when tau_f = 0:
 
 with the filter update ``phi``: Euler linear ``U_x + dt (U_m - U_x)/tau``, Euler OTA
 ``U_x + dt tanh(U_m - U_x)/tau``, exact linear ``U_m + (U_x - U_m) e``, exact OTA
-``U_m + asinh(sinh(U_x - U_m) e)``, ``e = exp(-dt/tau)``.
+``U_m + asinh(sinh(U_x - U_m) e)``, ``e = exp(-dt/tau)``. Heun and RK4 step the whole state
+X = (U_m, U_f, U_s, U_us) with the textbook stages ``k_i = f(X + dt sum_j a_ij k_j)`` of the RHS f
+(:func:`mtc_analog.neuron.equations.rhs`, input held over the step).
 
-Backward (reverse time, one adjoint ``g`` per state variable, starting from the gradients of the
-final state): at step t the adjoint of U_m' collects the next step's ``g_m``, ``ds/dU_m' * dL/ds[t]``,
-the membrane trace's gradient and (tau_f = 0) ``g_f``. With ``A = g_m' dt/tau_m``,
-``q_k = A R a_k (1 - tanh_k^2)``:
+Backward (reverse time, one adjoint per state variable, starting from the gradients of the final
+state). The kernel writes the vector-Jacobian product of the RHS once (``rhs_vjp``: given w, it returns
+``w^T df/dX`` and adds ``w^T df/dparams`` and ``w^T df/dI_in``) and composes it per method, the stages
+recomputed from the stored step-start state X. With ``gb`` the adjoint of X' (U_m' also collects
+``ds/dU_m' dL/ds[t]`` and the membrane trace's gradient; with tau_f = 0 the adjoint of U_f' = U_m' is
+added to U_m's):
 
-* ``dL/dI_in[t] = A R``; ``dL/da_f += A R tanh_f``, ``dL/da_{s+} -= A R tanh_{s+}``,
-  ``dL/da_{s-} += A R tanh_{s-}``, ``dL/da_{us} -= A R tanh_{us}``;
-  ``dL/dd_f -= q_f``, ``dL/dd_{s+} += q_{s+}``, ``dL/dd_{s-} -= q_{s-}``, ``dL/dd_{us} += q_{us}``;
-  ``dL/dtau_m -= g_m' dt rate_m / tau_m``; ``dL/dR += A (I_in - I_tot)``; ``dL/dU_rest += A``;
-* ``g_m = g_m' - A (+ q_f if tau_f = 0) + sum_x g_x' (1 - k_x)``, ``g_f = q_f + g_f' k_f``,
-  ``g_s = -q_{s+} + q_{s-} + g_s' k_s``, ``g_us = -q_{us} + g_us' k_us``, with ``k_x = dU_x'/dU_x``
-  (so ``dU_x'/dU_m = 1 - k_x``) and ``dL/dtau_x += g_x' dU_x'/dtau_x``.
+* Euler: ``gX = gb + vjp(X, dt gb)``;
+* Heun: ``g2 = vjp(Y2, dt/2 gb)``, ``g1 = vjp(X, dt/2 gb + dt g2)``, ``gX = gb + g1 + g2``;
+* RK4: ``g4 = vjp(Y4, dt/6 gb)``, ``g3 = vjp(Y3, dt/3 gb + dt g4)``, ``g2 = vjp(Y2, dt/3 gb + dt/2 g3)``,
+  ``g1 = vjp(X, dt/6 gb + dt/2 g2)``, ``gX = gb + g1 + g2 + g3 + g4``;
+* exact: the membrane row as Euler (``vjp(X, (dt gb_m, 0, 0, 0))``), each filter through its closed
+  form: ``gX_x = gb_x k_x``, ``gX_m += gb_x (1 - k_x)``, ``dL/dtau_x += gb_x dU_x'/dtau_x`` with
+  ``k_x = dU_x'/dU_x``.
+
+Inside ``vjp``, with ``A = w_m/tau_m``, ``q_k = A R a_k (1 - tanh_k^2)``: ``dL/dI_in = A R``;
+``dL/da_f += A R tanh_f``, ``dL/da_{s+} -= A R tanh_{s+}``, ``dL/da_{s-} += A R tanh_{s-}``,
+``dL/da_{us} -= A R tanh_{us}``; ``dL/dd_f -= q_f``, ``dL/dd_{s+} += q_{s+}``, ``dL/dd_{s-} -= q_{s-}``,
+``dL/dd_{us} += q_{us}``; ``dL/dtau_m -= w_m rate_m / tau_m``; ``dL/dR += A (I_in - I_tot)``;
+``dL/dU_rest += A``; state ``m: -A (+ q_f if tau_f = 0)``, ``f: q_f``, ``s: -q_{s+} + q_{s-}``,
+``us: -q_{us}``; each filter rate ``g(U_m - U_x)/tau_x`` adds ``w_x g'/tau_x`` to m, ``-w_x g'/tau_x``
+to x and ``-w_x g/tau_x^2`` to tau_x.
 
 The forward keeps the state trajectories (4 x T x B x N values) for the backward only when a
 gradient is needed; without one, nothing but the outputs (and the membrane trace, if asked) is
@@ -74,7 +86,7 @@ PARAM_ORDER: tuple[str, ...] = (
 )
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 #: Integration methods the compiled kernel implements (``auto`` falls back to the reference for others).
-KERNEL_METHODS: tuple[str, ...] = ("euler", "exact")
+KERNEL_METHODS: tuple[str, ...] = METHODS
 _SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "mtc_fused.cpp"
 
 
