@@ -97,7 +97,9 @@ class NetworkConfig:
     mtc_init: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MTC_INIT))
     train_timescales: bool = True
     init_jitter: float = 0.3  #: std of per-neuron jitter on the initial gains/offsets
-    timescale_spread: float = 10.0  #: per-neuron tau_s, tau_us scaled by log-spaced factors in [1/sqrt(r), sqrt(r)]
+    #: per-neuron timescale diversity: MTC tau_s, tau_us (and LIF membrane time constants) scaled by
+    #: log-spaced factors in [1/sqrt(r), sqrt(r)]; AdLIF draws its own per-neuron tau_u, tau_w
+    timescale_spread: float = 10.0
     backend: str = "auto"  #: MTCLayer backend
     # LIF options
     lif_beta: float = 0.9
@@ -306,7 +308,16 @@ class SpikingRegressor(nn.Module):
                     layer.log_tau_s.add_(shift)
             return layer
         if c.neuron == "lif":
-            return LIFLayer(n, beta=c.lif_beta, learn_beta=c.lif_learn_beta)
+            layer = LIFLayer(n, beta=c.lif_beta, learn_beta=c.lif_learn_beta)
+            if c.timescale_spread > 1.0 and 0.0 < c.lif_beta < 1.0:
+                # The same diversity MTC gets: membrane time constants -1/ln(beta) [steps] times
+                # log-spaced factors in [1/sqrt(r), sqrt(r)], shuffled per seed.
+                half = 0.5 * math.log(c.timescale_spread)
+                factor = torch.exp(torch.linspace(-half, half, n))
+                factor = factor[torch.randperm(n, generator=torch.Generator().manual_seed(c.seed * 1000 + index))]
+                with torch.no_grad():
+                    layer.beta.copy_(torch.exp(math.log(c.lif_beta) / factor))
+            return layer
         return AdLIFLayer(n, tau_u_range=c.adlif_tau_u, tau_w_range=c.adlif_tau_w, q=c.adlif_q,
                           seed=c.seed * 1000 + index)
 

@@ -7,6 +7,8 @@ import json
 import pytest
 
 from mtc_analog.cli import main
+from mtc_analog.network import NetworkConfig
+from mtc_analog.neuron.step import METHODS
 from mtc_analog.validation.demo import run_demo
 
 SMALL = dict(
@@ -23,7 +25,9 @@ def test_demo_runs_end_to_end_and_leaves_a_report(tmp_path, capsys):
         assert (tmp_path / path).is_file(), path
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["setup"]["circuit_filter"] == "linear"
-    assert [row["refine"] for row in report["dt_study"]] == [1, 2, 4, 1, 2, 4]
+    assert [row["refine"] for row in report["dt_study"]] == [1, 2, 4] * len(METHODS)
+    # the demo runs the package defaults (no pinned neuron recipe) and exports without clipping
+    assert summary["network"]["method"] == NetworkConfig().method and summary["validation"]["clip"] is False
     assert json.loads((tmp_path / "ota" / "report.json").read_text())["setup"]["circuit_filter"] == "ota"
     assert summary["linear"]["spike_coincidence"] == report["spike_coincidence"]
     lines = capsys.readouterr().out
