@@ -84,7 +84,7 @@ def test_pruning_removes_devices_below_the_floor_so_export_needs_no_clip():
         enforce_ranges(map_network(net.to_spec(), target), target)
     result = prune_unrealisable(net, target)
     assert result["n_pruned"] == 3 and result["range_violations"] == []
-    assert float(net.readout.weight[0, 1]) == 0.0 and float(net.projections[0].bias[2]) == 0.0
+    assert float(net.readout.weight.detach()[0, 1]) == 0.0 and float(net.projections[0].bias.detach()[2]) == 0.0
     assert float(net.layers[0].parameters_record().a_s_minus[0]) == 0.0
     circuit, changes = enforce_ranges(map_network(net.to_spec(), target), target)  # no clip needed
     assert all(c.new == 0 for c in changes)
@@ -104,3 +104,15 @@ def test_every_raw_parameter_trains_from_the_default_init(task):
     for name, p in net.named_parameters():
         moved = float((p.detach() - before[name]).abs().max())
         assert moved > 1e-3, f"{name} moved only {moved:.2g}"
+
+
+def test_export_of_an_old_euler_checkpoint_prints_one_gap_warning_with_the_fix(tmp_path, capsys):
+    from mtc_analog.cli import main
+
+    net = _net(method="euler", dt=0.5, substeps=2, lowpass="euler", hidden=(3,))
+    config = net.config.to_dict()
+    del config["lowpass"]
+    path = save_checkpoint(tmp_path / "old.safetensors", net, config, TASK_CFG, metrics={"test_nrmse": 0.5})
+    assert main(["export", str(path), "--out", str(tmp_path / "exp"), "--samples", "20", "--clip"]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "discretisation gap" in line]
+    assert len(warnings) == 1 and "retrain" in warnings[0] and "computed now" in warnings[0]
