@@ -46,3 +46,19 @@ def test_census_on_a_lif_network_is_a_clear_error(task):
     net = SpikingRegressor(NetworkConfig(neuron="lif", hidden=(3,)))
     with pytest.raises(InputError, match="census needs an MTC network"):
         census(net, task)
+
+
+def test_census_command_writes_json_and_figure_and_refuses_lif(tmp_path, capsys):
+    from mtc_analog.cli import main
+    from mtc_analog.training.checkpoint import save_checkpoint
+
+    task_cfg = TaskConfig(horizon=17, n_samples=1500)
+    mtc = save_checkpoint(tmp_path / "mtc.safetensors", SpikingRegressor(NetworkConfig(hidden=(3,))), None, task_cfg)
+    assert main(["census", str(mtc), "--out", str(tmp_path / "c")]) == 0
+    assert "3 hidden neurons:" in capsys.readouterr().out
+    assert (tmp_path / "c" / "census.png").stat().st_size > 0
+    lif = save_checkpoint(tmp_path / "lif.safetensors", SpikingRegressor(NetworkConfig(neuron="lif", hidden=(3,))),
+                          None, task_cfg)
+    assert main(["census", str(lif)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs an MTC checkpoint" in err and len(err.splitlines()) == 1
