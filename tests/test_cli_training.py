@@ -13,7 +13,8 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert main(["train", "--neuron", "mtc", "--horizon", "17", "--out", str(out), *TINY]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["neuron"] == "mtc" and metrics["horizon"] == 17
-    assert "test NRMSE" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test NRMSE" in printed and "discretisation gap" in printed and "census: tonic" in printed
     assert main(["evaluate", str(out / "best.safetensors"), "--out", str(tmp_path / "eval.json")]) == 0
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert abs(evaluated["test_nrmse"] - metrics["test_nrmse"]) < 1e-6

@@ -138,4 +138,12 @@ def run(args: argparse.Namespace) -> int:
           f"val NRMSE {metrics['val_nrmse']:.4f}  spike rate {metrics.get('spike_rate', float('nan')):.4g}  "
           f"duty cycle {metrics.get('duty_cycle', float('nan')):.4g}  synops/step {metrics.get('synops_per_step', float('nan')):.4g} "
           f"({metrics.get('synop_kind', '?')})  wall {metrics['train_wall_s']:.1f} s  -> {args.out}/metrics.json")
+    if metrics.get("discretisation_gap") is not None:
+        from ..training.census import census_line
+        from ..training.fidelity_gap import GAP_TOLERANCE
+
+        gap = metrics["discretisation_gap"]
+        print(f"circuit fidelity: discretisation gap {gap:.4f} ({'within' if gap <= GAP_TOLERANCE else 'ABOVE'} "
+              f"{GAP_TOLERANCE}); {metrics.get('pruned_devices', 0)} device(s) below the target's current floor "
+              f"pruned; census: {census_line(metrics.get('census_counts') or {})}")
     return 0
