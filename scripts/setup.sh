@@ -25,4 +25,9 @@ if [ ! -f "$stamp" ] || ! cmp -s pyproject.toml "$stamp"; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
   cp pyproject.toml "$stamp"
 fi
+# The compiled neuron kernel: built now rather than silently inside the first training batch.
+if ! .venv/bin/python -m mtc_analog.neuron.fused --check; then
+  echo "[setup] compiling the MTC kernel (once, ~1 min)"
+fi
+.venv/bin/python -m mtc_analog.neuron.fused
 echo "[setup] ready: $(ngspice --version 2>/dev/null | grep -m1 -o 'ngspice-[0-9]*'), torch $(.venv/bin/python -c 'import torch; print(torch.__version__)')"

@@ -313,3 +313,58 @@ def test_forked_workers_do_not_hang(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "CHILDREN" in proc.stdout
+
+
+def test_build_is_for_a_fixed_isa_not_this_cpu():
+    """Same binary on every CPU of a level: the flags name a psABI level, never -march=native."""
+    if fused.platform.machine() == "x86_64":
+        assert fused._ISA in ("x86-64-v3", "x86-64-v2", "x86-64")
+        assert not any("native" in flag for flag in fused._CFLAGS)
+        assert f"-march={fused._ISA}" in fused._CFLAGS
+
+
+def test_cache_key_covers_what_changes_the_build(monkeypatch):
+    """Another venv (Python prefix), another torch install or another compiler gets its own build."""
+    base = fused._build_name()
+    assert fused._build_name() == base  # stable
+    monkeypatch.setattr(sys, "prefix", "/elsewhere/venv")
+    assert fused._build_name() != base
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__file__", "/other/site-packages/torch/__init__.py")
+    assert fused._build_name() != base
+    monkeypatch.undo()
+    monkeypatch.setenv("CXX", "clang++")
+    assert fused._build_name() != base
+
+
+def test_a_build_at_run_time_is_announced(tmp_path):
+    """A build still needed at run time says so on stderr before compiling (here it then fails fast)."""
+    env = dict(os.environ, MTC_ANALOG_BUILD_DIR=str(tmp_path), CXX="false", CI="", PYTHONPATH=ROOT)
+    code = "from mtc_analog.neuron import fused; print(fused.is_built()); print(fused.available())"
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
+    lines = [line for line in proc.stderr.splitlines() if "compiling the MTC neuron kernel (once, ~1 min) into" in line]
+    assert len(lines) == 1 and str(tmp_path) in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_several_blocks_partial_blocks_and_segments(dtype):
+    """Neurons split over several column blocks (one partial), 37 steps = two full 16-step checkpoint
+    segments and a partial one: forward and gradients still equal the reference loop's."""
+    n, batch, steps = 1100, 2, 37  # float64 blocks of 512 neurons, float32 of 1024: partial blocks both
+    params = MTCParameters(*(v.detach().to(dtype) if isinstance(v, torch.Tensor) else v for v in _params(n, 0.4)))
+    params = params._replace(a_f=params.a_f.clone().requires_grad_(), tau_s=params.tau_s.clone().requires_grad_())
+    i_in, state = _inputs(steps, batch, n, seed=5)
+    i_in = i_in.detach().to(dtype).requires_grad_()
+    state = MTCState(*(s.detach().to(dtype).requires_grad_() for s in state))
+    outs = {}
+    for backend in ("reference", "fused"):
+        r = mtc_rollout(i_in, params, DT, state, "rk4", "linear", Transduction("sigmoid"), True, backend=backend)
+        loss = (r.s * torch.linspace(0, 1, r.s.numel(), dtype=dtype).reshape(r.s.shape)).sum() + r.final.u_s.sum()
+        outs[backend] = (r.s.detach(), torch.autograd.grad(loss, [i_in, params.a_f, params.tau_s, *state]))
+    tol = dict(rtol=1e-9, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-3, atol=2e-4)
+    torch.testing.assert_close(outs["fused"][0], outs["reference"][0], **tol)
+    for got, ref in zip(outs["fused"][1], outs["reference"][1]):
+        torch.testing.assert_close(got, ref, **tol)

@@ -15,8 +15,9 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/sum.h>
 #include <torch/library.h>
+
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
@@ -54,7 +55,6 @@ enum Row : int64_t {
 // filter_kind = method * 2 + (filter == "ota").
 enum Method : int { EULER = 0, EXACT = 1, HEUN = 2, RK4 = 3 };
 
-constexpr int64_t kBlock = 64;  // neurons per inner block (fits the local state in L1)
 
 #define MTC_INLINE inline __attribute__((always_inline))
 
@@ -294,13 +294,6 @@ MTC_INLINE Par<T> load_par(const T* p, int64_t N, int64_t n) {
           p[TAU_S * N + n], p[TAU_US * N + n], p[RES * N + n], p[U_REST * N + n]};
 }
 
-template <typename T>
-MTC_INLINE void store_grads(const PGrad<T>& g, T* out, int64_t stride, int64_t at) {
-  const T values[N_ROWS] = {g.af, g.asp, g.asm_, g.aus, g.df, g.dsp, g.dsm, g.dus, g.taum, g.tauf, g.taus, g.tauu,
-                            g.res, g.urest};
-  for (int64_t r = 0; r < N_ROWS; ++r) out[r * stride + at] = values[r];
-}
-
 // exp(-dt/tau) per neuron and filter (only the exact method reads them; INST: no fast filter).
 template <typename T, int METHOD, bool INST>
 std::vector<T> exact_constants(const T* p, int64_t N, T dt) {
@@ -322,111 +315,223 @@ MTC_INLINE Consts<T> load_consts(const T* c, int64_t N, int64_t n) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Blocking. Columns (m, n) are independent recurrences. A block is `rows` consecutive batch rows x
+// `len` consecutive neurons (~4 KiB of columns per state variable); each block runs the whole time
+// loop, and at each step it streams one contiguous slice of the (T, M, N) arrays (a few pages: the
+// address translation is paid per ~1000 columns, not per 64). Blocks go to threads whole, and the
+// blocking depends on the shape only, so the numbers do not depend on the thread count.
+// Backward: the forward stores the state only every kSeg steps (checkpoints); the backward recomputes
+// each segment's kSeg states of a block into a small buffer (L2-resident) and runs the adjoint over
+// it. That trades one extra forward for not writing and re-reading 4 full state traces.
+// ---------------------------------------------------------------------------------------------------
+constexpr int64_t kSeg = 16;
+
+struct Blocking {
+  int64_t len, rows, nbn, nbm;
+  int64_t cols() const { return len * rows; }
+  int64_t count() const { return nbn * nbm; }
+};
+
+template <typename T>
+Blocking blocking(int64_t M, int64_t N) {
+  const int64_t target = 4096 / int64_t(sizeof(T));  // columns per block
+  Blocking b;
+  b.len = std::min(N, target);
+  b.rows = std::max<int64_t>(1, std::min(M, target / b.len));
+  b.nbn = (N + b.len - 1) / b.len;
+  b.nbm = (M + b.rows - 1) / b.rows;
+  return b;
+}
+
+// One block: batch rows [m0, m0 + nr), neurons [n0, n0 + nl).
+struct Block {
+  int64_t m0, nr, n0, nl;
+};
+
+inline Block block_at(const Blocking& bk, int64_t M, int64_t N, int64_t id) {
+  const int64_t bm = id / bk.nbn, bn = id % bk.nbn;
+  const int64_t m0 = bm * bk.rows, n0 = bn * bk.len;
+  return {m0, std::min(bk.rows, M - m0), n0, std::min(bk.len, N - n0)};
+}
+
+// Large outputs are written once, front to back: ask for transparent huge pages before the first
+// touch (512x fewer page faults on freshly allocated buffers; a no-op where THP is off).
+inline void advise_huge(const at::Tensor& t) {
+  const uintptr_t huge = uintptr_t(2) << 20;
+  const uintptr_t bytes = uintptr_t(t.numel()) * uintptr_t(t.element_size());
+  if (bytes < 4 * huge) return;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t start = (addr + huge - 1) & ~(huge - 1), stop = (addr + bytes) & ~(huge - 1);
+  if (stop > start) madvise(reinterpret_cast<void*>(start), stop - start, MADV_HUGEPAGE);
+}
+
+// Advance one row of a block by one step: x (4 arrays of the block's row) in place, outputs s (and
+// the membrane trace) for that row.
+template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
+MTC_INLINE void step_row(int64_t nl, T* __restrict um, T* __restrict uf, T* __restrict us, T* __restrict uu,
+                         const T* __restrict in, const T* __restrict p, int64_t N, int64_t n0,
+                         const T* __restrict cp, T dt, T u_th, T span, T u_c, T* __restrict so,
+                         T* __restrict ut) {
+#pragma omp simd
+  for (int64_t j = 0; j < nl; ++j) {
+    const Par<T> q = load_par(p, N, n0 + j);
+    const S4<T> y = step<T, METHOD, OTA, INST>(S4<T>{um[j], uf[j], us[j], uu[j]}, q, in[j], dt,
+                                                load_consts<T, METHOD>(cp, N, n0 + j));
+    um[j] = y.m; uf[j] = y.f; us[j] = y.s; uu[j] = y.u;
+    if (so) so[j] = transduce<T, CLIP>(y.m, u_th, span, u_c);
+    if (ut) ut[j] = y.m;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Forward
 // ---------------------------------------------------------------------------------------------------
 template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
 void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m0, const T* f0,
-                    const T* s0, const T* us0, const T* p, T* s_out, T* u_trace, T* f_trace,
-                    T* s_trace, T* us_trace, T* mT, T* fT, T* sT, T* usT) {
-  const int64_t N = sh.n, MN = sh.batch * sh.n;
-  const int64_t nb = (N + kBlock - 1) / kBlock;
+                    const T* s0, const T* us0, const T* p, T* s_out, T* u_trace,
+                    T* ckpt /* (ceil(T/kSeg), 4, M, N) or null */, T* mT, T* fT, T* sT, T* usT) {
+  const int64_t N = sh.n, M = sh.batch, MN = M * N;
+  const Blocking bk = blocking<T>(M, N);
   const std::vector<T> consts = exact_constants<T, METHOD, INST>(p, N, T(o.dt));
   const T* cp = consts.data();
-  at::parallel_for(0, sh.batch * nb, 1, [&](int64_t begin, int64_t end) {
-    // locals, not captures: a captured reference may alias the stores and blocks vectorisation
+  at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
-    T um[kBlock], uf[kBlock], us[kBlock], uu[kBlock];
-    T scratch[kBlock];
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t m = blk / nb, n0 = (blk % nb) * kBlock, len = std::min(kBlock, N - n0);
-      const int64_t c0 = m * N + n0;
-      for (int64_t j = 0; j < len; ++j) {
-        um[j] = m0[c0 + j]; uf[j] = f0[c0 + j]; us[j] = s0[c0 + j]; uu[j] = us0[c0 + j];
+    const int64_t cols = bk.cols();
+    std::vector<T> buf(4 * cols);
+    T *um = buf.data(), *uf = um + cols, *us = uf + cols, *uu = us + cols;
+    for (int64_t id = begin; id < end; ++id) {
+      const Block b = block_at(bk, M, N, id);
+      for (int64_t r = 0; r < b.nr; ++r) {
+        const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
+        std::copy(m0 + c, m0 + c + b.nl, um + k); std::copy(f0 + c, f0 + c + b.nl, uf + k);
+        std::copy(s0 + c, s0 + c + b.nl, us + k); std::copy(us0 + c, us0 + c + b.nl, uu + k);
       }
       for (int64_t t = 0; t < sh.steps; ++t) {
-        const int64_t off = t * MN + c0;
-        const T* in = i_in + off;
-        T* so = s_out + off;
-        T* ut = u_trace ? u_trace + off : scratch;
-        T* ft = f_trace ? f_trace + off : scratch;
-        T* st = s_trace ? s_trace + off : scratch;
-        T* ust = us_trace ? us_trace + off : scratch;
-#pragma omp simd
-        for (int64_t j = 0; j < len; ++j) {
-          const Par<T> q = load_par(p, N, n0 + j);
-          const S4<T> y = step<T, METHOD, OTA, INST>(S4<T>{um[j], uf[j], us[j], uu[j]}, q, in[j], dt,
-                                                      load_consts<T, METHOD>(cp, N, n0 + j));
-          um[j] = y.m; uf[j] = y.f; us[j] = y.s; uu[j] = y.u;
-          so[j] = transduce<T, CLIP>(y.m, u_th, span, u_c);
-          ut[j] = y.m; ft[j] = y.f; st[j] = y.s; ust[j] = y.u;
+        if (ckpt && t % kSeg == 0) {
+          T* dst = ckpt + (t / kSeg) * 4 * MN;
+          for (int64_t r = 0; r < b.nr; ++r) {
+            const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
+            std::copy(um + k, um + k + b.nl, dst + c); std::copy(uf + k, uf + k + b.nl, dst + MN + c);
+            std::copy(us + k, us + k + b.nl, dst + 2 * MN + c); std::copy(uu + k, uu + k + b.nl, dst + 3 * MN + c);
+          }
+        }
+        for (int64_t r = 0; r < b.nr; ++r) {
+          const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * bk.len;
+          step_row<T, METHOD, OTA, CLIP, INST>(b.nl, um + k, uf + k, us + k, uu + k, i_in + off, p, N, b.n0, cp,
+                                               dt, u_th, span, u_c, s_out + off, u_trace ? u_trace + off : nullptr);
         }
       }
-      for (int64_t j = 0; j < len; ++j) {
-        mT[c0 + j] = um[j]; fT[c0 + j] = uf[j]; sT[c0 + j] = us[j]; usT[c0 + j] = uu[j];
+      for (int64_t r = 0; r < b.nr; ++r) {
+        const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
+        std::copy(um + k, um + k + b.nl, mT + c); std::copy(uf + k, uf + k + b.nl, fT + c);
+        std::copy(us + k, us + k + b.nl, sT + c); std::copy(uu + k, uu + k + b.nl, usT + c);
       }
     }
   });
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Backward (reverse-time adjoint of the forward above, one step_vjp per step)
+// Backward (reverse-time adjoint of the forward above, one step_vjp per step, segment by segment)
 // ---------------------------------------------------------------------------------------------------
+// A gradient of the outputs s or of the membrane trace: absent, one value for every element (autograd's
+// expanded gradient of a sum), or dense (T, M, N).
+template <typename T>
+struct OutGrad {
+  const T* ptr;
+  bool scalar;
+};
+
 template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
-void backward_kernel(const Shape& sh, const Options& o, const T* g_s, const T* g_u, const T* g_mT,
-                     const T* g_fT, const T* g_sT, const T* g_usT, const T* i_in, const T* m0,
-                     const T* f0, const T* s0, const T* us0, const T* p, const T* u_trace,
-                     const T* f_trace, const T* s_trace, const T* us_trace, T* g_i, T* g_m0,
-                     T* g_f0, T* g_s0, T* g_us0, T* g_p /* (N_ROWS, M, N) */) {
-  const int64_t N = sh.n, MN = sh.batch * sh.n;
-  const int64_t nb = (N + kBlock - 1) / kBlock;
+void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<T> g_u, const T* g_mT,
+                     const T* g_fT, const T* g_sT, const T* g_usT, const T* i_in, const T* p,
+                     const T* ckpt, T* g_i, T* g_m0, T* g_f0, T* g_s0, T* g_us0,
+                     T* g_p /* (N_ROWS, M, N) */) {
+  const int64_t N = sh.n, M = sh.batch, MN = M * N;
+  const Blocking bk = blocking<T>(M, N);
   const std::vector<T> consts = exact_constants<T, METHOD, INST>(p, N, T(o.dt));
   const T* cp = consts.data();
-  at::parallel_for(0, sh.batch * nb, 1, [&](int64_t begin, int64_t end) {
+  const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
+  at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
-    T gm[kBlock], gf[kBlock], gs[kBlock], gu[kBlock];
-    PGrad<T> acc[kBlock];
-    T zeros[kBlock];
-    std::fill(zeros, zeros + kBlock, T(0));
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t m = blk / nb, n0 = (blk % nb) * kBlock, len = std::min(kBlock, N - n0);
-      const int64_t c0 = m * N + n0;
-      for (int64_t j = 0; j < len; ++j) {
-        gm[j] = g_mT ? g_mT[c0 + j] : T(0);
-        gf[j] = g_fT ? g_fT[c0 + j] : T(0);
-        gs[j] = g_sT ? g_sT[c0 + j] : T(0);
-        gu[j] = g_usT ? g_usT[c0 + j] : T(0);
-        acc[j] = PGrad<T>{};
-      }
-      for (int64_t t = sh.steps - 1; t >= 0; --t) {
-        const int64_t off = t * MN + c0;
-        const int64_t prev = (t - 1) * MN + c0;
-        const T* pm = t > 0 ? u_trace + prev : m0 + c0;
-        const T* pf = INST ? pm : (t > 0 ? f_trace + prev : f0 + c0);
-        const T* ps = t > 0 ? s_trace + prev : s0 + c0;
-        const T* pu = t > 0 ? us_trace + prev : us0 + c0;
-        const T* mnew = u_trace + off;
-        const T* in = i_in + off;
-        const T* gso = g_s ? g_s + off : zeros;
-        const T* guo = g_u ? g_u + off : zeros;
-        T* gi = g_i + off;
-#pragma omp simd
-        for (int64_t j = 0; j < len; ++j) {
-          // adjoint of U_m after the step: from the next step, the output s and the trace
-          const T gmo = gm[j] + gso[j] * transduce_grad<T, CLIP>(mnew[j], u_th, span, u_c) + guo[j];
-          const Par<T> q = load_par(p, N, n0 + j);
-          PGrad<T> g = acc[j];
-          T gin = T(0);
-          const S4<T> gx = step_vjp<T, METHOD, OTA, INST>(S4<T>{pm[j], pf[j], ps[j], pu[j]}, q, in[j], dt,
-                                                           load_consts<T, METHOD>(cp, N, n0 + j),
-                                                           S4<T>{gmo, gf[j], gs[j], gu[j]}, g, gin);
-          acc[j] = g;
-          gi[j] = gin;
-          gm[j] = gx.m; gf[j] = gx.f; gs[j] = gx.s; gu[j] = gx.u;
+    const int64_t cols = bk.cols(), len = bk.len;
+    // states at the start of each step of a segment and after its last step: (kSeg + 1) x 4 x cols
+    std::vector<T> seg((kSeg + 1) * 4 * cols);
+    std::vector<T> adj(4 * cols), acc_buf(N_ROWS * cols);
+    std::vector<T> gs_fill(len, g_s.scalar ? g_s.ptr[0] : T(0)), gu_fill(len, g_u.scalar ? g_u.ptr[0] : T(0));
+    T *gm = adj.data(), *gf = gm + cols, *gs = gf + cols, *gu = gs + cols;
+    T* acc = acc_buf.data();
+    auto level = [&](int64_t i, int v) { return seg.data() + (i * 4 + v) * cols; };
+    for (int64_t id = begin; id < end; ++id) {
+      const Block b = block_at(bk, M, N, id);
+      std::fill(acc_buf.begin(), acc_buf.end(), T(0));
+      for (int64_t r = 0; r < b.nr; ++r) {
+        const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
+        for (int64_t j = 0; j < b.nl; ++j) {
+          gm[k + j] = g_mT ? g_mT[c + j] : T(0);
+          gf[k + j] = g_fT ? g_fT[c + j] : T(0);
+          gs[k + j] = g_sT ? g_sT[c + j] : T(0);
+          gu[k + j] = g_usT ? g_usT[c + j] : T(0);
         }
       }
-      for (int64_t j = 0; j < len; ++j) {
-        g_m0[c0 + j] = gm[j]; g_f0[c0 + j] = gf[j]; g_s0[c0 + j] = gs[j]; g_us0[c0 + j] = gu[j];
-        store_grads(acc[j], g_p, MN, c0 + j);
+      for (int64_t sg = nseg - 1; sg >= 0; --sg) {
+        const int64_t t0 = sg * kSeg, t1 = std::min(sh.steps, t0 + kSeg);
+        // recompute the segment's states from its checkpoint (bit-identical to the forward's)
+        const T* src = ckpt + sg * 4 * MN;
+        for (int64_t r = 0; r < b.nr; ++r) {
+          const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
+          for (int v = 0; v < 4; ++v) std::copy(src + v * MN + c, src + v * MN + c + b.nl, level(0, v) + k);
+        }
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t i = t - t0;
+          for (int64_t r = 0; r < b.nr; ++r) {
+            const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * len;
+            for (int v = 0; v < 4; ++v) std::copy(level(i, v) + k, level(i, v) + k + b.nl, level(i + 1, v) + k);
+            step_row<T, METHOD, OTA, CLIP, INST>(b.nl, level(i + 1, 0) + k, level(i + 1, 1) + k, level(i + 1, 2) + k,
+                                                 level(i + 1, 3) + k, i_in + off, p, N, b.n0, cp, dt, u_th, span,
+                                                 u_c, nullptr, nullptr);
+          }
+        }
+        for (int64_t t = t1 - 1; t >= t0; --t) {
+          const int64_t i = t - t0;
+          for (int64_t r = 0; r < b.nr; ++r) {
+            const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * len;
+            const T *pm = level(i, 0) + k, *pf = level(i, 1) + k, *ps = level(i, 2) + k, *pu = level(i, 3) + k;
+            const T* mnew = level(i + 1, 0) + k;
+            const T* in = i_in + off;
+            const T* gso = g_s.ptr ? (g_s.scalar ? gs_fill.data() : g_s.ptr + off) : nullptr;
+            const T* guo = g_u.ptr ? (g_u.scalar ? gu_fill.data() : g_u.ptr + off) : nullptr;
+            T* gi = g_i + off;
+            T *a_m = gm + k, *a_f = gf + k, *a_s = gs + k, *a_u = gu + k;
+            T* ac = acc + k;
+#pragma omp simd
+            for (int64_t j = 0; j < b.nl; ++j) {
+              // adjoint of U_m after the step: from the next step, the output s and the trace
+              T gmo = a_m[j];
+              if (gso) gmo += gso[j] * transduce_grad<T, CLIP>(mnew[j], u_th, span, u_c);
+              if (guo) gmo += guo[j];
+              const Par<T> q = load_par(p, N, b.n0 + j);
+              PGrad<T> g{};
+              T gin = T(0);
+              const S4<T> gx = step_vjp<T, METHOD, OTA, INST>(S4<T>{pm[j], pf[j], ps[j], pu[j]}, q, in[j], dt,
+                                                               load_consts<T, METHOD>(cp, N, b.n0 + j),
+                                                               S4<T>{gmo, a_f[j], a_s[j], a_u[j]}, g, gin);
+              gi[j] = gin;
+              a_m[j] = gx.m; a_f[j] = gx.f; a_s[j] = gx.s; a_u[j] = gx.u;
+              ac[A_F * cols + j] += g.af; ac[A_SP * cols + j] += g.asp; ac[A_SM * cols + j] += g.asm_;
+              ac[A_US * cols + j] += g.aus; ac[D_F * cols + j] += g.df; ac[D_SP * cols + j] += g.dsp;
+              ac[D_SM * cols + j] += g.dsm; ac[D_US * cols + j] += g.dus; ac[TAU_M * cols + j] += g.taum;
+              ac[TAU_F * cols + j] += g.tauf; ac[TAU_S * cols + j] += g.taus; ac[TAU_US * cols + j] += g.tauu;
+              ac[RES * cols + j] += g.res; ac[U_REST * cols + j] += g.urest;
+            }
+          }
+        }
+      }
+      for (int64_t r = 0; r < b.nr; ++r) {
+        const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
+        std::copy(gm + k, gm + k + b.nl, g_m0 + c); std::copy(gf + k, gf + k + b.nl, g_f0 + c);
+        std::copy(gs + k, gs + k + b.nl, g_s0 + c); std::copy(gu + k, gu + k + b.nl, g_us0 + c);
+        for (int64_t row = 0; row < N_ROWS; ++row)
+          std::copy(acc + row * cols + k, acc + row * cols + k + b.nl, g_p + row * MN + c);
       }
     }
   });
@@ -486,8 +591,8 @@ void check_grad(const std::optional<at::Tensor>& g, const at::Tensor& like) {
   }
 }
 
-// Returns [s, u_trace, f_trace, s_trace, us_trace, u_m(T), u_f(T), u_s(T), u_us(T)]; traces that
-// were not asked for are empty (numel 0) tensors.
+// Returns [s, u_trace, checkpoints, u_m(T), u_f(T), u_s(T), u_us(T)]; what was not asked for is an
+// empty (numel 0) tensor. Checkpoints (store_states): the state every kSeg steps, for the backward.
 std::vector<at::Tensor> rollout_forward(const at::Tensor& i_in, std::vector<at::Tensor> state,
                                         const at::Tensor& params, double dt, int64_t filter_kind,
                                         bool clip, double u_th, double u_sat, double u_c,
@@ -497,11 +602,12 @@ std::vector<at::Tensor> rollout_forward(const at::Tensor& i_in, std::vector<at::
   const Shape sh{i_in.size(0), i_in.size(1), i_in.size(2)};
   const Options o{dt, u_th, u_sat - u_th, u_c};
   auto s_out = at::empty_like(i_in);
+  advise_huge(s_out);
   auto none = at::empty({0}, i_in.options());
-  auto u_trace = (record_membrane || store_states) ? at::empty_like(i_in) : none;
-  auto f_trace = (store_states && !instantaneous_fast) ? at::empty_like(i_in) : none;
-  auto s_trace = store_states ? at::empty_like(i_in) : none;
-  auto us_trace = store_states ? at::empty_like(i_in) : none;
+  auto u_trace = record_membrane ? at::empty_like(i_in) : none;
+  if (record_membrane) advise_huge(u_trace);
+  const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
+  auto ckpt = store_states ? at::empty({nseg, 4, sh.batch, sh.n}, i_in.options()) : none;
   auto mT = at::empty_like(state[0]), fT = at::empty_like(state[0]);
   auto sT = at::empty_like(state[0]), usT = at::empty_like(state[0]);
   AT_DISPATCH_FLOATING_TYPES(i_in.scalar_type(), "mtc_fused_forward", [&] {
@@ -512,54 +618,69 @@ std::vector<at::Tensor> rollout_forward(const at::Tensor& i_in, std::vector<at::
       forward_kernel<T, decltype(meth)::value, decltype(ota)::value, decltype(c)::value, decltype(inst)::value>(
           sh, o, i_in.data_ptr<T>(), state[0].data_ptr<T>(), state[1].data_ptr<T>(),
           state[2].data_ptr<T>(), state[3].data_ptr<T>(), params.data_ptr<T>(), s_out.data_ptr<T>(),
-          ptr(u_trace), ptr(f_trace), ptr(s_trace), ptr(us_trace), mT.data_ptr<T>(),
-          fT.data_ptr<T>(), sT.data_ptr<T>(), usT.data_ptr<T>());
+          ptr(u_trace), ptr(ckpt), mT.data_ptr<T>(), fT.data_ptr<T>(), sT.data_ptr<T>(), usT.data_ptr<T>());
     });
   });
-  return {s_out, u_trace, f_trace, s_trace, us_trace, mT, fT, sT, usT};
+  return {s_out, u_trace, ckpt, mT, fT, sT, usT};
 }
 
-// Returns [dL/di_in, dL/du_m0, dL/du_f0, dL/du_s0, dL/du_us0, dL/dparams (N_ROWS, N)].
+template <typename T>
+OutGrad<T> out_grad(const std::optional<at::Tensor>& g, const at::Tensor& like) {
+  if (!g.has_value() || !g->defined()) return {nullptr, false};
+  const bool scalar = g->numel() == 1 && like.numel() != 1;
+  TORCH_CHECK(g->scalar_type() == like.scalar_type() && (scalar || (g->is_contiguous() && g->sizes() == like.sizes())),
+              "mtc_fused: output gradient layout mismatch");
+  return {g->data_ptr<T>(), scalar};
+}
+
+// Returns [dL/di_in, dL/du_m0, dL/du_f0, dL/du_s0, dL/du_us0, dL/dparams (N_ROWS, N)]. The gradients
+// of s and of the membrane trace may be one value broadcast over (T, M, N) (numel 1).
 std::vector<at::Tensor> rollout_backward(
     const std::optional<at::Tensor>& g_s, const std::optional<at::Tensor>& g_u,
     const std::optional<at::Tensor>& g_mT, const std::optional<at::Tensor>& g_fT,
     const std::optional<at::Tensor>& g_sT, const std::optional<at::Tensor>& g_usT,
     const at::Tensor& i_in, std::vector<at::Tensor> state, const at::Tensor& params,
-    const at::Tensor& u_trace, const at::Tensor& f_trace, const at::Tensor& s_trace,
-    const at::Tensor& us_trace, double dt, int64_t filter_kind, bool clip, double u_th,
+    const at::Tensor& ckpt, double dt, int64_t filter_kind, bool clip, double u_th,
     double u_sat, double u_c, bool instantaneous_fast) {
   check_layout(i_in, state, params);
-  check_grad(g_s, i_in); check_grad(g_u, i_in);
   check_grad(g_mT, state[0]); check_grad(g_fT, state[0]);
   check_grad(g_sT, state[0]); check_grad(g_usT, state[0]);
-  for (const auto* tr : {&u_trace, &s_trace, &us_trace}) {
-    TORCH_CHECK(tr->is_contiguous() && tr->sizes() == i_in.sizes() &&
-                    tr->scalar_type() == i_in.scalar_type(),
-                "mtc_fused: the saved state traces must match the input's shape");
-  }
-  TORCH_CHECK(instantaneous_fast || (f_trace.sizes() == i_in.sizes() && f_trace.is_contiguous()),
-              "mtc_fused: the fast-filter trace is needed when tau_f > 0");
   const Shape sh{i_in.size(0), i_in.size(1), i_in.size(2)};
+  const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
+  TORCH_CHECK(ckpt.is_contiguous() && ckpt.scalar_type() == i_in.scalar_type() && ckpt.dim() == 4 &&
+                  ckpt.size(0) == nseg && ckpt.size(1) == 4 && ckpt.size(2) == sh.batch && ckpt.size(3) == sh.n,
+              "mtc_fused: the saved checkpoints must be (ceil(T/", kSeg, "), 4, M, N)");
   const Options o{dt, u_th, u_sat - u_th, u_c};
   auto g_i = at::empty_like(i_in);
+  advise_huge(g_i);
   auto g_m0 = at::empty_like(state[0]), g_f0 = at::empty_like(state[0]);
   auto g_s0 = at::empty_like(state[0]), g_us0 = at::empty_like(state[0]);
-  auto g_p = at::empty({N_ROWS, sh.batch, sh.n}, i_in.options());
+  auto g_cols = at::empty({N_ROWS, sh.batch, sh.n}, i_in.options());
+  auto g_p = at::empty({N_ROWS, sh.n}, i_in.options());
   AT_DISPATCH_FLOATING_TYPES(i_in.scalar_type(), "mtc_fused_backward", [&] {
     using T = scalar_t;
     dispatch_variant(static_cast<int>(filter_kind), clip, instantaneous_fast,
                      [&](auto meth, auto ota, auto c, auto inst) {
       backward_kernel<T, decltype(meth)::value, decltype(ota)::value, decltype(c)::value, decltype(inst)::value>(
-          sh, o, opt_ptr<T>(g_s), opt_ptr<T>(g_u), opt_ptr<T>(g_mT), opt_ptr<T>(g_fT),
-          opt_ptr<T>(g_sT), opt_ptr<T>(g_usT), i_in.data_ptr<T>(), state[0].data_ptr<T>(),
-          state[1].data_ptr<T>(), state[2].data_ptr<T>(), state[3].data_ptr<T>(),
-          params.data_ptr<T>(), u_trace.data_ptr<T>(),
-          instantaneous_fast ? nullptr : f_trace.data_ptr<T>(), s_trace.data_ptr<T>(),
-          us_trace.data_ptr<T>(), g_i.data_ptr<T>(), g_m0.data_ptr<T>(), g_f0.data_ptr<T>(),
-          g_s0.data_ptr<T>(), g_us0.data_ptr<T>(), g_p.data_ptr<T>());
+          sh, o, out_grad<T>(g_s, i_in), out_grad<T>(g_u, i_in), opt_ptr<T>(g_mT), opt_ptr<T>(g_fT),
+          opt_ptr<T>(g_sT), opt_ptr<T>(g_usT), i_in.data_ptr<T>(), params.data_ptr<T>(), ckpt.data_ptr<T>(),
+          g_i.data_ptr<T>(), g_m0.data_ptr<T>(), g_f0.data_ptr<T>(), g_s0.data_ptr<T>(), g_us0.data_ptr<T>(),
+          g_cols.data_ptr<T>());
     });
+    // sum over the batch in a fixed order (not at::sum, whose reduction order depends on the CPU)
+    const T* src = g_cols.data_ptr<T>();
+    T* dst = g_p.data_ptr<T>();
+    const int64_t M = sh.batch, N = sh.n;
+    for (int64_t row = 0; row < N_ROWS; ++row) {
+      T* out = dst + row * N;
+      std::fill(out, out + N, T(0));
+      for (int64_t m = 0; m < M; ++m) {
+        const T* in = src + (row * M + m) * N;
+        for (int64_t n = 0; n < N; ++n) out[n] += in[n];
+      }
+    }
   });
-  return {g_i, g_m0, g_f0, g_s0, g_us0, at::sum(g_p, 1)};
+  return {g_i, g_m0, g_f0, g_s0, g_us0, g_p};
 }
 
 }  // namespace
