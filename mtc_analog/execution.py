@@ -148,6 +148,7 @@ class Execution:
         self.requirements, self.progress, self.dashboard = tuple(requirements), progress, dashboard
         self._client: Any = None
         self._cluster: Any = None
+        self._on_done: Callable[[str], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> "Execution":
@@ -232,12 +233,14 @@ class Execution:
 
     # -- work --------------------------------------------------------------------------------------
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], labels: Sequence[str] | None = None,
-            desc: str = "tasks", store: str | os.PathLike | None = None) -> list[Any]:
+            desc: str = "tasks", store: str | os.PathLike | None = None,
+            on_done: Callable[[str], None] | None = None) -> list[Any]:
         """``[fn(item) for item in items]``, run where this execution runs; results in input order.
 
         ``fn`` must be importable by the workers (a module-level function). ``labels`` name the tasks
         in progress, errors and the ``store`` files (default: ``desc`` + index). With ``store``,
-        results must be JSON-serialisable; those already stored are loaded, not recomputed.
+        results must be JSON-serialisable; those already stored are loaded, not recomputed. ``on_done(label)``
+        is called here as each task finishes (e.g. to drive a caller's own progress bar).
         """
         items = list(items)
         labels = [f"{desc}-{k}" for k in range(len(items))] if labels is None else list(labels)
@@ -253,6 +256,7 @@ class Execution:
 
         bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit="task",
                    disable=not self.progress, file=sys.stderr, leave=False)
+        self._on_done = on_done
         try:
             if self.mode == "serial":
                 self._map_serial(fn, items, labels, todo, results, store_dir, bar)
@@ -260,6 +264,7 @@ class Execution:
                 self._map_dask(fn, items, labels, todo, results, store_dir, bar)
         finally:
             bar.close()
+            self._on_done = None
         return results
 
     def _map_serial(self, fn, items, labels, todo, results, store_dir, bar) -> None:
@@ -307,6 +312,8 @@ class Execution:
             write_json(store_dir / f"{_safe_label(labels[k])}.json", {"label": labels[k], "result": results[k]})
         bar.set_postfix_str(labels[k][-40:])
         bar.update(1)
+        if self._on_done is not None:
+            self._on_done(labels[k])
 
     @staticmethod
     def _load_stored(store_dir: Path, label: str, results: list[Any], k: int) -> bool:

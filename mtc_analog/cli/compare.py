@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from ..errors import InputError
+from ..execution import add_execution_arguments
 from .train import add_model_arguments, configs_from_args
 
 
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="initial input scales of the search, times each model's default (default 1,3); the "
                         "configuration with the best validation NRMSE at seed 0 is kept")
     p.add_argument("--no-mlp", action="store_true", help="skip the MLP anchor")
-    p.add_argument("--workers", type=int, default=1, help="concurrent training processes (default 1: 2 shared cores)")
+    add_execution_arguments(p, "1: serially in this process; N > 1 starts a local Dask cluster of N processes")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--force", action="store_true", help="overwrite an earlier comparison (finished runs are reused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -57,15 +58,18 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in models if m not in SPIKING]
     if unknown or not models:
         raise InputError(f"--models: unknown neuron type(s) {unknown}; expected a subset of {', '.join(SPIKING)}")
-    if args.seeds < 1 or args.curve_seeds < 1 or args.workers < 1:
-        raise InputError("--seeds, --curve-seeds and --workers must be >= 1")
+    if args.seeds < 1 or args.curve_seeds < 1:
+        raise InputError("--seeds and --curve-seeds must be >= 1")
+    if args.workers is not None and args.workers < 0:
+        raise InputError(f"--workers must be >= 0 (0 or 1: serial), got {args.workers}")
     lrs, scales = _floats(args.search_lrs, "--search-lrs"), _floats(args.search_input_scales, "--search-input-scales")
     search = tuple({"lr": lr, "input_scale_factor": f} for lr in lrs for f in scales)
     net, task, budget = configs_from_args(args, "mtc", args.horizon, 0)
     overrides = {k: v for k, v in (("input_scale", args.input_scale), ("bias_init", args.bias_init),
                                    ("dt", args.dt), ("substeps", args.substeps)) if v is not None}
     cfg = CompareConfig(horizon=args.horizon, seeds=args.seeds, horizons=_ints(args.horizons, "--horizons"),
-                        curve_seeds=args.curve_seeds, models=models, workers=args.workers, base_network=net,
+                        curve_seeds=args.curve_seeds, models=models, workers=args.workers or 1,
+                        scheduler=args.scheduler, base_network=net,
                         base_task=task, train=budget, init_overrides=overrides, search=search, mlp=not args.no_mlp)
     command = "mtc-analog " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     comparison = run_compare(cfg, args.out, force=args.force, progress=not args.no_progress, command=command)

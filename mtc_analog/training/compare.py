@@ -19,13 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..execution import SCHEDULER_ENV, Execution
 from ..io import prepare_output_dir, write_json, write_text
 from ..network import DEFAULT_INIT_BY_NEURON, NetworkConfig
 from ..tasks.mackey_glass import TaskConfig, make_task
@@ -53,7 +53,8 @@ class CompareConfig:
     curve_seeds: int = 1
     models: tuple[str, ...] = SPIKING
     ridge_window: int = 100
-    workers: int = 1
+    workers: int = 1  #: local-cluster training processes (1: serially in this process)
+    scheduler: str | None = None  #: Dask scheduler address (None: $MTC_ANALOG_SCHEDULER, else local/serial)
     base_network: NetworkConfig = field(default_factory=NetworkConfig)  #: neuron and seed are replaced
     base_task: TaskConfig = field(default_factory=TaskConfig)  #: horizon is replaced
     train: TrainConfig = field(default_factory=TrainConfig)  #: seed is replaced
@@ -94,11 +95,25 @@ def _run_job(job: tuple[str, NetworkConfig, TaskConfig, TrainConfig]) -> dict[st
 
 
 def run_compare(cfg: CompareConfig, out_dir: str | Path, force: bool = False, progress: bool = True,
-                command: str | None = None) -> dict[str, Any]:
-    """Run (or reuse) every training job and anchor; write and return the comparison."""
+                command: str | None = None, execution: Execution | None = None) -> dict[str, Any]:
+    """Run (or reuse) every training job and anchor; write and return the comparison.
+
+    The training runs go through ``execution`` (:mod:`mtc_analog.execution`); by default serially when
+    ``cfg.workers <= 1`` and no scheduler is named, else a local Dask cluster of ``cfg.workers`` processes
+    or the scheduler ``cfg.scheduler``. Every run is seeded by its own configuration, so the numbers do
+    not depend on where it ran.
+    """
     from tqdm.auto import tqdm
 
+    if execution is None:
+        import os
+
+        serial = cfg.workers <= 1 and cfg.scheduler is None and not os.environ.get(SCHEDULER_ENV)
+        with Execution(scheduler="serial" if serial else cfg.scheduler, workers=cfg.workers, progress=False) as ex:
+            return run_compare(cfg, out_dir, force, progress, command, ex)
+
     out = prepare_output_dir(out_dir, "comparison.json", force)
+    execution.start()  # an unreachable cluster fails here, in one line, before any bar or training
     started = time.perf_counter()
     horizons = sorted(set(cfg.horizons) | {cfg.horizon})
     for h in horizons:  # fail fast on an impossible horizon, before any training
@@ -113,19 +128,12 @@ def run_compare(cfg: CompareConfig, out_dir: str | Path, force: bool = False, pr
         return (str(out / "runs" / f"H{h}" / model / name / f"seed{seed}"), net, task, budget)
 
     def run_all(jobs: list[tuple]) -> list[dict[str, Any]]:
-        if cfg.workers > 1:
-            with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
-                done = []
-                for metrics in pool.map(_run_job, jobs):
-                    done.append(metrics)
-                    bar.update(1)
-                return done
-        done = []
-        for j in jobs:
-            bar.set_postfix_str(Path(j[0]).relative_to(out / "runs").as_posix())
-            done.append(_run_job(j))
+        def finished(label: str) -> None:
+            bar.set_postfix_str(label)
             bar.update(1)
-        return done
+
+        return execution.map(_run_job, jobs, labels=[Path(j[0]).relative_to(out / "runs").as_posix() for j in jobs],
+                             desc="compare", on_done=finished)
 
     # 1. the search: every configuration, seed 0, headline horizon; chosen on validation NRMSE only
     search_jobs = [(model, k) for model in cfg.models for k in range(len(searches))]
