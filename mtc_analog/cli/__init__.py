@@ -15,8 +15,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import shlex
+import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -72,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..io import file_system_error, output_lock
 
     command = "mtc-analog " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    previous_term = None
+    if argv is None and threading.current_thread() is threading.main_thread():
+        previous_term = signal.signal(signal.SIGTERM, _terminate)
     out = getattr(args, "out", None)
     try:
         with output_lock(out, command, getattr(args, "out_kind", "dir")) if out else contextlib.nullcontext():
@@ -92,10 +98,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mtc-analog {args.command}: error: out of memory; lower --hidden, --batch, --window or --samples "
               f"(earlier results are intact)", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"mtc-analog {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        what = "interrupted" if signum == signal.SIGINT else f"terminated by signal {signum}"
+        print(f"mtc-analog {args.command}: {what}", file=sys.stderr, flush=True)
+        if argv is None:  # the command line: skip the seconds of interpreter/torch teardown (outputs are atomic)
+            sys.stdout.flush()
+            os._exit(128 + int(signum))
+        return 128 + int(signum)
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
     return int(result or 0)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C: every cleanup path (ngspice workers, Dask clusters) runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
 
 
 class Stage:
