@@ -26,7 +26,8 @@ Yield, two definitions, both reported:
 Instances fan out through :class:`~mtc_analog.execution.Execution` with ``store=OUT/instances``: every
 finished instance is on disk at once, and a re-run of the same study (same checkpoint bytes, settings,
 statistics and seed: they are hashed into the task labels) resumes where it stopped. ``montecarlo.json``
-is written last and marks a finished study.
+is written last and marks a finished study. On a remote cluster the workers read the checkpoint by
+its path: put it on a file system they share.
 """
 
 from __future__ import annotations
