@@ -219,7 +219,8 @@ def study_items(checkpoint: str | Path, settings: ValidationSettings, mc: MonteC
     }, sort_keys=True, default=str)
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     base = {"checkpoint": checkpoint, "digest": digest, "settings": inner, "statistics": statistics}
-    items = [{**base, "seed": None}] + [{**base, "seed": [mc.seed, k]} for k in range(mc.instances)]
+    # the seed first: a failing task is reported with the start of its inputs
+    items = [{"seed": None, **base}] + [{"seed": [mc.seed, k], **base} for k in range(mc.instances)]
     labels = [f"mc-{tag}-nominal"] + [f"mc-{tag}-s{mc.seed}-k{k:04d}" for k in range(mc.instances)]
     return items, labels
 
