@@ -1,36 +1,43 @@
-"""Forward+backward time and peak memory of one hidden layer, per neuron type, against snnTorch Leaky.
+"""Forward+backward cost of one hidden layer per neuron type, against snnTorch Leaky in its fair form.
 
-One layer of N neurons driven by a (T, B, N) input current that requires grad (as if it came from an
-input projection), loss = sum of the outputs, one backward. Models, all float32 on CPU:
+One layer of N neurons driven by a (T, B, N) float32 input current that requires grad (as if it came
+from an input projection), loss = sum of the outputs, one backward. Models:
 
-- ``mtc_fused``      MTCLayer with the fused C++ rollout (mtc_analog.neuron.fused)
-- ``mtc_reference``  MTCLayer through the Python loop over mtc_step (autograd through every op)
+- ``mtc_euler``      MTCLayer, fused C++ rollout (mtc_analog.neuron.fused), Euler (1 RHS evaluation/step)
+- ``mtc_rk4``        the same with RK4 (4 RHS evaluations per step)
+- ``mtc_heun``       the same with Heun (2 RHS evaluations per step)
+- ``mtc_reference``  MTCLayer through the Python loop over mtc_step (autograd through every op; slow)
 - ``lif``            mtc_analog.baselines.LIFLayer (snnTorch Leaky semantics, ATan surrogate)
 - ``adlif``          mtc_analog.baselines.AdLIFLayer (SE-adLIF, SLAYER surrogate)
-- ``snntorch_leaky`` snntorch.Leaky(beta=0.9), looped over time in Python the standard way
+- ``snntorch_leaky`` snntorch.Leaky(beta=0.9) looped over ``x.unbind(0)`` (its fastest fair form:
+                     indexing ``x[t]`` would make every backward step add a full-size zero gradient)
 
-Time: after a warm-up (which also builds/loads the fused kernel), the models run in turn, round
-after round (so that a load spike on a shared machine hits all of them alike); the median wall-clock
-time per model is reported with its ratio to snnTorch Leaky. torch uses its default intra-op thread
-count (printed).
+Fairness (SPEC §12): same dtype (float32), same thread count (1 intra-op thread by default: the
+machines are shared), warm-up excluded (it also builds/loads the fused kernel), contenders
+interleaved round by round so that a load spike hits all alike. The figure is the CPU time of the
+calling thread (``time.thread_time``; with 1 intra-op thread torch computes in it), which a shared
+machine's load inflates far less than wall time; wall time is printed too. Each cell reports the
+median over rounds and the spread (min-max), the ratio of medians to snnTorch Leaky, and for the
+MTC models the CPU time per neuron-step and per RHS evaluation against the arithmetic floor of
+~5 ns per neuron-step fwd+bwd (4 tanh + ~100 flops, SPEC §12). The machine's load (``uptime``) is
+printed before and after.
 
-Peak memory: each model runs once more in a fresh subprocess; the figure is the growth of the
-process's peak resident set size over one forward+backward: the kernel's peak-RSS mark (VmHWM in
-/proc/self/status) is reset (``echo 5 > /proc/self/clear_refs``) after imports, model construction,
-input allocation and one warm-up pass at a small size, and the result is VmHWM after the pass minus
-VmRSS before it. It counts everything the pass allocates (autograd graph, saved tensors,
-gradients), not only tensors. (``getrusage``'s ru_maxrss is no use here: Linux carries the parent's
-peak into a child across fork+exec.)
+Peak memory (``--memory``): each model runs once more in a fresh subprocess; the figure is the growth
+of the process's peak resident set size over one forward+backward (VmHWM after the pass, reset via
+``/proc/self/clear_refs`` before it, minus VmRSS before it).
 
 Usage::
 
-    nice -n 10 .venv/bin/python benchmarks/bench_neurons.py [--quick] [--batch 64 --steps 300 --neurons 256]
+    nice -n 5 .venv/bin/python benchmarks/bench_neurons.py            # grid T {300, 3000} x N {64, 256, 1024}, B 64
+    nice -n 5 .venv/bin/python benchmarks/bench_neurons.py --quick    # T 300 x N {64, 256}, 3 rounds
+    .venv/bin/python benchmarks/bench_neurons.py --steps 300 --neurons 256 --memory
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -40,31 +47,29 @@ from typing import Callable
 
 import torch
 
-MODELS = ("mtc_fused", "mtc_reference", "lif", "adlif", "snntorch_leaky")
+MODELS = ("mtc_euler", "mtc_heun", "mtc_rk4", "mtc_reference", "lif", "adlif", "snntorch_leaky")
+DEFAULT_MODELS = ("mtc_euler", "mtc_rk4", "lif", "adlif", "snntorch_leaky")
 BASELINE = "snntorch_leaky"
-MTC_DT = 0.5  # [t_u], the MTCLayer default
+MTC_METHOD = {"mtc_euler": "euler", "mtc_heun": "heun", "mtc_rk4": "rk4", "mtc_reference": "euler"}
+RHS_EVALS = {"euler": 1, "heun": 2, "rk4": 4}
+MTC_DT = 0.25  # [t_u]; the cost per step does not depend on it
+FLOOR_NS = 5.0  # arithmetic floor per neuron-step fwd+bwd, one RHS evaluation (SPEC §12)
 
 
 def make_step(model: str, n: int) -> Callable[[torch.Tensor], None]:
     """A closure running one forward+backward of ``model`` on an input current (T, B, n)."""
-    if model in ("mtc_fused", "mtc_reference"):
+    if model in MTC_METHOD:
         from mtc_analog.neuron.layer import MTCLayer
 
-        layer = MTCLayer(n, dt=MTC_DT, backend="fused" if model == "mtc_fused" else "reference")
+        layer = MTCLayer(n, dt=MTC_DT, method=MTC_METHOD[model],
+                         backend="reference" if model == "mtc_reference" else "fused")
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             return layer(x).s
-    elif model == "lif":
-        from mtc_analog.baselines import LIFLayer
+    elif model in ("lif", "adlif"):
+        from mtc_analog.baselines import AdLIFLayer, LIFLayer
 
-        layer = LIFLayer(n)
-
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            return layer(x).s
-    elif model == "adlif":
-        from mtc_analog.baselines import AdLIFLayer
-
-        layer = AdLIFLayer(n)
+        layer = LIFLayer(n) if model == "lif" else AdLIFLayer(n)
 
         def forward(x: torch.Tensor) -> torch.Tensor:
             return layer(x).s
@@ -76,8 +81,8 @@ def make_step(model: str, n: int) -> Callable[[torch.Tensor], None]:
         def forward(x: torch.Tensor) -> torch.Tensor:
             mem = layer.init_leaky()
             spikes = []
-            for t in range(x.shape[0]):
-                spk, mem = layer(x[t], mem)
+            for x_t in x.unbind(0):  # fair form: no per-step full-size zero gradient
+                spk, mem = layer(x_t, mem)
                 spikes.append(spk)
             return torch.stack(spikes)
     else:
@@ -98,19 +103,23 @@ def make_input(steps: int, batch: int, n: int) -> torch.Tensor:
     return (0.5 + 1.5 * torch.randn(steps, batch, n, generator=gen)).requires_grad_()
 
 
-def time_models(models: list[str], steps: int, batch: int, n: int, rounds: int, warmup: int) -> dict[str, list[float]]:
+def time_cell(models: list[str], steps: int, batch: int, n: int, rounds: int, warmup: int) -> dict[str, dict]:
+    """CPU and wall seconds of each model, interleaved: round r runs every model once."""
     x = make_input(steps, batch, n)
     runners = {m: make_step(m, n) for m in models}
-    for model, run in runners.items():
+    for run in runners.values():
         for _ in range(warmup):
             run(x)
-    times: dict[str, list[float]] = {m: [] for m in models}
-    for _ in range(rounds):
-        for model, run in runners.items():
-            start = time.perf_counter()
-            run(x)
-            times[model].append(time.perf_counter() - start)
-    return times
+    cpu: dict[str, list[float]] = {m: [] for m in models}
+    wall: dict[str, list[float]] = {m: [] for m in models}
+    for r in range(rounds):
+        order = models if r % 2 == 0 else models[::-1]  # alternate the order too
+        for model in order:
+            c0, w0 = time.thread_time(), time.perf_counter()
+            runners[model](x)
+            cpu[model].append(time.thread_time() - c0)
+            wall[model].append(time.perf_counter() - w0)
+    return {m: {"cpu_s": cpu[m], "wall_s": wall[m]} for m in models}
 
 
 def _status_bytes(field: str) -> int:
@@ -141,65 +150,87 @@ def measure_memory(model: str, steps: int, batch: int, n: int) -> int:
     return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_growth_bytes"])
 
 
+def load() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "load " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--neurons", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (each runs every model once)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's default)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="3 rounds, 1 warm-up (same sizes)")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--steps", type=int, nargs="+", default=[300, 3000], help="T values of the grid")
+    parser.add_argument("--neurons", type=int, nargs="+", default=[64, 256, 1024], help="N values of the grid")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per cell (each runs every model once)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: shared machines)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="T 300 x N {64, 256}, 3 rounds")
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=MODELS)
+    parser.add_argument("--memory", action="store_true", help="also measure peak memory (one subprocess per model)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--memory-worker", choices=MODELS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     if args.memory_worker:
-        growth = memory_worker(args.memory_worker, args.steps, args.batch, args.neurons)
+        growth = memory_worker(args.memory_worker, args.steps[0], args.batch, args.neurons[0])
         print(json.dumps({"peak_rss_growth_bytes": growth}))
         return 0
     if args.quick:
-        args.rounds, args.warmup = 3, 1
-    models = list(args.models)
-    if BASELINE not in models:
-        models.append(BASELINE)
+        args.steps, args.neurons, args.rounds = [300], [64, 256], 3
+    models = list(dict.fromkeys(list(args.models) + [BASELINE]))
 
-    print(f"one hidden layer, fwd+bwd: batch {args.batch}, {args.steps} steps, {args.neurons} neurons, float32, CPU, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads; "
-          f"{args.rounds} rounds after {args.warmup} warm-up")
-    times = time_models(models, args.steps, args.batch, args.neurons, args.rounds, args.warmup)
-    medians = {m: statistics.median(ts) for m, ts in times.items()}
-    memory = {} if args.no_memory else {m: measure_memory(m, args.steps, args.batch, args.neurons) for m in models}
-
-    base_time = medians[BASELINE]
-    base_mem = memory.get(BASELINE)
-    header = f"{'model':<16}{'median [ms]':>12}{'min [ms]':>10}{'x Leaky':>9}"
-    if memory:
-        header += f"{'peak mem [MiB]':>16}{'x Leaky':>9}"
-    print(header)
-    rows = {}
-    for m in models:
-        line = f"{m:<16}{1e3 * medians[m]:>12.1f}{1e3 * min(times[m]):>10.1f}{medians[m] / base_time:>9.2f}"
-        row = {"median_s": medians[m], "min_s": min(times[m]), "times_s": times[m], "time_ratio_to_leaky": medians[m] / base_time}
-        if memory:
-            mib = memory[m] / 2**20
-            ratio = memory[m] / base_mem if base_mem else float("nan")
-            line += f"{mib:>16.1f}{ratio:>9.2f}"
-            row.update(peak_rss_growth_bytes=memory[m], memory_ratio_to_leaky=ratio)
-        rows[m] = row
-        print(line)
-    if "mtc_fused" in medians:
-        ratio = medians["mtc_fused"] / base_time
-        print(f"target (issue 2): mtc_fused <= 0.5x snnTorch Leaky -> {ratio:.2f}x: {'met' if ratio <= 0.5 else 'NOT met'}")
+    print(f"one hidden layer, fwd+bwd, float32, CPU, torch {torch.__version__}, {torch.get_num_threads()} intra-op "
+          f"thread(s), batch {args.batch}; {args.rounds} interleaved rounds after {args.warmup} warm-up; "
+          f"figures: CPU time of the calling thread, median [min-max]")
+    print(f"load before: {load()}")
+    cells = []
+    targets_met = True
+    for steps in args.steps:
+        for n in args.neurons:
+            result = time_cell(models, steps, args.batch, n, args.rounds, args.warmup)
+            neuron_steps = steps * args.batch * n
+            base = statistics.median(result[BASELINE]["cpu_s"])
+            print(f"\nT {steps}, N {n}, B {args.batch} ({neuron_steps / 1e6:.1f} M neuron-steps)")
+            print(f"{'model':<16}{'CPU ms':>10}{'  [min-max]':<20}{'wall ms':>9}{'x Leaky':>9}{'ns/n-step':>11}"
+                  f"{'ns/n-step/RHS':>15}{'x floor':>9}")
+            cell = {"steps": steps, "neurons": n, "batch": args.batch, "models": {}}
+            for m in models:
+                cpu = result[m]["cpu_s"]
+                med = statistics.median(cpu)
+                ns = 1e9 * med / neuron_steps
+                row = {"cpu_median_s": med, "cpu_s": cpu, "wall_median_s": statistics.median(result[m]["wall_s"]),
+                       "ratio_to_leaky": med / base, "ns_per_neuron_step": ns}
+                line = (f"{m:<16}{1e3 * med:>10.1f}{f'  [{1e3 * min(cpu):.1f}-{1e3 * max(cpu):.1f}]':<20}"
+                        f"{1e3 * row['wall_median_s']:>9.1f}{med / base:>9.2f}{ns:>11.2f}")
+                if m in MTC_METHOD and m != "mtc_reference":
+                    per_rhs = ns / RHS_EVALS[MTC_METHOD[m]]
+                    row.update(ns_per_neuron_step_per_rhs=per_rhs, ratio_to_floor=per_rhs / FLOOR_NS)
+                    line += f"{per_rhs:>15.2f}{per_rhs / FLOOR_NS:>9.2f}"
+                print(line)
+                cell["models"][m] = row
+            if "mtc_euler" in cell["models"]:
+                e = cell["models"]["mtc_euler"]
+                ok_ratio, ok_floor = e["ratio_to_leaky"] <= 0.5, e["ratio_to_floor"] <= 1.5
+                targets_met &= ok_ratio and ok_floor
+                print(f"targets: mtc_euler <= 0.5x Leaky: {e['ratio_to_leaky']:.2f}x {'met' if ok_ratio else 'NOT met'}; "
+                      f"<= 1.5x floor ({1.5 * FLOOR_NS:.1f} ns/neuron-step): {e['ns_per_neuron_step']:.2f} ns "
+                      f"{'met' if ok_floor else 'NOT met'}")
+            if args.memory:
+                for m in models:
+                    mib = measure_memory(m, steps, args.batch, n) / 2**20
+                    cell["models"][m]["peak_rss_growth_mib"] = mib
+                    print(f"peak memory growth {m:<16}{mib:>10.1f} MiB")
+            cells.append(cell)
+            del result
+    print(f"\nload after: {load()}")
+    if "mtc_euler" in models:
+        print(f"all targets met: {targets_met}")
     if args.json:
-        config = {"batch": args.batch, "steps": args.steps, "neurons": args.neurons, "rounds": args.rounds,
-                  "threads": torch.get_num_threads(), "torch": torch.__version__,
-                  "memory_method": "VmHWM (reset via clear_refs) minus VmRSS over one fwd+bwd, fresh process per model"}
-        Path(args.json).write_text(json.dumps({"config": config, "models": rows}, indent=2))
+        config = {"batch": args.batch, "rounds": args.rounds, "threads": torch.get_num_threads(),
+                  "torch": torch.__version__, "timer": "time.thread_time (CPU of the calling thread)"}
+        Path(args.json).write_text(json.dumps({"config": config, "cells": cells}, indent=2))
     return 0
 
 

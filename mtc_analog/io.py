@@ -158,6 +158,8 @@ _FIXES = {
 def file_system_error(exc: OSError) -> FileSystemError:
     """One line for an OS error: the path, what the error number means, and how to proceed."""
     code = exc.errno
+    if code is None and exc.filename is None:  # not about a file (e.g. a TimeoutError): say what it is
+        return FileSystemError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
     name = _errno.errorcode.get(code, "") if code is not None else ""
     meaning = exc.strerror or (os.strerror(code) if code is not None else str(exc))
     where = exc.filename if exc.filename is not None else "(no path)"
@@ -199,7 +201,9 @@ def output_lock(out: str | os.PathLike, command: str | None = None, kind: str = 
     Fails at once with :class:`OutputLockedError` (who holds it, since when, what to do) when another
     process holds it. Re-entrant inside one process (``demo`` calls ``train`` on a sub-folder: fine).
     A directory this call creates is removed again if the block leaves nothing but the lock in it.
-    The OS lock (``flock``) dies with its process: a killed run leaves no stale lock.
+    The OS lock (``flock``) dies with its process: a killed run leaves no stale lock. A directory's
+    lock file stays after release (a waiter that opened it must lock the same inode); a single
+    file's lock file is removed while still held (writers fail fast, and the output is atomic anyway).
     """
     from filelock import FileLock, Timeout
 
@@ -225,10 +229,12 @@ def output_lock(out: str | os.PathLike, command: str | None = None, kind: str = 
         yield out
     finally:
         if outermost:
-            try:
-                info_file.unlink(missing_ok=True)
-            except OSError:
-                pass
+            stale = [info_file] + ([lock_file] if kind == "file" else [])
+            for path in stale:  # a single file's lock goes too (no litter beside figures); a directory's stays
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass
             _remove_created(created, lock_file)
         lock.release()
 

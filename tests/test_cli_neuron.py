@@ -21,8 +21,12 @@ def test_regimes_writes_json_and_figure(tmp_path, capsys):
         assert record["burst_count"] == len(record["bursts"])
         assert all(t > record["t_step"] for t in record["spike_times"])
     assert (out / "regimes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "tonic_bursting" in printed and "MISMATCH" not in printed
+    # Progress on stderr (not a terminal here: one line when a stage starts and one when it ends).
+    assert "regimes: model, 4 preset(s)" in captured.err and "regimes: writing regimes.json" in captured.err
+    assert captured.err.count(": done (") == 2  # model, then writing
 
     # A second run refuses to overwrite, leaves the result intact, and --force overwrites.
     before = (out / "regimes.json").read_text()
@@ -33,7 +37,7 @@ def test_regimes_writes_json_and_figure(tmp_path, capsys):
     assert set(json.loads((out / "regimes.json").read_text())["regimes"]) == {"tonic_spiking"}
 
 
-@pytest.mark.parametrize("argv", [["--preset", "chaotic"], ["--method", "rk4"], ["--filter", "cubic"]])
+@pytest.mark.parametrize("argv", [["--preset", "chaotic"], ["--method", "rk5"], ["--filter", "cubic"]])
 def test_regimes_bad_choice_is_one_line_error(tmp_path, capsys, argv):
     out = tmp_path / "reg"
     assert main(["regimes", "--out", str(out), *argv]) == 2

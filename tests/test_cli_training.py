@@ -13,7 +13,8 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert main(["train", "--neuron", "mtc", "--horizon", "17", "--out", str(out), *TINY]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["neuron"] == "mtc" and metrics["horizon"] == 17
-    assert "test NRMSE" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test NRMSE" in printed and "discretisation gap" in printed and "census: tonic" in printed
     assert main(["evaluate", str(out / "best.safetensors"), "--out", str(tmp_path / "eval.json")]) == 0
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert abs(evaluated["test_nrmse"] - metrics["test_nrmse"]) < 1e-6
@@ -50,20 +51,29 @@ def test_truncated_checkpoint_and_existing_results_are_refused(tmp_path, capsys)
 def test_compare_writes_table_json_and_figure(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--horizon", "5", "--seeds", "2", "--horizons", "1,5", "--models", "mtc,lif",
-            "--out", str(out), *TINY]
+            "--search-lrs", "0.01", "--search-input-scales", "1,3", "--out", str(out), *TINY]
     assert main(argv) == 0
     comparison = json.loads((out / "comparison.json").read_text())
     models = [row["model"] for row in comparison["rows"]]
     assert models[:2] == ["MTC", "LIF"] and any("ridge" in m for m in models) and any("ESN" in m for m in models)
+    assert any("MLP" in m for m in models)
+    # the same search for every spiking model, chosen on validation NRMSE
+    for model in ("mtc", "lif"):
+        tried = comparison["search"][model]["tried"]
+        assert len(tried) == 2 and comparison["search"][model]["chosen"] == min(tried, key=lambda t: t["val_nrmse"])["config"]
     mtc = comparison["rows"][0]
+    assert sum(mtc["census_mean"].values()) == 3 and mtc["n_parameters"] > 0
     assert mtc["n_runs"] == 2 and len(mtc["test_nrmse"]) == 2 and mtc["synop_kind"] == "MAC"
     assert set(comparison["horizon_curve"]["MTC"]) == {"1", "5"}
     assert "| MTC |" in (out / "comparison.md").read_text()
     assert (out / "comparison.png").stat().st_size > 0
     # a second call reuses the finished runs instead of retraining (same stored configs)
-    stamp = (out / "runs" / "H5" / "mtc" / "seed0" / "metrics.json").stat().st_mtime_ns
+    table = (out / "comparison.md").read_text()
+    assert "Regime census of the trained MTC neurons" in table and "chosen (lr, input scale)" in table
+    run = out / "runs" / "H5" / "mtc" / "lr0.01_in1" / "seed0" / "metrics.json"
+    stamp = run.stat().st_mtime_ns
     assert main([*argv, "--force"]) == 0
-    assert (out / "runs" / "H5" / "mtc" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
+    assert run.stat().st_mtime_ns == stamp
     capsys.readouterr()
     assert main(["compare", "--models", "mtc,spiky", "--out", str(tmp_path / "x"), *TINY]) != 0
     assert "spiky" in capsys.readouterr().err

@@ -13,13 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from mtc_analog.cli import main
-from mtc_analog.errors import OutputLockedError
 from mtc_analog.io import lock_owner, output_lock, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,7 +209,7 @@ def test_full_disk_is_one_line_and_leaves_no_partial_file(full_disk, capsys):
     err = _one_line_error(capsys, "iv")
     assert f"{earlier}: No space left on device (ENOSPC)" in err and "free some space" in err
     assert earlier.read_bytes() == b"earlier figure"
-    assert sorted(p.name for p in full_disk.iterdir()) == [".iv.png.mtc-analog.lock", "filler", "iv.png"]  # no *.part
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "iv.png"]  # no *.part, no lock left
 
 
 def test_full_disk_during_training_is_one_line(full_disk, capsys):
@@ -263,3 +261,28 @@ def test_resume_honours_a_new_epoch_budget_and_says_what_it_resumes(tmp_path, ca
     assert [h["epoch"] for h in metrics["history"]] == [0, 1] and metrics["train_config"]["epochs"] == 2
     assert main([*base, "--resume", "--epochs", "1", "--force"]) == 2
     assert "already holds 2 trained epoch(s)" in _one_line_error(capsys, "train")
+
+
+def test_os_errors_become_one_line_with_path_meaning_and_fix():
+    import errno
+
+    from mtc_analog.io import file_system_error
+
+    cases = [(errno.EROFS, "read-only"), (errno.ENOSPC, "disk is full"), (errno.EACCES, "permission"),
+             (errno.ENOTDIR, "not a directory"), (errno.EEXIST, "already exists")]
+    for code, fix in cases:
+        text = str(file_system_error(OSError(code, os.strerror(code), "/some/out/file.json")))
+        assert text.startswith(f"/some/out/file.json: {os.strerror(code)} ({errno.errorcode[code]}); ") and fix in text
+        assert "\n" not in text
+    assert str(file_system_error(TimeoutError("ngspice took too long"))) == "TimeoutError: ngspice took too long"
+
+
+def test_evaluate_refuses_a_re_integration_that_cannot_fit(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--neuron", "mtc", "--horizon", "17", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    # sample period 0.5 t_u: 5e7 substeps of 1e-8 t_u -> 400 samples x 5e7 x 3 neurons: terabytes
+    argv = ["evaluate", str(out / "best.safetensors"), "--dt", "1e-8", "--substeps", "50000000"]
+    assert main(argv) == 2
+    err = _one_line_error(capsys, "evaluate")
+    assert "re-integrating" in err and "TiB" in err and "is available (" in err and "lower --substeps" in err

@@ -18,10 +18,11 @@ import torch
 from mtc_analog.neuron import fused
 from mtc_analog.neuron.equations import MTCParameters, MTCState
 from mtc_analog.neuron.layer import MTCLayer
-from mtc_analog.neuron.step import Transduction, mtc_rollout
+from mtc_analog.neuron.step import METHODS, ORDERS, Transduction, mtc_rollout
 
-VARIANTS = list(itertools.product(("euler", "exact"), ("linear", "ota"), ("clip", "sigmoid"), (0.0, 0.4)))
+VARIANTS = list(itertools.product(METHODS, ("linear", "ota"), ("clip", "sigmoid"), (0.0, 0.4)))
 DT = 0.2
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout under test
 
 
 def _params(n: int, tau_f: float, dtype=torch.float64, seed: int = 0) -> MTCParameters:
@@ -97,7 +98,9 @@ def test_gradients_match_reference_autograd(method, filter, kind, tau_f):
 
 
 @pytest.mark.parametrize("method,filter,kind,tau_f", [("euler", "linear", "clip", 0.0), ("exact", "ota", "sigmoid", 0.4),
-                                                      ("euler", "ota", "sigmoid", 0.4)])
+                                                      ("euler", "ota", "sigmoid", 0.4), ("heun", "linear", "sigmoid", 0.4),
+                                                      ("heun", "ota", "clip", 0.0), ("rk4", "ota", "sigmoid", 0.4),
+                                                      ("rk4", "linear", "clip", 0.0)])
 def test_gradcheck_fused_function(method, filter, kind, tau_f):
     steps, batch, n = 20, 2, 3
     i_in, state = _inputs(steps, batch, n, seed=3)
@@ -111,6 +114,32 @@ def test_gradcheck_fused_function(method, filter, kind, tau_f):
         return fused._FusedRollout.apply(x, m0, f0, s0, us0, p, config)
 
     assert torch.autograd.gradcheck(run, (i_in.detach().clone().requires_grad_(), *states, packed), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["heun", "rk4"])
+@pytest.mark.parametrize("filter", ["linear", "ota"])
+def test_kernel_converges_at_the_integrators_order(method, filter):
+    """The kernel's own results at dt, dt/2 and dt/4 (float64): successive differences shrink as 2^order.
+
+    A spiking neuron over 40 t_u (the nonlinear regime), compared on the common grid; the input is held
+    on the coarse grid so every run integrates the same ODE."""
+    params = MTCParameters(a_f=2.0, a_s_plus=2.0, a_s_minus=1.0, a_us=1.0, d_s_minus=-1.0, d_us=-1.0,
+                           tau_f=0.3, tau_s=5.0, tau_us=50.0)
+    coarse = {"heun": 0.05, "rk4": 0.2}[method]  # in each method's asymptotic regime
+    steps = int(round(40.0 / coarse))
+    drive = torch.where(torch.arange(steps) * coarse < 2.0, -2.0, 0.5).to(torch.float64)
+    runs = []
+    for repeat in (1, 2, 4):
+        i_in = drive.repeat_interleave(repeat)[:, None, None]
+        with torch.no_grad():
+            out = mtc_rollout(i_in, params, coarse / repeat, method=method, filter=filter, record_membrane=True,
+                              backend="fused")
+        runs.append(out.u_m[repeat - 1 :: repeat, 0, 0])
+    assert float(runs[-1].max()) > 1.5, "the window should contain spikes"
+    d1 = float((runs[0] - runs[1]).abs().max())
+    d2 = float((runs[1] - runs[2]).abs().max())
+    order = torch.log2(torch.tensor(d1 / d2)).item()
+    assert abs(order - ORDERS[method]) < 0.2 * ORDERS[method], (d1, d2, order)
 
 
 def test_float32_matches_float64_reference():
@@ -232,7 +261,7 @@ def test_failed_build_warns_once_and_falls_back_or_raises_under_ci(tmp_path, ci)
     """A real build failure (the build directory is a file): fallback with one warning; CI=true raises."""
     blocker = tmp_path / "not_a_directory"
     blocker.write_text("")
-    env = dict(os.environ, MTC_ANALOG_BUILD_DIR=str(blocker), CI=ci)
+    env = dict(os.environ, MTC_ANALOG_BUILD_DIR=str(blocker), CI=ci, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", _BROKEN_BUILD], env=env, capture_output=True, text=True, timeout=120)
     if ci == "true":
         assert proc.returncode != 0
@@ -280,6 +309,75 @@ def test_forked_workers_do_not_hang(tmp_path):
     """After the parent used the kernel, fork-started workers must still run it (libgomp + fork)."""
     script = tmp_path / "forked.py"
     script.write_text(_FORKED_WORKERS)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    env = dict(os.environ, PYTHONPATH=ROOT)  # this checkout's package (and kernel), not an installed one
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "CHILDREN" in proc.stdout
+
+
+def test_build_is_for_a_fixed_isa_not_this_cpu():
+    """Same binary on every CPU of a level: the flags name a psABI level, never -march=native."""
+    if fused.platform.machine() == "x86_64":
+        assert fused._ISA in ("x86-64-v3", "x86-64-v2", "x86-64")
+        assert not any("native" in flag for flag in fused._CFLAGS)
+        assert f"-march={fused._ISA}" in fused._CFLAGS
+
+
+def test_cache_key_covers_what_changes_the_build(monkeypatch):
+    """Another venv (Python prefix), another torch install or another compiler gets its own build."""
+    base = fused._build_name()
+    assert fused._build_name() == base  # stable
+    monkeypatch.setattr(sys, "prefix", "/elsewhere/venv")
+    assert fused._build_name() != base
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__file__", "/other/site-packages/torch/__init__.py")
+    assert fused._build_name() != base
+    monkeypatch.undo()
+    monkeypatch.setenv("CXX", "clang++")
+    assert fused._build_name() != base
+
+
+def test_a_build_at_run_time_is_announced(tmp_path):
+    """A build still needed at run time says so on stderr before compiling (here it then fails fast)."""
+    env = dict(os.environ, MTC_ANALOG_BUILD_DIR=str(tmp_path), CXX="false", CI="", PYTHONPATH=ROOT)
+    code = "from mtc_analog.neuron import fused; print(fused.is_built()); print(fused.available())"
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
+    lines = [line for line in proc.stderr.splitlines() if "compiling the MTC neuron kernel (once, ~1 min) into" in line]
+    assert len(lines) == 1 and str(tmp_path) in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_several_blocks_partial_blocks_and_segments(dtype):
+    """Neurons split over several column blocks (one partial), 37 steps = two full 16-step checkpoint
+    segments and a partial one: forward and gradients still equal the reference loop's."""
+    n, batch, steps = 1100, 2, 37  # float64 blocks of 512 neurons, float32 of 1024: partial blocks both
+    params = MTCParameters(*(v.detach().to(dtype) if isinstance(v, torch.Tensor) else v for v in _params(n, 0.4)))
+    params = params._replace(a_f=params.a_f.clone().requires_grad_(), tau_s=params.tau_s.clone().requires_grad_())
+    i_in, state = _inputs(steps, batch, n, seed=5)
+    i_in = i_in.detach().to(dtype).requires_grad_()
+    state = MTCState(*(s.detach().to(dtype).requires_grad_() for s in state))
+    outs = {}
+    for backend in ("reference", "fused"):
+        r = mtc_rollout(i_in, params, DT, state, "rk4", "linear", Transduction("sigmoid"), True, backend=backend)
+        loss = (r.s * torch.linspace(0, 1, r.s.numel(), dtype=dtype).reshape(r.s.shape)).sum() + r.final.u_s.sum()
+        outs[backend] = (r.s.detach(), torch.autograd.grad(loss, [i_in, params.a_f, params.tau_s, *state]))
+    tol = dict(rtol=1e-9, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-3, atol=2e-4)
+    torch.testing.assert_close(outs["fused"][0], outs["reference"][0], **tol)
+    for got, ref in zip(outs["fused"][1], outs["reference"][1]):
+        torch.testing.assert_close(got, ref, **tol)
+
+
+def test_a_stale_torch_build_lock_does_not_block_loading():
+    """A build killed midway leaves torch's `lock` file behind; loading must not wait on it for ever."""
+    from mtc_analog.neuron import fused
+
+    fused.extension()  # built (or loaded) once, here
+    stale = fused.build_dir() / fused._build_name() / "lock"
+    stale.write_text("")
+    proc = subprocess.run([sys.executable, "-c", "from mtc_analog.neuron import fused; fused.extension(); print('LOADED')"],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0 and "LOADED" in proc.stdout, proc.stderr
+    assert not stale.exists()

@@ -77,7 +77,7 @@ def test_fixed_timescales_are_buffers():
     assert not any("tau" in name for name in trainable)
 
 
-@pytest.mark.parametrize("bad", [dict(n=0), dict(n=3, method="rk4"),
+@pytest.mark.parametrize("bad", [dict(n=0), dict(n=3, method="rk5"),
                                  dict(n=3, init=MTCParameters(tau_s=100.0, tau_us=50.0))])
 def test_bad_construction_rejected(bad):
     with pytest.raises(ValueError):

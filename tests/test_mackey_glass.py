@@ -163,3 +163,67 @@ def test_default_task_series_reference_values():
     """Literal values of x(1000), x(1001), x(1010), x(1059) (RK4, h = 0.1), independent of any code."""
     series = make_task(TaskConfig(n_samples=60, horizon=5)).series
     np.testing.assert_allclose(series[[0, 1, 10, 59]], REFERENCE_VALUES, rtol=0, atol=1e-8)
+
+
+# ------------------------------------------------------- tests that kill surviving mutants
+# (benchmarks/mutation.py found these gaps; each test names what it pins)
+
+
+def test_task_config_split_and_seed_defaults():
+    cfg = TaskConfig()
+    assert (cfg.horizon, cfg.n_samples, cfg.train_fraction, cfg.val_fraction, cfg.seed) == (84, 4000, 0.6, 0.1, 0)
+
+
+def test_split_sizes_are_the_rounded_fractions_and_cover_every_pair():
+    from mtc_analog.tasks.mackey_glass import split_sizes
+
+    for n_pairs in (583, 1000, 3916, 97):
+        sizes = split_sizes(n_pairs, 0.6, 0.1)
+        assert sizes == {"train": round(n_pairs * 0.6), "val": round(n_pairs * 0.1),
+                         "test": n_pairs - round(n_pairs * 0.6) - round(n_pairs * 0.1)}
+    task = make_task(TaskConfig(horizon=17, n_samples=600))
+    assert (len(task.train), len(task.val), len(task.test)) == (350, 58, 175)
+    # the test split ends exactly at the last pair: its last target is the series' last sample
+    assert task.test.start + len(task.test) == 600 - 17
+    assert task.test.y[-1, 0] == pytest.approx((task.series[-1] - task.mean) / task.std, rel=1e-6)
+
+
+def test_task_data_is_immutable():
+    import dataclasses
+
+    task = make_task(TaskConfig(n_samples=200, horizon=5))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.mean = 0.0
+
+
+def test_odd_delay_in_steps_matches_the_independent_rk4():
+    # tau / h = 171 steps (odd): the constant past fills exactly delay + 1 buffer entries
+    ours = mackey_glass_series(40, tau=17.1, h=0.1, drop=50.0)
+    np.testing.assert_allclose(ours, straightforward_rk4(40, tau=17.1, drop=50.0), rtol=0, atol=1e-9)
+
+
+def test_delay_must_be_a_whole_number_of_steps():
+    with pytest.raises(InputError, match="tau/h an integer"):
+        make_task(TaskConfig(n_samples=500, horizon=5, tau=17.05))
+
+
+def test_sampled_windows_start_anywhere_in_the_split():
+    task = make_task(TaskConfig(n_samples=500, horizon=5))
+    x, y = sample_windows(task.train.x, task.train.y, 30, 400, np.random.default_rng(0))
+    starts = [int(np.flatnonzero(task.train.x[:, 0] == x[0, k, 0])[0]) for k in range(x.shape[1])]
+    total = len(task.train)
+    assert min(starts) < total // 10 and max(starts) > total - 30 - total // 10  # the whole range is used
+    for k, s in enumerate(starts[:20]):  # each window is the contiguous slice it claims to be
+        np.testing.assert_array_equal(x[:, k, 0], task.train.x[s:s + 30, 0])
+        np.testing.assert_array_equal(y[:, k, 0], task.train.y[s:s + 30, 0])
+
+
+def test_a_window_as_long_as_the_split_fits_once():
+    task = make_task(TaskConfig(n_samples=500, horizon=5))
+    total = len(task.train)
+    xt, _ = tiled_windows(task.train.x, task.train.y, total, total)
+    assert xt.shape == (total, 1, 1)
+    xs, _ = sample_windows(task.train.x, task.train.y, total, 3, np.random.default_rng(0))
+    assert xs.shape == (total, 3, 1)
+    with pytest.raises(InputError):
+        tiled_windows(task.train.x, task.train.y, total + 1, 1)

@@ -40,3 +40,12 @@ def test_tasks_metrics_re_exports_the_one_crossing_counter():
     from mtc_analog.tasks import metrics
 
     assert metrics.upward_crossings is spikes.upward_crossings
+
+
+def test_non_finite_values_are_counted_in_the_error():
+    # the message says how many values are bad, in the prediction and in the target
+    pred = np.array([0.0, np.nan, np.inf, 1.0, 2.0])  # 2 bad of 5: the count cannot be read off the good ones
+    with pytest.raises(InputError, match=r"prediction holds 2 NaN/Inf"):
+        nrmse(pred, np.arange(5.0))
+    with pytest.raises(InputError, match=r"target holds 1 NaN/Inf"):
+        nrmse(np.arange(4.0), np.array([0.0, 1.0, np.nan, 3.0]))

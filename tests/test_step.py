@@ -9,7 +9,8 @@ import torch
 from scipy.integrate import solve_ivp
 
 from mtc_analog.neuron.equations import MTCParameters, MTCState
-from mtc_analog.neuron.step import Transduction, mtc_rollout, mtc_step, transduce
+from mtc_analog.neuron.step import (METHODS, STABILITY_INTERCEPT, Transduction, max_stable_dt, mtc_rollout, mtc_step,
+                                    transduce)
 
 F64 = torch.float64
 
@@ -49,6 +50,83 @@ def test_euler_step_is_the_explicit_update(filter, tau_f):
         torch.testing.assert_close(g, w, rtol=1e-13, atol=1e-13)
 
 
+def explicit_spec_rhs(state, p, i_in, filter):
+    """dX/dt written out by hand (SPEC §2), for the Runge-Kutta checks."""
+    u_m, u_f, u_s, u_us = state
+    uf = u_m if p.tau_f == 0 else u_f
+    i_tot = (-p.a_f * torch.tanh(uf - p.d_f) + p.a_s_plus * torch.tanh(u_s - p.d_s_plus)
+             - p.a_s_minus * torch.tanh(u_s - p.d_s_minus) + p.a_us * torch.tanh(u_us - p.d_us))
+    g = (lambda x: x) if filter == "linear" else torch.tanh
+    dm = (-(u_m - p.u_rest) + p.resistance * i_in - p.resistance * i_tot) / p.tau_m
+    df = dm if p.tau_f == 0 else g(u_m - u_f) / p.tau_f
+    return (dm, df, g(u_m - u_s) / p.tau_s, g(u_m - u_us) / p.tau_us)
+
+
+def by_hand_runge_kutta(state, p, i_in, dt, filter, method):
+    def f(x):
+        return explicit_spec_rhs(x, p, i_in, filter)
+
+    def add(x, a, k):
+        return tuple(xi + a * ki for xi, ki in zip(x, k))
+
+    k1 = f(state)
+    if method == "heun":
+        k2 = f(add(state, dt, k1))
+        return tuple(x + dt / 2 * (a + b) for x, a, b in zip(state, k1, k2))
+    k2 = f(add(state, dt / 2, k1))
+    k3 = f(add(state, dt / 2, k2))
+    k4 = f(add(state, dt, k3))
+    return tuple(x + dt / 6 * (a + 2 * b + 2 * c + d) for x, a, b, c, d in zip(state, k1, k2, k3, k4))
+
+
+@pytest.mark.parametrize("method", ["heun", "rk4"])
+@pytest.mark.parametrize("filter", ["linear", "ota"])
+@pytest.mark.parametrize("tau_f", [0.0, 0.3])
+def test_runge_kutta_step_is_the_textbook_scheme(method, filter, tau_f):
+    params = PARAMS._replace(tau_f=tau_f)
+    state = STATE._replace(u_f=STATE.u_m) if tau_f == 0 else STATE
+    got = mtc_step(state, I_IN, params, DT, method, filter)
+    want = by_hand_runge_kutta(state, params, I_IN, DT, filter, method)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_passive_membrane_is_stable_exactly_up_to_the_linear_limit(method):
+    """All gains 0: tau_m dU/dt = -U. The step multiplies U by R(-dt/tau_m); it must decay just below
+    the intercept STABILITY_INTERCEPT * tau_m and grow just above it (the value is right, not just safe)."""
+    tau_m = 2.0
+    params = MTCParameters(a_f=0.0, a_s_plus=0.0, tau_m=tau_m, tau_f=0.0)
+    edge = STABILITY_INTERCEPT[method] * tau_m
+    start = MTCState(*(torch.ones(1, dtype=F64),) * 4)
+    for factor, grows in ((0.98, False), (1.02, True)):
+        out = mtc_rollout(torch.zeros(400, 1, dtype=F64), params, factor * edge, start, method=method,
+                          record_membrane=True, backend="reference")
+        assert (abs(float(out.u_m[-1, 0])) > 1.0) is grows, (method, factor, float(out.u_m[-1, 0]))
+
+
+def test_max_stable_dt():
+    assert max_stable_dt("euler", 1.0) == pytest.approx(0.5)  # SPEC §3
+    assert max_stable_dt("exact", 2.0, tau_f=0.1) == pytest.approx(1.0)  # exact filters never bind
+    assert max_stable_dt("heun", 1.0) == pytest.approx(0.5)
+    assert max_stable_dt("rk4", 1.0) == pytest.approx(0.6963, abs=1e-4)
+    assert max_stable_dt("euler", 1.0, tau_f=0.3) == pytest.approx(0.15)  # an Euler fast filter binds
+    assert max_stable_dt("rk4", torch.tensor([1.0, 0.5]), torch.tensor([0.0, 0.0])) == pytest.approx(0.3482, abs=1e-4)
+    with pytest.raises(ValueError, match="unknown method"):
+        max_stable_dt("rk5", 1.0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_presets_stay_bounded_at_the_allowed_step(method):
+    """At max_stable_dt a strongly driven bursting neuron with large gains stays bounded."""
+    params = MTCParameters(a_f=4.0, a_s_plus=4.0, a_s_minus=2.0, a_us=2.0, d_s_minus=-1.5, d_us=-1.5,
+                           tau_s=10.0, tau_us=100.0)
+    dt = max_stable_dt(method, 1.0)
+    i_in = torch.linspace(-6, 6, 13, dtype=F64).expand(int(200 / dt), 1, 13)
+    out = mtc_rollout(i_in, params, dt, method=method, record_membrane=True, backend="reference")
+    assert torch.isfinite(out.u_m).all() and float(out.u_m.abs().max()) < 10
+
+
 def test_exact_linear_filter_is_the_closed_form():
     """U_x(t+dt) = U_m + (U_x - U_m) exp(-dt/tau) with U_m held; the membrane stays Euler."""
     got = mtc_step(STATE, I_IN, PARAMS, DT, "exact", "linear")
@@ -75,7 +153,7 @@ def test_exact_ota_filter_solves_the_ode(dt):
 
 
 def test_tau_f_zero_means_fast_reads_membrane():
-    for method in ("euler", "exact"):
+    for method in METHODS:
         new = mtc_step(STATE, I_IN, PARAMS._replace(tau_f=0.0), DT, method, "linear")
         torch.testing.assert_close(new.u_f, new.u_m, rtol=0, atol=0)
 
@@ -94,7 +172,7 @@ def test_transductions():
 
 def test_unknown_method_and_filter_rejected():
     with pytest.raises(ValueError, match="unknown method"):
-        mtc_step(STATE, I_IN, PARAMS, DT, "rk4")
+        mtc_step(STATE, I_IN, PARAMS, DT, "rk5")
     with pytest.raises(ValueError, match="unknown filter"):
         mtc_step(STATE, I_IN, PARAMS, DT, "euler", "cubic")
 
@@ -113,7 +191,7 @@ def leaf_params(tau_f: float):
     return values
 
 
-@pytest.mark.parametrize("method", ["euler", "exact"])
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("filter", ["linear", "ota"])
 def test_gradcheck_step(method, filter):
     values = leaf_params(0.3)
@@ -157,7 +235,7 @@ def test_gradcheck_rollout(filter, kind, method, tau_f, backend):
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
 
 
-@pytest.mark.parametrize("method", ["euler", "exact"])
+@pytest.mark.parametrize("method", METHODS)
 def test_mixed_instantaneous_and_filtered_fast_variable(method):
     """tau_f = 0 for one neuron and > 0 for another in the same layer: each behaves as if alone (no 0/0)."""
     tau_f = torch.tensor([0.0, 0.5], dtype=F64)

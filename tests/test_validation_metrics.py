@@ -125,3 +125,31 @@ def test_resample_onto_model_grid():
     np.testing.assert_allclose(out[:, 1], 2 * grid)
     with pytest.raises(ValueError, match="simulate longer"):
         resample(time, values, model_time_grid(30, 0.5))
+
+
+# ------------------------------------------------------- tests that kill surviving mutants
+# (benchmarks/mutation.py: boundaries and argument checks no other test reached)
+
+
+def test_zero_duration_or_window_is_refused():
+    with pytest.raises(ValueError, match="must be > 0"):
+        coincidence_factor([1.0], [1.0], WINDOW, 0.0)
+    with pytest.raises(ValueError, match="must be > 0"):
+        coincidence_factor([1.0], [1.0], 0.0, 10.0)
+
+
+def test_shape_mismatches_are_named():
+    with pytest.raises(ValueError, match="equal shape"):
+        membrane_nrmse(np.zeros((10, 2)), np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="equal shape"):
+        membrane_nrmse(np.zeros(10), np.zeros(10))
+    with pytest.raises(ValueError, match="2 model trains vs 3 circuit trains"):
+        spike_agreement([np.array([1.0])] * 2, [np.array([1.0])] * 3, WINDOW, 10.0)
+    with pytest.raises(ValueError, match="3 model trains vs 2 circuit trains"):
+        spike_agreement([np.array([1.0])] * 3, [np.array([1.0])] * 2, WINDOW, 10.0)
+
+
+def test_signal_nrmse_of_a_unit_std_reference():
+    # std exactly 1 is an ordinary reference (only a flat one is undefined)
+    assert signal_nrmse(np.zeros(2), np.array([-1.0, 1.0])) == pytest.approx(1.0)
+    assert np.isnan(signal_nrmse(np.zeros(3), np.full(3, 2.0)))

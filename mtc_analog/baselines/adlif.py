@@ -87,8 +87,8 @@ class AdLIFLayer(nn.Module):
         else:
             u, w = state
         spikes, membranes = [], []
-        for t in range(i_in.shape[0]):
-            u = decay_u * u + (1.0 - decay_u) * (i_in[t] - w)
+        for i_t in i_in.unbind(0):  # not i_in[t]: see LIFLayer.forward (quadratic backward)
+            u = decay_u * u + (1.0 - decay_u) * (i_t - w)
             z = slayer_spike(u - self.threshold, self.alpha, self.c)
             if record_membrane:
                 membranes.append(u)  # before the reset, so threshold crossings stay visible

@@ -65,8 +65,10 @@ class LIFLayer(nn.Module):
             raise ValueError(f"LIFLayer of {self.n} neurons got input with last dimension {i_in.shape[-1]}")
         u = torch.zeros_like(i_in[0]) if state is None else state
         spikes, membranes = [], []
-        for t in range(i_in.shape[0]):
-            s, u = lif_step(u, i_in[t], self.beta, self.threshold, self.alpha)
+        # unbind, not i_in[t]: indexing an input that requires grad makes every backward step add a
+        # full-size zero gradient (quadratic in T); unbind's backward stacks the step gradients once.
+        for i_t in i_in.unbind(0):
+            s, u = lif_step(u, i_t, self.beta, self.threshold, self.alpha)
             spikes.append(s)
             if record_membrane:
                 membranes.append(u)

@@ -19,6 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--horizons", default="1,17,42,84,126", help="horizons of the NRMSE curve [samples], comma separated ('' to skip)")
     p.add_argument("--curve-seeds", type=int, default=1, help="seeds per curve horizon other than --horizon (default 1)")
     p.add_argument("--models", default="mtc,lif,adlif", help="spiking models to train, comma separated subset of mtc,lif,adlif")
+    p.add_argument("--search-lrs", default="0.01,0.003",
+                   help="learning rates of the hyper-parameter search every model gets (default 0.01,0.003)")
+    p.add_argument("--search-input-scales", default="1,3",
+                   help="initial input scales of the search, times each model's default (default 1,3); the "
+                        "configuration with the best validation NRMSE at seed 0 is kept")
+    p.add_argument("--no-mlp", action="store_true", help="skip the MLP anchor")
     p.add_argument("--workers", type=int, default=1, help="concurrent training processes (default 1: 2 shared cores)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--force", action="store_true", help="overwrite an earlier comparison (finished runs are reused)")
@@ -34,6 +40,16 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
         raise InputError(f"{option} {text!r}: expected comma-separated integers") from None
 
 
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected comma-separated numbers") from None
+    if not values or min(values) <= 0:
+        raise InputError(f"{option} {text!r}: give at least one value, all > 0")
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     from ..training.compare import SPIKING, CompareConfig, run_compare
 
@@ -43,11 +59,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--models: unknown neuron type(s) {unknown}; expected a subset of {', '.join(SPIKING)}")
     if args.seeds < 1 or args.curve_seeds < 1 or args.workers < 1:
         raise InputError("--seeds, --curve-seeds and --workers must be >= 1")
+    lrs, scales = _floats(args.search_lrs, "--search-lrs"), _floats(args.search_input_scales, "--search-input-scales")
+    search = tuple({"lr": lr, "input_scale_factor": f} for lr in lrs for f in scales)
     net, task, budget = configs_from_args(args, "mtc", args.horizon, 0)
-    overrides = {k: v for k, v in (("input_scale", args.input_scale), ("bias_init", args.bias_init)) if v is not None}
+    overrides = {k: v for k, v in (("input_scale", args.input_scale), ("bias_init", args.bias_init),
+                                   ("dt", args.dt), ("substeps", args.substeps)) if v is not None}
     cfg = CompareConfig(horizon=args.horizon, seeds=args.seeds, horizons=_ints(args.horizons, "--horizons"),
                         curve_seeds=args.curve_seeds, models=models, workers=args.workers, base_network=net,
-                        base_task=task, train=budget, init_overrides=overrides)
+                        base_task=task, train=budget, init_overrides=overrides, search=search, mlp=not args.no_mlp)
     command = "mtc-analog " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     comparison = run_compare(cfg, args.out, force=args.force, progress=not args.no_progress, command=command)
     for row in comparison["rows"]:

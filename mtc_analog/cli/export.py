@@ -68,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..training.checkpoint import load_checkpoint
 
+    from ..training.fidelity_gap import print_gap_warning
+
     ckpt = load_checkpoint(args.source)
+    print_gap_warning(args.source)
     spec = ckpt.network.to_spec()
     if args.filter:
         for layer in spec.layers:

@@ -19,14 +19,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     n, t = NetworkConfig(), TrainConfig()
     g = parser.add_argument_group("network")
     g.add_argument("--hidden", default="64", help="hidden layer size(s), comma separated (default 64)")
-    g.add_argument("--dt", type=float, default=n.dt, help=f"neuron step [t_u] (default {n.dt})")
-    g.add_argument("--substeps", type=int, default=n.substeps, help=f"neuron steps per input sample (default {n.substeps})")
+    g.add_argument("--dt", type=float, default=None,
+                   help=f"neuron step [t_u] (default: MTC {n.dt}, LIF/AdLIF 0.5; sample period 1 t_u)")
+    g.add_argument("--substeps", type=int, default=None,
+                   help=f"neuron steps per input sample (default: MTC {n.substeps}, LIF/AdLIF 2)")
     g.add_argument("--tau-lp", type=float, default=n.tau_lp, help=f"low-pass stage time constant [t_u] (default {n.tau_lp})")
     g.add_argument("--input-scale", type=float, default=None,
                    help="scale of the initial projection weights (x PyTorch's default init; default: per neuron type)")
     g.add_argument("--bias-init", type=float, default=None,
                    help="constant initial bias of the hidden projections [I_u for MTC] (default: per neuron type)")
-    g.add_argument("--method", choices=METHODS, default=n.method, help="MTC filter integration")
+    g.add_argument("--method", choices=METHODS, default=n.method,
+                   help=f"MTC integrator (default {n.method}; euler/exact need dt <= 0.5 tau_m and leave a large "
+                        "discretisation gap)")
     g.add_argument("--filter", choices=FILTERS, default=n.filter, help="MTC filter kind")
     g.add_argument("--transduction", choices=TRANSDUCTIONS, default=n.transduction,
                    help="MTC output s: clip((U-U_th)/(U_sat-U_th), 0, 1) or sigmoid(2(U-U_c))")
@@ -77,12 +81,12 @@ def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed:
         except (json.JSONDecodeError, TypeError) as exc:
             raise InputError(f"--mtc-init is not a JSON object: {exc}") from None
     net = NetworkConfig(
-        neuron=neuron, hidden=parse_hidden(args.hidden), dt=args.dt, substeps=args.substeps, tau_lp=args.tau_lp,
+        neuron=neuron, hidden=parse_hidden(args.hidden), tau_lp=args.tau_lp,
         method=args.method, filter=args.filter, transduction=args.transduction, u_th=args.u_th, u_sat=args.u_sat,
         mtc_init=mtc_init, train_timescales=args.train_timescales, init_jitter=args.init_jitter,
         timescale_spread=args.timescale_spread,
         backend=args.backend, seed=seed,
-        **default_init(neuron, args.input_scale, args.bias_init),
+        **default_init(neuron, args.input_scale, args.bias_init, args.dt, args.substeps),
     )
     task = TaskConfig(horizon=horizon, n_samples=args.n_samples)
     epochs = TrainConfig.epochs if args.epochs is None else args.epochs  # None: not given (see --resume)
@@ -95,15 +99,15 @@ def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed:
     return net, task, train_cfg
 
 
-def default_init(neuron: str, input_scale: float | None, bias_init: float | None) -> dict[str, Any]:
-    """Per-neuron-type initial projection scale and bias (explicit options win)."""
+def default_init(neuron: str, input_scale: float | None, bias_init: float | None,
+                 dt: float | None = None, substeps: int | None = None) -> dict[str, Any]:
+    """Per-neuron-type initial projection scale, bias and step (explicit options win)."""
     from ..network import DEFAULT_INIT_BY_NEURON
 
     base = dict(DEFAULT_INIT_BY_NEURON[neuron])
-    if input_scale is not None:
-        base["input_scale"] = input_scale
-    if bias_init is not None:
-        base["bias_init"] = bias_init
+    for key, value in (("input_scale", input_scale), ("bias_init", bias_init), ("dt", dt), ("substeps", substeps)):
+        if value is not None:
+            base[key] = value
     return base
 
 
@@ -140,4 +144,12 @@ def run(args: argparse.Namespace) -> int:
           f"val NRMSE {metrics['val_nrmse']:.4f}  spike rate {metrics.get('spike_rate', float('nan')):.4g}  "
           f"duty cycle {metrics.get('duty_cycle', float('nan')):.4g}  synops/step {metrics.get('synops_per_step', float('nan')):.4g} "
           f"({metrics.get('synop_kind', '?')})  wall {metrics['train_wall_s']:.1f} s  -> {args.out}/metrics.json")
+    if metrics.get("discretisation_gap") is not None:
+        from ..training.census import census_line
+        from ..training.fidelity_gap import GAP_TOLERANCE
+
+        gap = metrics["discretisation_gap"]
+        print(f"circuit fidelity: discretisation gap {gap:.4f} ({'within' if gap <= GAP_TOLERANCE else 'ABOVE'} "
+              f"{GAP_TOLERANCE}); {metrics.get('pruned_devices', 0)} device(s) below the target's current floor "
+              f"pruned; census: {census_line(metrics.get('census_counts') or {})}")
     return 0

@@ -98,7 +98,10 @@ def print_summary(report: dict, out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..validation.workflow import raise_if_failed, validate_checkpoint
 
+    from ..training.fidelity_gap import print_gap_warning
+
     settings = settings_from_args(args, args.filter)
+    print_gap_warning(args.checkpoint)
     report, _ = validate_checkpoint(args.checkpoint, args.out, settings, run_dt_study=args.dt_study,
                                     force=args.force, progress=lambda line: print(f"[validate] {line}", flush=True))
     print_summary(report, Path(args.out))

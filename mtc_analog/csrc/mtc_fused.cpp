@@ -15,10 +15,12 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/sum.h>
 #include <torch/library.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <type_traits>
 #include <cmath>
 #include <optional>
 #include <vector>
@@ -26,7 +28,7 @@
 #ifdef MTC_USE_LIBMVEC
 // glibc's libmvec has SIMD variants of these, but <math.h> only declares them under -ffast-math,
 // which we avoid (it would change NaN handling and the reference's rounding). Declaring them here
-// lets `#pragma omp simd` loops call the vector versions (linked with -lmvec).
+// lets the loop vectoriser call the vector versions (linked with -lmvec).
 extern "C" {
 #define MTC_SIMD __attribute__((simd("notinbranch")))
 MTC_SIMD double tanh(double) noexcept;
@@ -50,55 +52,189 @@ enum Row : int64_t {
   A_F = 0, A_SP, A_SM, A_US, D_F, D_SP, D_SM, D_US, TAU_M, TAU_F, TAU_S, TAU_US, RES, U_REST, N_ROWS
 };
 
-// Filter kinds: method x filter.
-enum FilterKind : int { EULER_LINEAR = 0, EULER_OTA = 1, EXACT_LINEAR = 2, EXACT_OTA = 3 };
+// Integration methods, in the order of mtc_analog/neuron/step.py::METHODS. The Python side passes
+// filter_kind = method * 2 + (filter == "ota").
+enum Method : int { EULER = 0, EXACT = 1, HEUN = 2, RK4 = 3 };
 
-constexpr int64_t kBlock = 64;  // neurons per inner block (fits the local state in L1)
+
+#define MTC_INLINE inline __attribute__((always_inline))
 
 struct Options {
   double dt;
   double u_th, span, u_c;  // transduction constants [V_s]
 };
 
-// Per-column filter constant: Euler uses tau itself (dt*(um-ux)/tau, as the reference), exact the
-// decay exp(-dt/tau).
-template <typename T, int FK>
-inline T filter_const(T tau, T dt) {
-  if constexpr (FK == EXACT_LINEAR || FK == EXACT_OTA) {
-    return std::exp(-dt / tau);
+// The state of one neuron column, and one neuron's parameters (values, so that the per-column
+// functions below inline into the vectorised loops without address-taken locals).
+template <typename T>
+struct S4 {
+  T m, f, s, u;
+};
+
+template <typename T>
+struct Par {
+  T af, asp, asm_, aus, df, dsp, dsm, dus, taum, tauf, taus, tauu, res, urest;
+  T itaum, itauf, itaus, itauu;  // 1/tau (float only: see over())
+};
+
+// Gradient accumulators of the parameters (the 14 rows, in Row order).
+template <typename T>
+struct PGrad {
+  T af, asp, asm_, aus, df, dsp, dsm, dus, taum, tauf, taus, tauu, res, urest;
+};
+
+// a / tau. float: a * (1/tau), the reciprocal precomputed per neuron (a division costs as much as a
+// dozen multiplications; the float kernel is checked against the float64 reference with a
+// tolerance anyway). double: the division itself, as the reference, so that float64 results agree
+// with it to rounding (1e-12 in the tests).
+template <typename T>
+MTC_INLINE T over(T a, T tau, T inv) {
+  if constexpr (std::is_same_v<T, float>) return a * inv;
+  else return a / tau;
+}
+
+// tanh. double: libm/libmvec's. float: a rational minimax approximation (the one Eigen uses for
+// float: odd degree-13 over even degree-6 polynomial, inputs clamped to +-7.9053; max error 3.4e-7,
+// about 6 ulp, measured on 2M points in [-12, 12]). glibc's AVX2 tanhf costs ~1.4 ns per element on
+// the development machine, this ~0.3 ns; it is plain arithmetic, so it is also the same on every CPU.
+template <typename T>
+MTC_INLINE T tanh_(T a) {
+  if constexpr (std::is_same_v<T, float>) {
+    const float c = 7.90531110763549805f;
+    const float lo = a < -c ? -c : a;
+    const float x = lo > c ? c : lo;
+    const float x2 = x * x;
+    float p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
+    p = x2 * p + -8.60467152213735e-11f;
+    p = x2 * p + 5.12229709037114e-08f;
+    p = x2 * p + 1.48572235717979e-05f;
+    p = x2 * p + 6.37261928875436e-04f;
+    p = x2 * p + 4.89352455891786e-03f;
+    p = x * p;
+    float q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
+    q = x2 * q + 2.26843463243900e-03f;
+    q = x2 * q + 4.89352518554385e-03f;
+    const float r = p / q;  // unconditional: a division inside the select would keep a branch
+    return std::fabs(a) < 0.0004f ? a : r;
   } else {
-    return tau;
+    return std::tanh(a);
   }
 }
 
-template <typename T, int FK>
-inline T filter_update(T um, T ux, T c, T dt) {
-  if constexpr (FK == EULER_LINEAR) {
-    return ux + dt * ((um - ux) / c);
-  } else if constexpr (FK == EULER_OTA) {
-    return ux + dt * (std::tanh(um - ux) / c);
-  } else if constexpr (FK == EXACT_LINEAR) {
-    return um + (ux - um) * c;
-  } else {
-    return um + std::asinh(std::sinh(ux - um) * c);
-  }
+// Everything below is passed and returned by value, with no capturing lambdas or reference
+// out-parameters, so that it inlines into the row loops and they vectorise (checked with
+// -fopt-info-vec: every row loop, float and double, calls libmvec's 8/4-wide variants). The loops use
+// `#pragma GCC ivdep`, not `omp simd`: the latter privatises by-value structs into per-lane arrays
+// before inlining, which defeats the float loops.
+template <typename T>
+MTC_INLINE S4<T> axpy(S4<T> x, T a, S4<T> k) {
+  return {x.m + a * k.m, x.f + a * k.f, x.s + a * k.s, x.u + a * k.u};
 }
 
-// Partial derivatives of one filter update x' = phi(um, ux; tau): d x'/d ux and d x'/d tau
-// (d x'/d um is always 1 - d x'/d ux). Returned by value: address-taken locals stop vectorisation.
+template <typename T>
+MTC_INLINE S4<T> scale(S4<T> v, T a) {
+  return {a * v.m, a * v.f, a * v.s, a * v.u};
+}
+
+template <typename T>
+MTC_INLINE S4<T> add(S4<T> a, S4<T> b) {
+  return {a.m + b.m, a.f + b.f, a.s + b.s, a.u + b.u};
+}
+
+// Vector-Jacobian product of the RHS: w^T df/dX (gx), w^T df/dparams (gp), w^T df/dI_in (gin).
+template <typename T>
+struct VJP {
+  S4<T> gx;
+  PGrad<T> gp;
+  T gin;
+};
+
+template <typename T>
+MTC_INLINE PGrad<T> add(PGrad<T> a, PGrad<T> b) {
+  return {a.af + b.af,   a.asp + b.asp,   a.asm_ + b.asm_, a.aus + b.aus,   a.df + b.df,
+          a.dsp + b.dsp, a.dsm + b.dsm,   a.dus + b.dus,   a.taum + b.taum, a.tauf + b.tauf,
+          a.taus + b.taus, a.tauu + b.tauu, a.res + b.res, a.urest + b.urest};
+}
+
+template <typename T>
+MTC_INLINE VJP<T> add(VJP<T> a, VJP<T> b) {
+  return {add(a.gx, b.gx), add(a.gp, b.gp), a.gin + b.gin};
+}
+
+template <typename T, bool OTA>
+MTC_INLINE T filter_g(T v) {
+  if constexpr (OTA) return tanh_(v);
+  else return v;
+}
+
+// The right-hand side dX/dt (equations.py::rhs). INST: tau_f = 0, the fast element reads U_m and
+// dU_f/dt is dU_m/dt. OTA: the filters are tanh follower-integrators.
+template <typename T, bool OTA, bool INST>
+MTC_INLINE S4<T> rhs(S4<T> x, Par<T> p, T in) {
+  const T fr = INST ? x.m : x.f;
+  const T itot = -p.af * tanh_(fr - p.df) + p.asp * tanh_(x.s - p.dsp) +
+                 -p.asm_ * tanh_(x.s - p.dsm) + p.aus * tanh_(x.u - p.dus);
+  const T dm = over(-(x.m - p.urest) + p.res * (in - itot), p.taum, p.itaum);
+  const T df = INST ? dm : over(filter_g<T, OTA>(x.m - x.f), p.tauf, p.itauf);
+  return {dm, df, over(filter_g<T, OTA>(x.m - x.s), p.taus, p.itaus), over(filter_g<T, OTA>(x.m - x.u), p.tauu, p.itauu)};
+}
+
+// With A = w_m/tau_m (w_m + w_f when INST: dU_f/dt is dU_m/dt) and q_k = A R a_k (1 - tanh_k^2):
+// dI: A R; da_f: A R tanh_f, da_{s+}: -A R tanh_{s+}, da_{s-}: A R tanh_{s-}, da_us: -A R tanh_us;
+// dd_f: -q_f, dd_{s+}: q_{s+}, dd_{s-}: -q_{s-}, dd_us: q_us; dtau_m: -w_m rate_m/tau_m;
+// dR: A (I_in - I_tot); dU_rest: A; state: m: -A (+ q_f if INST), f: q_f, s: -q_{s+} + q_{s-},
+// us: -q_us. Each filter rate g(U_m - U_x)/tau_x adds w_x g'/tau_x to m, -w_x g'/tau_x to x, and
+// -w_x g/tau_x^2 to tau_x.
+template <typename T, bool OTA, bool INST>
+MTC_INLINE VJP<T> rhs_vjp(S4<T> x, Par<T> p, T in, S4<T> w) {
+  const T fr = INST ? x.m : x.f;
+  const T th_f = tanh_(fr - p.df), th_sp = tanh_(x.s - p.dsp);
+  const T th_sm = tanh_(x.s - p.dsm), th_us = tanh_(x.u - p.dus);
+  const T itot = -p.af * th_f + p.asp * th_sp + -p.asm_ * th_sm + p.aus * th_us;
+  const T drive = in - itot;
+  const T dm = over(-(x.m - p.urest) + p.res * drive, p.taum, p.itaum);
+  const T wm = INST ? w.m + w.f : w.m;
+  const T A = over(wm, p.taum, p.itaum), AR = A * p.res;
+  const T q_f = AR * p.af * (T(1) - th_f * th_f);
+  const T q_sp = AR * p.asp * (T(1) - th_sp * th_sp);
+  const T q_sm = AR * p.asm_ * (T(1) - th_sm * th_sm);
+  const T q_us = AR * p.aus * (T(1) - th_us * th_us);
+  // filters: h = g(U_m - U_x), dh = g'
+  T hf = T(0), dhf = T(0);
+  if constexpr (!INST) {
+    hf = filter_g<T, OTA>(x.m - x.f);
+    dhf = OTA ? T(1) - hf * hf : T(1);
+  }
+  const T hs = filter_g<T, OTA>(x.m - x.s), dhs = OTA ? T(1) - hs * hs : T(1);
+  const T hu = filter_g<T, OTA>(x.m - x.u), dhu = OTA ? T(1) - hu * hu : T(1);
+  const T cf = INST ? T(0) : over(w.f * dhf, p.tauf, p.itauf), cs = over(w.s * dhs, p.taus, p.itaus);
+  const T cu = over(w.u * dhu, p.tauu, p.itauu);
+  VJP<T> r;
+  r.gx = {-A + (INST ? q_f : T(0)) + cf + cs + cu, INST ? T(0) : q_f - cf, -q_sp + q_sm - cs, -q_us - cu};
+  r.gp = {AR * th_f, -AR * th_sp, AR * th_sm, -AR * th_us, -q_f, q_sp, -q_sm, q_us,
+          -over(wm * dm, p.taum, p.itaum), INST ? T(0) : -over(over(w.f * hf, p.tauf, p.itauf), p.tauf, p.itauf),
+          -over(over(w.s * hs, p.taus, p.itaus), p.taus, p.itaus), -over(over(w.u * hu, p.tauu, p.itauu), p.tauu, p.itauu),
+          A * drive, A};
+  r.gin = AR;
+  return r;
+}
+
+// Exact filter update with U_m held (c = exp(-dt/tau)) and its partials d x'/d ux (d x'/d um is
+// 1 - that) and d x'/d tau.
+template <typename T, bool OTA>
+MTC_INLINE T exact_filter(T um, T ux, T c) {
+  if constexpr (OTA) return um + std::asinh(std::sinh(ux - um) * c);
+  else return um + (ux - um) * c;
+}
+
 template <typename T>
 struct FilterPartials {
   T kx, ktau;
 };
 
-template <typename T, int FK>
-inline FilterPartials<T> filter_partials(T um, T ux, T c, T tau, T dt) {
-  if constexpr (FK == EULER_LINEAR) {
-    return {T(1) - dt / tau, -dt * (um - ux) / (tau * tau)};
-  } else if constexpr (FK == EULER_OTA) {
-    const T h = std::tanh(um - ux);
-    return {T(1) - dt * (T(1) - h * h) / tau, -dt * h / (tau * tau)};
-  } else if constexpr (FK == EXACT_LINEAR) {
+template <typename T, bool OTA>
+MTC_INLINE FilterPartials<T> exact_partials(T um, T ux, T c, T tau, T dt) {
+  if constexpr (!OTA) {
     return {c, (ux - um) * c * dt / (tau * tau)};
   } else {
     const T d = ux - um;
@@ -108,10 +244,96 @@ inline FilterPartials<T> filter_partials(T um, T ux, T c, T tau, T dt) {
   }
 }
 
+// Per-neuron constants of the exact filters: exp(-dt/tau) (unused by the other methods).
+template <typename T>
+struct Consts {
+  T cf, cs, cu;
+};
+
+// One step of `dt` (step.py::mtc_step). U_f is U_m after the step when INST.
+template <typename T, int METHOD, bool OTA, bool INST>
+MTC_INLINE S4<T> step(S4<T> x, Par<T> p, T in, T dt, Consts<T> c) {
+  S4<T> y;
+  if constexpr (METHOD == EULER) {
+    y = axpy(x, dt, rhs<T, OTA, INST>(x, p, in));
+  } else if constexpr (METHOD == EXACT) {
+    const S4<T> k = rhs<T, OTA, INST>(x, p, in);
+    y = {x.m + dt * k.m, INST ? x.f : exact_filter<T, OTA>(x.m, x.f, c.cf),
+         exact_filter<T, OTA>(x.m, x.s, c.cs), exact_filter<T, OTA>(x.m, x.u, c.cu)};
+  } else if constexpr (METHOD == HEUN) {
+    const S4<T> k1 = rhs<T, OTA, INST>(x, p, in);
+    const S4<T> k2 = rhs<T, OTA, INST>(axpy(x, dt, k1), p, in);
+    y = axpy(x, T(0.5) * dt, add(k1, k2));
+  } else {
+    const T h = T(0.5) * dt;
+    const S4<T> k1 = rhs<T, OTA, INST>(x, p, in);
+    const S4<T> k2 = rhs<T, OTA, INST>(axpy(x, h, k1), p, in);
+    const S4<T> k3 = rhs<T, OTA, INST>(axpy(x, h, k2), p, in);
+    const S4<T> k4 = rhs<T, OTA, INST>(axpy(x, dt, k3), p, in);
+    // k1 + 2 k2 + 2 k3 + k4
+    y = axpy(x, dt / T(6), add(add(k1, scale(add(k2, k3), T(2))), k4));
+  }
+  if constexpr (INST) y.f = y.m;
+  return y;
+}
+
+// Adjoint of one step: given gb = dL/dX' (after the step), returns dL/dX (before it) in gx, and the
+// step's parameter and input gradients. The stages are recomputed from the step-start state x, then
+// each stage's RHS is pulled back with rhs_vjp (reverse order of the stages).
+template <typename T, int METHOD, bool OTA, bool INST>
+MTC_INLINE VJP<T> step_vjp(S4<T> x, Par<T> p, T in, T dt, Consts<T> c, S4<T> gb) {
+  if constexpr (INST) {  // U_f' is U_m': its adjoint belongs to U_m'
+    gb.m += gb.f;
+    gb.f = T(0);
+  }
+  if constexpr (METHOD == EULER) {
+    VJP<T> r = rhs_vjp<T, OTA, INST>(x, p, in, scale(gb, dt));
+    r.gx = add(r.gx, gb);
+    return r;
+  } else if constexpr (METHOD == EXACT) {
+    VJP<T> r = rhs_vjp<T, OTA, INST>(x, p, in, S4<T>{dt * gb.m, T(0), T(0), T(0)});
+    r.gx.m += gb.m;
+    if constexpr (!INST) {
+      const FilterPartials<T> kf = exact_partials<T, OTA>(x.m, x.f, c.cf, p.tauf, dt);
+      r.gx.m += gb.f * (T(1) - kf.kx);
+      r.gx.f += gb.f * kf.kx;
+      r.gp.tauf += gb.f * kf.ktau;
+    }
+    const FilterPartials<T> ks = exact_partials<T, OTA>(x.m, x.s, c.cs, p.taus, dt);
+    const FilterPartials<T> ku = exact_partials<T, OTA>(x.m, x.u, c.cu, p.tauu, dt);
+    r.gx.m += gb.s * (T(1) - ks.kx) + gb.u * (T(1) - ku.kx);
+    r.gx.s += gb.s * ks.kx;
+    r.gx.u += gb.u * ku.kx;
+    r.gp.taus += gb.s * ks.ktau;
+    r.gp.tauu += gb.u * ku.ktau;
+    return r;
+  } else if constexpr (METHOD == HEUN) {
+    const T h = T(0.5) * dt;
+    const S4<T> y2 = axpy(x, dt, rhs<T, OTA, INST>(x, p, in));
+    const VJP<T> v2 = rhs_vjp<T, OTA, INST>(y2, p, in, scale(gb, h));             // v2.gx: adjoint of Y2
+    const VJP<T> v1 = rhs_vjp<T, OTA, INST>(x, p, in, axpy(scale(gb, h), dt, v2.gx));  // w1: adjoint of k1
+    VJP<T> r = add(v1, v2);
+    r.gx = add(r.gx, gb);
+    return r;
+  } else {
+    const T h = T(0.5) * dt, sixth = dt / T(6), third = dt / T(3);
+    const S4<T> y2 = axpy(x, h, rhs<T, OTA, INST>(x, p, in));
+    const S4<T> y3 = axpy(x, h, rhs<T, OTA, INST>(y2, p, in));
+    const S4<T> y4 = axpy(x, dt, rhs<T, OTA, INST>(y3, p, in));
+    const VJP<T> v4 = rhs_vjp<T, OTA, INST>(y4, p, in, scale(gb, sixth));
+    const VJP<T> v3 = rhs_vjp<T, OTA, INST>(y3, p, in, axpy(scale(gb, third), dt, v4.gx));
+    const VJP<T> v2 = rhs_vjp<T, OTA, INST>(y2, p, in, axpy(scale(gb, third), h, v3.gx));
+    const VJP<T> v1 = rhs_vjp<T, OTA, INST>(x, p, in, axpy(scale(gb, sixth), h, v2.gx));
+    VJP<T> r = add(add(v1, v2), add(v3, v4));
+    r.gx = add(r.gx, gb);
+    return r;
+  }
+}
+
 template <typename T, bool CLIP>
-inline T transduce(T um, T u_th, T span, T u_c) {
+MTC_INLINE T transduce(T um, T u_th, T span, T u_c) {
   if constexpr (CLIP) {
-    const T z = (um - u_th) / span;
+    const T z = over(um - u_th, span, T(1) / span);
     return z < T(0) ? T(0) : (z > T(1) ? T(1) : z);  // NaN passes through, as torch.clamp
   } else {
     return T(1) / (T(1) + std::exp(T(-2) * (um - u_c)));
@@ -119,11 +341,11 @@ inline T transduce(T um, T u_th, T span, T u_c) {
 }
 
 template <typename T, bool CLIP>
-inline T transduce_grad(T um, T u_th, T span, T u_c) {
+MTC_INLINE T transduce_grad(T um, T u_th, T span, T u_c) {
   if constexpr (CLIP) {
-    const T z = (um - u_th) / span;
+    const T z = over(um - u_th, span, T(1) / span);
     // torch.clamp's inclusive mask; `&` (not `&&`) keeps the loop free of branches
-    return T((z >= T(0)) & (z <= T(1))) / span;
+    return over(T((z >= T(0)) & (z <= T(1))), span, T(1) / span);
   } else {
     const T s = T(1) / (T(1) + std::exp(T(-2) * (um - u_c)));
     return T(2) * s * (T(1) - s);
@@ -134,177 +356,282 @@ struct Shape {
   int64_t steps, batch, n;
 };
 
-// The per-neuron parameter rows of one block of neurons starting at n0 (params are (N_ROWS, N)).
 template <typename T>
-struct ParamBlock {
-  const T *af, *asp, *asm_, *aus, *df, *dsp, *dsm, *dus, *taum, *tauf, *taus, *tauu, *res, *urest;
-  ParamBlock(const T* p, int64_t N, int64_t n0)
-      : af(p + A_F * N + n0), asp(p + A_SP * N + n0), asm_(p + A_SM * N + n0), aus(p + A_US * N + n0),
-        df(p + D_F * N + n0), dsp(p + D_SP * N + n0), dsm(p + D_SM * N + n0), dus(p + D_US * N + n0),
-        taum(p + TAU_M * N + n0), tauf(p + TAU_F * N + n0), taus(p + TAU_S * N + n0),
-        tauu(p + TAU_US * N + n0), res(p + RES * N + n0), urest(p + U_REST * N + n0) {}
+MTC_INLINE Par<T> load_par(const T* p, const T* inv, int64_t N, int64_t n) {
+  const bool f32 = std::is_same_v<T, float>;
+  return {p[A_F * N + n],   p[A_SP * N + n],  p[A_SM * N + n],   p[A_US * N + n], p[D_F * N + n],
+          p[D_SP * N + n],  p[D_SM * N + n],  p[D_US * N + n],   p[TAU_M * N + n], p[TAU_F * N + n],
+          p[TAU_S * N + n], p[TAU_US * N + n], p[RES * N + n], p[U_REST * N + n],
+          f32 ? inv[n] : T(0), f32 ? inv[N + n] : T(0), f32 ? inv[2 * N + n] : T(0), f32 ? inv[3 * N + n] : T(0)};
+}
+
+// 1/tau_m, 1/tau_f (1 when tau_f = 0: unused), 1/tau_s, 1/tau_us per neuron (read by the float kernel).
+template <typename T>
+std::vector<T> inverse_taus(const T* p, int64_t N) {
+  std::vector<T> inv(4 * N);
+  for (int64_t n = 0; n < N; ++n) {
+    const T tf = p[TAU_F * N + n];
+    inv[n] = T(1) / p[TAU_M * N + n];
+    inv[N + n] = tf > T(0) ? T(1) / tf : T(1);
+    inv[2 * N + n] = T(1) / p[TAU_S * N + n];
+    inv[3 * N + n] = T(1) / p[TAU_US * N + n];
+  }
+  return inv;
+}
+
+// exp(-dt/tau) per neuron and filter (only the exact method reads them; INST: no fast filter).
+template <typename T, int METHOD, bool INST>
+std::vector<T> exact_constants(const T* p, int64_t N, T dt) {
+  std::vector<T> c(METHOD == EXACT ? 3 * N : 0);
+  if constexpr (METHOD == EXACT) {
+    for (int64_t n = 0; n < N; ++n) {
+      c[n] = INST ? T(1) : std::exp(-dt / p[TAU_F * N + n]);
+      c[N + n] = std::exp(-dt / p[TAU_S * N + n]);
+      c[2 * N + n] = std::exp(-dt / p[TAU_US * N + n]);
+    }
+  }
+  return c;
+}
+
+template <typename T, int METHOD>
+MTC_INLINE Consts<T> load_consts(const T* c, int64_t N, int64_t n) {
+  if constexpr (METHOD == EXACT) return {c[n], c[N + n], c[2 * N + n]};
+  else return {T(0), T(0), T(0)};
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Blocking. Columns (m, n) are independent recurrences. A block is `rows` consecutive batch rows x
+// `len` consecutive neurons (~4 KiB of columns per state variable); each block runs the whole time
+// loop, and at each step it streams one contiguous slice of the (T, M, N) arrays (a few pages: the
+// address translation is paid per ~1000 columns, not per 64). Blocks go to threads whole, and the
+// blocking depends on the shape only, so the numbers do not depend on the thread count.
+// Backward: the forward stores the state only every kSeg steps (checkpoints); the backward recomputes
+// each segment's kSeg states of a block into a small buffer (L2-resident) and runs the adjoint over
+// it. That trades one extra forward for not writing and re-reading 4 full state traces.
+// ---------------------------------------------------------------------------------------------------
+constexpr int64_t kSeg = 16;
+
+struct Blocking {
+  int64_t len, rows, nbn, nbm;
+  int64_t cols() const { return len * rows; }
+  int64_t count() const { return nbn * nbm; }
 };
+
+template <typename T>
+Blocking blocking(int64_t M, int64_t N) {
+  const int64_t target = 4096 / int64_t(sizeof(T));  // columns per block
+  Blocking b;
+  b.len = std::min(N, target);
+  b.rows = std::max<int64_t>(1, std::min(M, target / b.len));
+  b.nbn = (N + b.len - 1) / b.len;
+  b.nbm = (M + b.rows - 1) / b.rows;
+  return b;
+}
+
+// One block: batch rows [m0, m0 + nr), neurons [n0, n0 + nl).
+struct Block {
+  int64_t m0, nr, n0, nl;
+};
+
+inline Block block_at(const Blocking& bk, int64_t M, int64_t N, int64_t id) {
+  const int64_t bm = id / bk.nbn, bn = id % bk.nbn;
+  const int64_t m0 = bm * bk.rows, n0 = bn * bk.len;
+  return {m0, std::min(bk.rows, M - m0), n0, std::min(bk.len, N - n0)};
+}
+
+// Large outputs are written once, front to back: ask for transparent huge pages before the first
+// touch (512x fewer page faults on freshly allocated buffers; a no-op where THP is off).
+inline void advise_huge(const at::Tensor& t) {
+  const uintptr_t huge = uintptr_t(2) << 20;
+  const uintptr_t bytes = uintptr_t(t.numel()) * uintptr_t(t.element_size());
+  if (bytes < 4 * huge) return;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t start = (addr + huge - 1) & ~(huge - 1), stop = (addr + bytes) & ~(huge - 1);
+  if (stop > start) madvise(reinterpret_cast<void*>(start), stop - start, MADV_HUGEPAGE);
+}
+
+// Advance one row of a block by one step: x (4 arrays of the block's row) in place, outputs s (and
+// the membrane trace) for that row.
+template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
+MTC_INLINE void step_row(int64_t nl, T* __restrict um, T* __restrict uf, T* __restrict us, T* __restrict uu,
+                         const T* __restrict in, const T* __restrict p, int64_t N, int64_t n0,
+                         const T* __restrict cp, const T* __restrict ip, T dt, T u_th, T span, T u_c,
+                         T* __restrict so,
+                         T* __restrict ut) {
+#pragma GCC ivdep
+  for (int64_t j = 0; j < nl; ++j) {
+    const Par<T> q = load_par(p, ip, N, n0 + j);
+    const S4<T> y = step<T, METHOD, OTA, INST>(S4<T>{um[j], uf[j], us[j], uu[j]}, q, in[j], dt,
+                                                load_consts<T, METHOD>(cp, N, n0 + j));
+    um[j] = y.m; uf[j] = y.f; us[j] = y.s; uu[j] = y.u;
+    so[j] = transduce<T, CLIP>(y.m, u_th, span, u_c);  // unconditional (scratch when unused): a branch
+    ut[j] = y.m;                                        // here would stop the vectorisation
+  }
+}
+
+// The adjoint of one step for one row of a block (see step_vjp): a_* the state adjoints (in place),
+// gso/guo the gradients of s and of the membrane trace at this step (zeros when absent), gi the input
+// gradient out, ac the block's parameter-gradient rows (stride cols).
+template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
+MTC_INLINE void vjp_row(int64_t nl, const T* __restrict pm, const T* __restrict pf, const T* __restrict ps,
+                        const T* __restrict pu, const T* __restrict mnew, const T* __restrict in,
+                        const T* __restrict gso, const T* __restrict guo, const T* __restrict p, int64_t N,
+                        int64_t n0, const T* __restrict cp, const T* __restrict ip, T dt, T u_th, T span,
+                        T u_c, T* __restrict gi,
+                        T* __restrict a_m, T* __restrict a_f, T* __restrict a_s, T* __restrict a_u,
+                        T* __restrict ac, int64_t cols) {
+#pragma GCC ivdep
+  for (int64_t j = 0; j < nl; ++j) {
+    // adjoint of U_m after the step: from the next step, the output s and the trace
+    const T gmo = a_m[j] + gso[j] * transduce_grad<T, CLIP>(mnew[j], u_th, span, u_c) + guo[j];
+    const VJP<T> v = step_vjp<T, METHOD, OTA, INST>(S4<T>{pm[j], pf[j], ps[j], pu[j]}, load_par(p, ip, N, n0 + j),
+                                                     in[j], dt, load_consts<T, METHOD>(cp, N, n0 + j),
+                                                     S4<T>{gmo, a_f[j], a_s[j], a_u[j]});
+    const PGrad<T> g = v.gp;
+    gi[j] = v.gin;
+    a_m[j] = v.gx.m; a_f[j] = v.gx.f; a_s[j] = v.gx.s; a_u[j] = v.gx.u;
+    ac[A_F * cols + j] += g.af; ac[A_SP * cols + j] += g.asp; ac[A_SM * cols + j] += g.asm_;
+    ac[A_US * cols + j] += g.aus; ac[D_F * cols + j] += g.df; ac[D_SP * cols + j] += g.dsp;
+    ac[D_SM * cols + j] += g.dsm; ac[D_US * cols + j] += g.dus; ac[TAU_M * cols + j] += g.taum;
+    ac[TAU_F * cols + j] += g.tauf; ac[TAU_S * cols + j] += g.taus; ac[TAU_US * cols + j] += g.tauu;
+    ac[RES * cols + j] += g.res; ac[U_REST * cols + j] += g.urest;
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Forward
 // ---------------------------------------------------------------------------------------------------
-template <typename T, int FK, bool CLIP, bool INST>
+template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
 void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m0, const T* f0,
-                    const T* s0, const T* us0, const T* p, T* s_out, T* u_trace, T* f_trace,
-                    T* s_trace, T* us_trace, T* mT, T* fT, T* sT, T* usT) {
-  const int64_t N = sh.n, MN = sh.batch * sh.n;
-  const int64_t nb = (N + kBlock - 1) / kBlock;
-  at::parallel_for(0, sh.batch * nb, 1, [&](int64_t begin, int64_t end) {
-    // locals, not captures: a captured reference may alias the stores and blocks vectorisation
+                    const T* s0, const T* us0, const T* p, T* s_out, T* u_trace,
+                    T* ckpt /* (ceil(T/kSeg), 4, M, N) or null */, T* mT, T* fT, T* sT, T* usT) {
+  const int64_t N = sh.n, M = sh.batch, MN = M * N;
+  const Blocking bk = blocking<T>(M, N);
+  const std::vector<T> consts = exact_constants<T, METHOD, INST>(p, N, T(o.dt));
+  const T* cp = consts.data();
+  const std::vector<T> inverses = inverse_taus<T>(p, N);
+  const T* ip = inverses.data();
+  at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
-    T um[kBlock], uf[kBlock], us[kBlock], uu[kBlock];
-    T cf[kBlock], cs[kBlock], cu[kBlock];
-    T scratch[kBlock];
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t m = blk / nb, n0 = (blk % nb) * kBlock, len = std::min(kBlock, N - n0);
-      const int64_t c0 = m * N + n0;
-      const ParamBlock<T> q(p, N, n0);
-      const T *af = q.af, *asp = q.asp, *asm_ = q.asm_, *aus = q.aus, *df = q.df, *dsp = q.dsp, *dsm = q.dsm,
-              *dus = q.dus, *taum = q.taum, *tauf = q.tauf, *taus = q.taus, *tauu = q.tauu, *res = q.res,
-              *urest = q.urest;
-      for (int64_t j = 0; j < len; ++j) {
-        um[j] = m0[c0 + j]; uf[j] = f0[c0 + j]; us[j] = s0[c0 + j]; uu[j] = us0[c0 + j];
-        cf[j] = INST ? T(1) : filter_const<T, FK>(tauf[j], dt);
-        cs[j] = filter_const<T, FK>(taus[j], dt);
-        cu[j] = filter_const<T, FK>(tauu[j], dt);
+    const int64_t cols = bk.cols();
+    std::vector<T> buf(5 * cols);
+    T *um = buf.data(), *uf = um + cols, *us = uf + cols, *uu = us + cols, *scratch = uu + cols;
+    for (int64_t id = begin; id < end; ++id) {
+      const Block b = block_at(bk, M, N, id);
+      for (int64_t r = 0; r < b.nr; ++r) {
+        const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
+        std::copy(m0 + c, m0 + c + b.nl, um + k); std::copy(f0 + c, f0 + c + b.nl, uf + k);
+        std::copy(s0 + c, s0 + c + b.nl, us + k); std::copy(us0 + c, us0 + c + b.nl, uu + k);
       }
       for (int64_t t = 0; t < sh.steps; ++t) {
-        const int64_t off = t * MN + c0;
-        const T* in = i_in + off;
-        T* so = s_out + off;
-        T* ut = u_trace ? u_trace + off : scratch;
-        T* ft = f_trace ? f_trace + off : scratch;
-        T* st = s_trace ? s_trace + off : scratch;
-        T* ust = us_trace ? us_trace + off : scratch;
-#pragma omp simd
-        for (int64_t j = 0; j < len; ++j) {
-          const T m_ = um[j], s_ = us[j], u_ = uu[j];
-          const T fr = INST ? m_ : uf[j];
-          const T itot = -af[j] * std::tanh(fr - df[j]) + asp[j] * std::tanh(s_ - dsp[j]) +
-                         -asm_[j] * std::tanh(s_ - dsm[j]) + aus[j] * std::tanh(u_ - dus[j]);
-          const T rate = (-(m_ - urest[j]) + res[j] * (in[j] - itot)) / taum[j];
-          const T mn = m_ + dt * rate;
-          const T fn = INST ? mn : filter_update<T, FK>(m_, uf[j], cf[j], dt);
-          const T sn = filter_update<T, FK>(m_, s_, cs[j], dt);
-          const T un = filter_update<T, FK>(m_, u_, cu[j], dt);
-          um[j] = mn; uf[j] = fn; us[j] = sn; uu[j] = un;
-          so[j] = transduce<T, CLIP>(mn, u_th, span, u_c);
-          ut[j] = mn; ft[j] = fn; st[j] = sn; ust[j] = un;
+        if (ckpt && t % kSeg == 0) {
+          T* dst = ckpt + (t / kSeg) * 4 * MN;
+          for (int64_t r = 0; r < b.nr; ++r) {
+            const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
+            std::copy(um + k, um + k + b.nl, dst + c); std::copy(uf + k, uf + k + b.nl, dst + MN + c);
+            std::copy(us + k, us + k + b.nl, dst + 2 * MN + c); std::copy(uu + k, uu + k + b.nl, dst + 3 * MN + c);
+          }
+        }
+        for (int64_t r = 0; r < b.nr; ++r) {
+          const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * bk.len;
+          step_row<T, METHOD, OTA, CLIP, INST>(b.nl, um + k, uf + k, us + k, uu + k, i_in + off, p, N, b.n0, cp, ip,
+                                               dt, u_th, span, u_c, s_out + off, u_trace ? u_trace + off : scratch);
         }
       }
-      for (int64_t j = 0; j < len; ++j) {
-        mT[c0 + j] = um[j]; fT[c0 + j] = uf[j]; sT[c0 + j] = us[j]; usT[c0 + j] = uu[j];
+      for (int64_t r = 0; r < b.nr; ++r) {
+        const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
+        std::copy(um + k, um + k + b.nl, mT + c); std::copy(uf + k, uf + k + b.nl, fT + c);
+        std::copy(us + k, us + k + b.nl, sT + c); std::copy(uu + k, uu + k + b.nl, usT + c);
       }
     }
   });
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Backward (reverse-time adjoint of the forward above; derivation in mtc_analog/neuron/fused.py)
+// Backward (reverse-time adjoint of the forward above, one step_vjp per step, segment by segment)
 // ---------------------------------------------------------------------------------------------------
-template <typename T, int FK, bool CLIP, bool INST>
-void backward_kernel(const Shape& sh, const Options& o, const T* g_s, const T* g_u, const T* g_mT,
-                     const T* g_fT, const T* g_sT, const T* g_usT, const T* i_in, const T* m0,
-                     const T* f0, const T* s0, const T* us0, const T* p, const T* u_trace,
-                     const T* f_trace, const T* s_trace, const T* us_trace, T* g_i, T* g_m0,
-                     T* g_f0, T* g_s0, T* g_us0, T* g_p /* (N_ROWS, M, N) */) {
-  const int64_t N = sh.n, MN = sh.batch * sh.n;
-  const int64_t nb = (N + kBlock - 1) / kBlock;
-  at::parallel_for(0, sh.batch * nb, 1, [&](int64_t begin, int64_t end) {
-    // locals, not captures: a captured reference may alias the stores and blocks vectorisation
+// A gradient of the outputs s or of the membrane trace: absent, one value for every element (autograd's
+// expanded gradient of a sum), or dense (T, M, N).
+template <typename T>
+struct OutGrad {
+  const T* ptr;
+  bool scalar;
+};
+
+template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
+void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<T> g_u, const T* g_mT,
+                     const T* g_fT, const T* g_sT, const T* g_usT, const T* i_in, const T* p,
+                     const T* ckpt, T* g_i, T* g_m0, T* g_f0, T* g_s0, T* g_us0,
+                     T* g_p /* (N_ROWS, M, N) */) {
+  const int64_t N = sh.n, M = sh.batch, MN = M * N;
+  const Blocking bk = blocking<T>(M, N);
+  const std::vector<T> consts = exact_constants<T, METHOD, INST>(p, N, T(o.dt));
+  const T* cp = consts.data();
+  const std::vector<T> inverses = inverse_taus<T>(p, N);
+  const T* ip = inverses.data();
+  const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
+  at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
-    T gm[kBlock], gf[kBlock], gs[kBlock], gu[kBlock];
-    T cf[kBlock], cs[kBlock], cu[kBlock];
-    T acc[N_ROWS][kBlock];
-    T zeros[kBlock];
-    std::fill(zeros, zeros + kBlock, T(0));
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t m = blk / nb, n0 = (blk % nb) * kBlock, len = std::min(kBlock, N - n0);
-      const int64_t c0 = m * N + n0;
-      const ParamBlock<T> q(p, N, n0);
-      const T *af = q.af, *asp = q.asp, *asm_ = q.asm_, *aus = q.aus, *df = q.df, *dsp = q.dsp, *dsm = q.dsm,
-              *dus = q.dus, *taum = q.taum, *tauf = q.tauf, *taus = q.taus, *tauu = q.tauu, *res = q.res,
-              *urest = q.urest;
-      for (int64_t j = 0; j < len; ++j) {
-        gm[j] = g_mT ? g_mT[c0 + j] : T(0);
-        gf[j] = g_fT ? g_fT[c0 + j] : T(0);
-        gs[j] = g_sT ? g_sT[c0 + j] : T(0);
-        gu[j] = g_usT ? g_usT[c0 + j] : T(0);
-        cf[j] = INST ? T(1) : filter_const<T, FK>(tauf[j], dt);
-        cs[j] = filter_const<T, FK>(taus[j], dt);
-        cu[j] = filter_const<T, FK>(tauu[j], dt);
-        for (int64_t r = 0; r < N_ROWS; ++r) acc[r][j] = T(0);
-      }
-      for (int64_t t = sh.steps - 1; t >= 0; --t) {
-        const int64_t off = t * MN + c0;
-        const int64_t prev = (t - 1) * MN + c0;
-        const T* pm = t > 0 ? u_trace + prev : m0 + c0;
-        const T* pf = INST ? pm : (t > 0 ? f_trace + prev : f0 + c0);
-        const T* ps = t > 0 ? s_trace + prev : s0 + c0;
-        const T* pu = t > 0 ? us_trace + prev : us0 + c0;
-        const T* mnew = u_trace + off;
-        const T* in = i_in + off;
-        const T* gso = g_s ? g_s + off : zeros;
-        const T* guo = g_u ? g_u + off : zeros;
-        T* gi = g_i + off;
-#pragma omp simd
-        for (int64_t j = 0; j < len; ++j) {
-          const T m_ = pm[j], fr = pf[j], s_ = ps[j], u_ = pu[j];
-          // adjoint of U_m after the step: from the next step, the output s, the trace, and (tau_f
-          // = 0) the fast copy U_f = U_m
-          T gmo = gm[j] + gso[j] * transduce_grad<T, CLIP>(mnew[j], u_th, span, u_c) + guo[j];
-          if constexpr (INST) gmo += gf[j];
-          const T th_f = std::tanh(fr - df[j]), th_sp = std::tanh(s_ - dsp[j]);
-          const T th_sm = std::tanh(s_ - dsm[j]), th_us = std::tanh(u_ - dus[j]);
-          const T itot = -af[j] * th_f + asp[j] * th_sp + -asm_[j] * th_sm + aus[j] * th_us;
-          const T drive = in[j] - itot;
-          const T rate = (-(m_ - urest[j]) + res[j] * drive) / taum[j];
-          const T A = gmo * dt / taum[j];  // d loss / d (tau_m * rate) through U_m'
-          const T AR = A * res[j];
-          const T q_f = AR * af[j] * (T(1) - th_f * th_f);
-          const T q_sp = AR * asp[j] * (T(1) - th_sp * th_sp);
-          const T q_sm = AR * asm_[j] * (T(1) - th_sm * th_sm);
-          const T q_us = AR * aus[j] * (T(1) - th_us * th_us);
-          gi[j] = AR;
-          acc[A_F][j] += AR * th_f;
-          acc[A_SP][j] -= AR * th_sp;
-          acc[A_SM][j] += AR * th_sm;
-          acc[A_US][j] -= AR * th_us;
-          acc[D_F][j] -= q_f;
-          acc[D_SP][j] += q_sp;
-          acc[D_SM][j] -= q_sm;
-          acc[D_US][j] += q_us;
-          acc[TAU_M][j] -= gmo * dt * rate / taum[j];
-          acc[RES][j] += A * drive;
-          acc[U_REST][j] += A;
-          T gm_prev = gmo - A;
-          T gf_prev = T(0);
-          if constexpr (INST) {
-            gm_prev += q_f;
-          } else {
-            const auto kf = filter_partials<T, FK>(m_, fr, cf[j], tauf[j], dt);
-            gf_prev = q_f + gf[j] * kf.kx;
-            gm_prev += gf[j] * (T(1) - kf.kx);
-            acc[TAU_F][j] += gf[j] * kf.ktau;
-          }
-          const auto ks = filter_partials<T, FK>(m_, s_, cs[j], taus[j], dt);
-          const auto ku = filter_partials<T, FK>(m_, u_, cu[j], tauu[j], dt);
-          const T gs_prev = -q_sp + q_sm + gs[j] * ks.kx;
-          const T gu_prev = -q_us + gu[j] * ku.kx;
-          gm_prev += gs[j] * (T(1) - ks.kx) + gu[j] * (T(1) - ku.kx);
-          acc[TAU_S][j] += gs[j] * ks.ktau;
-          acc[TAU_US][j] += gu[j] * ku.ktau;
-          gm[j] = gm_prev; gf[j] = gf_prev; gs[j] = gs_prev; gu[j] = gu_prev;
+    const int64_t cols = bk.cols(), len = bk.len;
+    // states at the start of each step of a segment and after its last step: (kSeg + 1) x 4 x cols
+    std::vector<T> seg((kSeg + 1) * 4 * cols);
+    std::vector<T> adj(4 * cols), acc_buf(N_ROWS * cols);
+    std::vector<T> gs_fill(len, g_s.scalar ? g_s.ptr[0] : T(0)), gu_fill(len, g_u.scalar ? g_u.ptr[0] : T(0));
+    std::vector<T> scratch_buf(2 * len);
+    T* scratch = scratch_buf.data();
+    T *gm = adj.data(), *gf = gm + cols, *gs = gf + cols, *gu = gs + cols;
+    T* acc = acc_buf.data();
+    auto level = [&](int64_t i, int v) { return seg.data() + (i * 4 + v) * cols; };
+    for (int64_t id = begin; id < end; ++id) {
+      const Block b = block_at(bk, M, N, id);
+      std::fill(acc_buf.begin(), acc_buf.end(), T(0));
+      for (int64_t r = 0; r < b.nr; ++r) {
+        const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
+        for (int64_t j = 0; j < b.nl; ++j) {
+          gm[k + j] = g_mT ? g_mT[c + j] : T(0);
+          gf[k + j] = g_fT ? g_fT[c + j] : T(0);
+          gs[k + j] = g_sT ? g_sT[c + j] : T(0);
+          gu[k + j] = g_usT ? g_usT[c + j] : T(0);
         }
       }
-      for (int64_t j = 0; j < len; ++j) {
-        g_m0[c0 + j] = gm[j]; g_f0[c0 + j] = gf[j]; g_s0[c0 + j] = gs[j]; g_us0[c0 + j] = gu[j];
-        for (int64_t r = 0; r < N_ROWS; ++r) g_p[r * MN + c0 + j] = acc[r][j];
+      for (int64_t sg = nseg - 1; sg >= 0; --sg) {
+        const int64_t t0 = sg * kSeg, t1 = std::min(sh.steps, t0 + kSeg);
+        // recompute the segment's states from its checkpoint (bit-identical to the forward's)
+        const T* src = ckpt + sg * 4 * MN;
+        for (int64_t r = 0; r < b.nr; ++r) {
+          const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
+          for (int v = 0; v < 4; ++v) std::copy(src + v * MN + c, src + v * MN + c + b.nl, level(0, v) + k);
+        }
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t i = t - t0;
+          for (int64_t r = 0; r < b.nr; ++r) {
+            const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * len;
+            for (int v = 0; v < 4; ++v) std::copy(level(i, v) + k, level(i, v) + k + b.nl, level(i + 1, v) + k);
+            step_row<T, METHOD, OTA, CLIP, INST>(b.nl, level(i + 1, 0) + k, level(i + 1, 1) + k, level(i + 1, 2) + k,
+                                                 level(i + 1, 3) + k, i_in + off, p, N, b.n0, cp, ip, dt, u_th, span,
+                                                 u_c, scratch, scratch + len);
+          }
+        }
+        for (int64_t t = t1 - 1; t >= t0; --t) {
+          const int64_t i = t - t0;
+          for (int64_t r = 0; r < b.nr; ++r) {
+            const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * len;
+            // absent or broadcast gradients read a constant row (0 or the value): no branch in the loop
+            const T* gso = (g_s.ptr && !g_s.scalar) ? g_s.ptr + off : gs_fill.data();
+            const T* guo = (g_u.ptr && !g_u.scalar) ? g_u.ptr + off : gu_fill.data();
+            vjp_row<T, METHOD, OTA, CLIP, INST>(b.nl, level(i, 0) + k, level(i, 1) + k, level(i, 2) + k,
+                                                level(i, 3) + k, level(i + 1, 0) + k, i_in + off, gso, guo, p, N,
+                                                b.n0, cp, ip, dt, u_th, span, u_c, g_i + off, gm + k, gf + k, gs + k,
+                                                gu + k, acc + k, cols);
+          }
+        }
+      }
+      for (int64_t r = 0; r < b.nr; ++r) {
+        const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
+        std::copy(gm + k, gm + k + b.nl, g_m0 + c); std::copy(gf + k, gf + k + b.nl, g_f0 + c);
+        std::copy(gs + k, gs + k + b.nl, g_s0 + c); std::copy(gu + k, gu + k + b.nl, g_us0 + c);
+        for (int64_t row = 0; row < N_ROWS; ++row)
+          std::copy(acc + row * cols + k, acc + row * cols + k + b.nl, g_p + row * MN + c);
       }
     }
   });
@@ -315,17 +642,20 @@ void backward_kernel(const Shape& sh, const Options& o, const T* g_s, const T* g
 // ---------------------------------------------------------------------------------------------------
 template <typename Fn>
 void dispatch_variant(int filter_kind, bool clip, bool inst, Fn&& fn) {
-  auto with_inst = [&](auto fk, auto c) {
-    if (inst) fn(fk, c, std::true_type{}); else fn(fk, c, std::false_type{});
+  auto with_inst = [&](auto meth, auto ota, auto c) {
+    if (inst) fn(meth, ota, c, std::true_type{}); else fn(meth, ota, c, std::false_type{});
   };
-  auto with_clip = [&](auto fk) {
-    if (clip) with_inst(fk, std::true_type{}); else with_inst(fk, std::false_type{});
+  auto with_clip = [&](auto meth, auto ota) {
+    if (clip) with_inst(meth, ota, std::true_type{}); else with_inst(meth, ota, std::false_type{});
   };
-  switch (filter_kind) {
-    case EULER_LINEAR: with_clip(std::integral_constant<int, EULER_LINEAR>{}); break;
-    case EULER_OTA: with_clip(std::integral_constant<int, EULER_OTA>{}); break;
-    case EXACT_LINEAR: with_clip(std::integral_constant<int, EXACT_LINEAR>{}); break;
-    case EXACT_OTA: with_clip(std::integral_constant<int, EXACT_OTA>{}); break;
+  auto with_ota = [&](auto meth) {
+    if (filter_kind % 2) with_clip(meth, std::true_type{}); else with_clip(meth, std::false_type{});
+  };
+  switch (filter_kind / 2) {
+    case EULER: with_ota(std::integral_constant<int, EULER>{}); break;
+    case EXACT: with_ota(std::integral_constant<int, EXACT>{}); break;
+    case HEUN: with_ota(std::integral_constant<int, HEUN>{}); break;
+    case RK4: with_ota(std::integral_constant<int, RK4>{}); break;
     default: TORCH_CHECK(false, "mtc_fused: unknown filter kind ", filter_kind);
   }
 }
@@ -361,8 +691,8 @@ void check_grad(const std::optional<at::Tensor>& g, const at::Tensor& like) {
   }
 }
 
-// Returns [s, u_trace, f_trace, s_trace, us_trace, u_m(T), u_f(T), u_s(T), u_us(T)]; traces that
-// were not asked for are empty (numel 0) tensors.
+// Returns [s, u_trace, checkpoints, u_m(T), u_f(T), u_s(T), u_us(T)]; what was not asked for is an
+// empty (numel 0) tensor. Checkpoints (store_states): the state every kSeg steps, for the backward.
 std::vector<at::Tensor> rollout_forward(const at::Tensor& i_in, std::vector<at::Tensor> state,
                                         const at::Tensor& params, double dt, int64_t filter_kind,
                                         bool clip, double u_th, double u_sat, double u_c,
@@ -372,69 +702,85 @@ std::vector<at::Tensor> rollout_forward(const at::Tensor& i_in, std::vector<at::
   const Shape sh{i_in.size(0), i_in.size(1), i_in.size(2)};
   const Options o{dt, u_th, u_sat - u_th, u_c};
   auto s_out = at::empty_like(i_in);
+  advise_huge(s_out);
   auto none = at::empty({0}, i_in.options());
-  auto u_trace = (record_membrane || store_states) ? at::empty_like(i_in) : none;
-  auto f_trace = (store_states && !instantaneous_fast) ? at::empty_like(i_in) : none;
-  auto s_trace = store_states ? at::empty_like(i_in) : none;
-  auto us_trace = store_states ? at::empty_like(i_in) : none;
+  auto u_trace = record_membrane ? at::empty_like(i_in) : none;
+  if (record_membrane) advise_huge(u_trace);
+  const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
+  auto ckpt = store_states ? at::empty({nseg, 4, sh.batch, sh.n}, i_in.options()) : none;
   auto mT = at::empty_like(state[0]), fT = at::empty_like(state[0]);
   auto sT = at::empty_like(state[0]), usT = at::empty_like(state[0]);
   AT_DISPATCH_FLOATING_TYPES(i_in.scalar_type(), "mtc_fused_forward", [&] {
     using T = scalar_t;
     auto ptr = [](at::Tensor& t) { return t.numel() > 0 ? t.data_ptr<T>() : nullptr; };
     dispatch_variant(static_cast<int>(filter_kind), clip, instantaneous_fast,
-                     [&](auto fk, auto c, auto inst) {
-      forward_kernel<T, decltype(fk)::value, decltype(c)::value, decltype(inst)::value>(
+                     [&](auto meth, auto ota, auto c, auto inst) {
+      forward_kernel<T, decltype(meth)::value, decltype(ota)::value, decltype(c)::value, decltype(inst)::value>(
           sh, o, i_in.data_ptr<T>(), state[0].data_ptr<T>(), state[1].data_ptr<T>(),
           state[2].data_ptr<T>(), state[3].data_ptr<T>(), params.data_ptr<T>(), s_out.data_ptr<T>(),
-          ptr(u_trace), ptr(f_trace), ptr(s_trace), ptr(us_trace), mT.data_ptr<T>(),
-          fT.data_ptr<T>(), sT.data_ptr<T>(), usT.data_ptr<T>());
+          ptr(u_trace), ptr(ckpt), mT.data_ptr<T>(), fT.data_ptr<T>(), sT.data_ptr<T>(), usT.data_ptr<T>());
     });
   });
-  return {s_out, u_trace, f_trace, s_trace, us_trace, mT, fT, sT, usT};
+  return {s_out, u_trace, ckpt, mT, fT, sT, usT};
 }
 
-// Returns [dL/di_in, dL/du_m0, dL/du_f0, dL/du_s0, dL/du_us0, dL/dparams (N_ROWS, N)].
+template <typename T>
+OutGrad<T> out_grad(const std::optional<at::Tensor>& g, const at::Tensor& like) {
+  if (!g.has_value() || !g->defined()) return {nullptr, false};
+  const bool scalar = g->numel() == 1 && like.numel() != 1;
+  TORCH_CHECK(g->scalar_type() == like.scalar_type() && (scalar || (g->is_contiguous() && g->sizes() == like.sizes())),
+              "mtc_fused: output gradient layout mismatch");
+  return {g->data_ptr<T>(), scalar};
+}
+
+// Returns [dL/di_in, dL/du_m0, dL/du_f0, dL/du_s0, dL/du_us0, dL/dparams (N_ROWS, N)]. The gradients
+// of s and of the membrane trace may be one value broadcast over (T, M, N) (numel 1).
 std::vector<at::Tensor> rollout_backward(
     const std::optional<at::Tensor>& g_s, const std::optional<at::Tensor>& g_u,
     const std::optional<at::Tensor>& g_mT, const std::optional<at::Tensor>& g_fT,
     const std::optional<at::Tensor>& g_sT, const std::optional<at::Tensor>& g_usT,
     const at::Tensor& i_in, std::vector<at::Tensor> state, const at::Tensor& params,
-    const at::Tensor& u_trace, const at::Tensor& f_trace, const at::Tensor& s_trace,
-    const at::Tensor& us_trace, double dt, int64_t filter_kind, bool clip, double u_th,
+    const at::Tensor& ckpt, double dt, int64_t filter_kind, bool clip, double u_th,
     double u_sat, double u_c, bool instantaneous_fast) {
   check_layout(i_in, state, params);
-  check_grad(g_s, i_in); check_grad(g_u, i_in);
   check_grad(g_mT, state[0]); check_grad(g_fT, state[0]);
   check_grad(g_sT, state[0]); check_grad(g_usT, state[0]);
-  for (const auto* tr : {&u_trace, &s_trace, &us_trace}) {
-    TORCH_CHECK(tr->is_contiguous() && tr->sizes() == i_in.sizes() &&
-                    tr->scalar_type() == i_in.scalar_type(),
-                "mtc_fused: the saved state traces must match the input's shape");
-  }
-  TORCH_CHECK(instantaneous_fast || (f_trace.sizes() == i_in.sizes() && f_trace.is_contiguous()),
-              "mtc_fused: the fast-filter trace is needed when tau_f > 0");
   const Shape sh{i_in.size(0), i_in.size(1), i_in.size(2)};
+  const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
+  TORCH_CHECK(ckpt.is_contiguous() && ckpt.scalar_type() == i_in.scalar_type() && ckpt.dim() == 4 &&
+                  ckpt.size(0) == nseg && ckpt.size(1) == 4 && ckpt.size(2) == sh.batch && ckpt.size(3) == sh.n,
+              "mtc_fused: the saved checkpoints must be (ceil(T/", kSeg, "), 4, M, N)");
   const Options o{dt, u_th, u_sat - u_th, u_c};
   auto g_i = at::empty_like(i_in);
+  advise_huge(g_i);
   auto g_m0 = at::empty_like(state[0]), g_f0 = at::empty_like(state[0]);
   auto g_s0 = at::empty_like(state[0]), g_us0 = at::empty_like(state[0]);
-  auto g_p = at::empty({N_ROWS, sh.batch, sh.n}, i_in.options());
+  auto g_cols = at::empty({N_ROWS, sh.batch, sh.n}, i_in.options());
+  auto g_p = at::empty({N_ROWS, sh.n}, i_in.options());
   AT_DISPATCH_FLOATING_TYPES(i_in.scalar_type(), "mtc_fused_backward", [&] {
     using T = scalar_t;
     dispatch_variant(static_cast<int>(filter_kind), clip, instantaneous_fast,
-                     [&](auto fk, auto c, auto inst) {
-      backward_kernel<T, decltype(fk)::value, decltype(c)::value, decltype(inst)::value>(
-          sh, o, opt_ptr<T>(g_s), opt_ptr<T>(g_u), opt_ptr<T>(g_mT), opt_ptr<T>(g_fT),
-          opt_ptr<T>(g_sT), opt_ptr<T>(g_usT), i_in.data_ptr<T>(), state[0].data_ptr<T>(),
-          state[1].data_ptr<T>(), state[2].data_ptr<T>(), state[3].data_ptr<T>(),
-          params.data_ptr<T>(), u_trace.data_ptr<T>(),
-          instantaneous_fast ? nullptr : f_trace.data_ptr<T>(), s_trace.data_ptr<T>(),
-          us_trace.data_ptr<T>(), g_i.data_ptr<T>(), g_m0.data_ptr<T>(), g_f0.data_ptr<T>(),
-          g_s0.data_ptr<T>(), g_us0.data_ptr<T>(), g_p.data_ptr<T>());
+                     [&](auto meth, auto ota, auto c, auto inst) {
+      backward_kernel<T, decltype(meth)::value, decltype(ota)::value, decltype(c)::value, decltype(inst)::value>(
+          sh, o, out_grad<T>(g_s, i_in), out_grad<T>(g_u, i_in), opt_ptr<T>(g_mT), opt_ptr<T>(g_fT),
+          opt_ptr<T>(g_sT), opt_ptr<T>(g_usT), i_in.data_ptr<T>(), params.data_ptr<T>(), ckpt.data_ptr<T>(),
+          g_i.data_ptr<T>(), g_m0.data_ptr<T>(), g_f0.data_ptr<T>(), g_s0.data_ptr<T>(), g_us0.data_ptr<T>(),
+          g_cols.data_ptr<T>());
     });
+    // sum over the batch in a fixed order (not at::sum, whose reduction order depends on the CPU)
+    const T* src = g_cols.data_ptr<T>();
+    T* dst = g_p.data_ptr<T>();
+    const int64_t M = sh.batch, N = sh.n;
+    for (int64_t row = 0; row < N_ROWS; ++row) {
+      T* out = dst + row * N;
+      std::fill(out, out + N, T(0));
+      for (int64_t m = 0; m < M; ++m) {
+        const T* in = src + (row * M + m) * N;
+        for (int64_t n = 0; n < N; ++n) out[n] += in[n];
+      }
+    }
   });
-  return {g_i, g_m0, g_f0, g_s0, g_us0, at::sum(g_p, 1)};
+  return {g_i, g_m0, g_f0, g_s0, g_us0, g_p};
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 The math is :func:`mtc_analog.neuron.step.mtc_step` (itself derived from
 :mod:`mtc_analog.neuron.equations`, the source of truth); ``csrc/mtc_fused.cpp`` is a compiled
 transcription of it, checked against the reference loop by ``tests/test_fused.py`` (forward and
-gradients, every method x filter x transduction, tau_f zero and non-zero). Per step, for every
+gradients, every method x filter x transduction, tau_f zero and non-zero). Per Euler step, for every
 neuron column (batch element b, neuron n), with U_f read as U_m when tau_f = 0:
 
 .. math::
@@ -20,31 +20,63 @@ neuron column (batch element b, neuron n), with U_f read as U_m when tau_f = 0:
 
 with the filter update ``phi``: Euler linear ``U_x + dt (U_m - U_x)/tau``, Euler OTA
 ``U_x + dt tanh(U_m - U_x)/tau``, exact linear ``U_m + (U_x - U_m) e``, exact OTA
-``U_m + asinh(sinh(U_x - U_m) e)``, ``e = exp(-dt/tau)``.
+``U_m + asinh(sinh(U_x - U_m) e)``, ``e = exp(-dt/tau)``. Heun and RK4 step the whole state
+X = (U_m, U_f, U_s, U_us) with the textbook stages ``k_i = f(X + dt sum_j a_ij k_j)`` of the RHS f
+(:func:`mtc_analog.neuron.equations.rhs`, input held over the step).
 
-Backward (reverse time, one adjoint ``g`` per state variable, starting from the gradients of the
-final state): at step t the adjoint of U_m' collects the next step's ``g_m``, ``ds/dU_m' * dL/ds[t]``,
-the membrane trace's gradient and (tau_f = 0) ``g_f``. With ``A = g_m' dt/tau_m``,
-``q_k = A R a_k (1 - tanh_k^2)``:
+Backward (reverse time, one adjoint per state variable, starting from the gradients of the final
+state). The kernel writes the vector-Jacobian product of the RHS once (``rhs_vjp``: given w, it returns
+``w^T df/dX`` and adds ``w^T df/dparams`` and ``w^T df/dI_in``) and composes it per method, the stages
+recomputed from the stored step-start state X. With ``gb`` the adjoint of X' (U_m' also collects
+``ds/dU_m' dL/ds[t]`` and the membrane trace's gradient; with tau_f = 0 the adjoint of U_f' = U_m' is
+added to U_m's):
 
-* ``dL/dI_in[t] = A R``; ``dL/da_f += A R tanh_f``, ``dL/da_{s+} -= A R tanh_{s+}``,
-  ``dL/da_{s-} += A R tanh_{s-}``, ``dL/da_{us} -= A R tanh_{us}``;
-  ``dL/dd_f -= q_f``, ``dL/dd_{s+} += q_{s+}``, ``dL/dd_{s-} -= q_{s-}``, ``dL/dd_{us} += q_{us}``;
-  ``dL/dtau_m -= g_m' dt rate_m / tau_m``; ``dL/dR += A (I_in - I_tot)``; ``dL/dU_rest += A``;
-* ``g_m = g_m' - A (+ q_f if tau_f = 0) + sum_x g_x' (1 - k_x)``, ``g_f = q_f + g_f' k_f``,
-  ``g_s = -q_{s+} + q_{s-} + g_s' k_s``, ``g_us = -q_{us} + g_us' k_us``, with ``k_x = dU_x'/dU_x``
-  (so ``dU_x'/dU_m = 1 - k_x``) and ``dL/dtau_x += g_x' dU_x'/dtau_x``.
+* Euler: ``gX = gb + vjp(X, dt gb)``;
+* Heun: ``g2 = vjp(Y2, dt/2 gb)``, ``g1 = vjp(X, dt/2 gb + dt g2)``, ``gX = gb + g1 + g2``;
+* RK4: ``g4 = vjp(Y4, dt/6 gb)``, ``g3 = vjp(Y3, dt/3 gb + dt g4)``, ``g2 = vjp(Y2, dt/3 gb + dt/2 g3)``,
+  ``g1 = vjp(X, dt/6 gb + dt/2 g2)``, ``gX = gb + g1 + g2 + g3 + g4``;
+* exact: the membrane row as Euler (``vjp(X, (dt gb_m, 0, 0, 0))``), each filter through its closed
+  form: ``gX_x = gb_x k_x``, ``gX_m += gb_x (1 - k_x)``, ``dL/dtau_x += gb_x dU_x'/dtau_x`` with
+  ``k_x = dU_x'/dU_x``.
 
-The forward keeps the state trajectories (4 x T x B x N values) for the backward only when a
-gradient is needed; without one, nothing but the outputs (and the membrane trace, if asked) is
-stored, so 240k-step regime simulations cost O(B N) extra memory.
+Inside ``vjp``, with ``A = w_m/tau_m``, ``q_k = A R a_k (1 - tanh_k^2)``: ``dL/dI_in = A R``;
+``dL/da_f += A R tanh_f``, ``dL/da_{s+} -= A R tanh_{s+}``, ``dL/da_{s-} += A R tanh_{s-}``,
+``dL/da_{us} -= A R tanh_{us}``; ``dL/dd_f -= q_f``, ``dL/dd_{s+} += q_{s+}``, ``dL/dd_{s-} -= q_{s-}``,
+``dL/dd_{us} += q_{us}``; ``dL/dtau_m -= w_m rate_m / tau_m``; ``dL/dR += A (I_in - I_tot)``;
+``dL/dU_rest += A``; state ``m: -A (+ q_f if tau_f = 0)``, ``f: q_f``, ``s: -q_{s+} + q_{s-}``,
+``us: -q_{us}``; each filter rate ``g(U_m - U_x)/tau_x`` adds ``w_x g'/tau_x`` to m, ``-w_x g'/tau_x``
+to x and ``-w_x g/tau_x^2`` to tau_x.
 
-Build: the extension is compiled on first use with :func:`torch.utils.cpp_extension.load` (needs g++
-and ninja; about a minute of CPU) into ``$MTC_ANALOG_BUILD_DIR`` (default
-``~/.cache/mtc_analog/torch_extensions``), keyed by a hash of the source, flags, torch version and
-CPU, so later processes only load the cached library (torch's build lock serialises concurrent
-first uses). It registers the custom ops ``torch.ops.mtc_analog.rollout_forward`` and
-``rollout_backward``; on x86-64 glibc >= 2.35 the inner loops call libmvec's SIMD tanh/exp/sinh.
+Memory and loop order: each block of ~4 KiB of columns runs the whole time loop, streaming one
+contiguous slice of the time-major arrays per step. When a gradient is needed the forward stores the
+state only every 16 steps (checkpoints: 4 x T/16 x B x N values); the backward recomputes each
+16-step segment from its checkpoint into a small cache-resident buffer (bit-identical to the forward)
+and runs the adjoint over it. Without a gradient nothing but the outputs (and the membrane trace, if
+asked) is stored, so 240k-step regime simulations cost O(B N) extra memory.
+
+Build: the extension is compiled by ``scripts/setup.sh`` (``python -m mtc_analog.neuron.fused``) or
+else on first use, with one line on stderr ("compiling the MTC neuron kernel (once, ~1 min) into
+DIR"), by :func:`torch.utils.cpp_extension.load` (needs g++ and ninja; about a minute of CPU) into
+``$MTC_ANALOG_BUILD_DIR`` (default ``~/.cache/mtc_analog/torch_extensions``). The cache key hashes
+everything that changes the build: source bytes, compiler flags and target ISA, compiler version,
+torch version and install path, Python version and prefix; later processes only load the cached
+library (an OS file lock serialises concurrent first uses and survives a killed build). It registers the custom ops
+``torch.ops.mtc_analog.rollout_forward`` and ``rollout_backward``.
+
+Determinism across machines: the kernel is compiled for a fixed instruction set, never
+``-march=native``: ``x86-64-v3`` (AVX2 + FMA + BMI, every x86-64 CPU since ~2015) when the CPU has it,
+else the ``x86-64-v2`` or baseline ``x86-64`` level (a separate, separately cached build: slower, and
+its float results may differ from the v3 build's in the last bits), and ``-ffp-contract=off`` (no
+compiler-chosen FMAs). On x86-64 with glibc >= 2.35 the float64 loops call libmvec's SIMD
+tanh/exp/sinh (and the float32 loops its exp/sinh); the vector variant is fixed by the ISA at compile
+time, and glibc selects the same implementation of it on every CPU of that level. float32 tanh is a
+rational approximation in plain arithmetic (max error 3.4e-7), and float32 divides by tau through
+per-neuron reciprocals: both faster and CPU-independent; float64 keeps libm's tanh and true
+divisions so that it matches the reference loop to rounding. So one x86-64-v3 build (same source, compiler and flags) gives
+bit-identical numbers on any x86-64-v3 machine, AVX-512 ones included. Rows of columns are
+independent and the per-parameter sums over the batch run in a fixed order, so the thread count does
+not change a bit either. (torch's own ops outside the kernel pick their SIMD path per CPU; pin them
+with ``ATEN_CPU_CAPABILITY=avx2`` where bit-identical training runs across CPUs matter.)
 If it cannot be built, :func:`available` warns once with the reason and the caller falls back to the
 reference loop, except when the environment variable ``CI`` is ``"true"``: then it raises
 :class:`FusedKernelError` so that a broken kernel cannot hide behind the fallback.
@@ -55,6 +87,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -73,6 +106,8 @@ PARAM_ORDER: tuple[str, ...] = (
     "tau_m", "tau_f", "tau_s", "tau_us", "resistance", "u_rest",
 )
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
+#: Integration methods the compiled kernel implements (``auto`` falls back to the reference for others).
+KERNEL_METHODS: tuple[str, ...] = METHODS
 _SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "mtc_fused.cpp"
 
 
@@ -91,9 +126,41 @@ def _libmvec() -> bool:
 
 
 _USE_LIBMVEC = _libmvec()
-# -fopenmp: at::parallel_for only runs in parallel when compiled with OpenMP (the libgomp that torch
-# already loaded is reused: same soname). No -ffast-math: it would change NaN handling and rounding.
-_CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"] + (["-DMTC_USE_LIBMVEC"] if _USE_LIBMVEC else [])
+
+# x86-64 micro-architecture levels (the psABI's): the flags /proc/cpuinfo must show for each.
+_X86_LEVELS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("x86-64-v3", frozenset("avx avx2 bmi1 bmi2 f16c fma abm movbe xsave cx16 lahf_lm popcnt sse4_1 sse4_2 ssse3".split())),
+    ("x86-64-v2", frozenset("cx16 lahf_lm popcnt sse4_1 sse4_2 ssse3".split())),
+)
+
+
+def target_isa() -> str:
+    """The fixed instruction set the kernel is compiled for: ``x86-64-v3`` (AVX2 + FMA) where the CPU
+    has it, else ``x86-64-v2``, else baseline ``x86-64``; ``native`` off x86-64 (one build per CPU)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return "native"
+    try:
+        line = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags"))
+        flags = set(line.split(":", 1)[1].split())
+    except (OSError, StopIteration, IndexError):
+        return "x86-64"
+    for level, needed in _X86_LEVELS:
+        if needed <= flags:
+            return level
+    return "x86-64"
+
+
+_ISA = target_isa()
+# -march=<fixed level>, not native: the same source then compiles to the same binary on every CPU of
+# that level, and libmvec's vector variant (AVX2 'd' on v3, SSE 'b' below) is chosen at compile time,
+# so results do not depend on the machine (an AVX-512 CPU runs the same AVX2 code as any other v3).
+# -ffp-contract=off: no fused multiply-add contraction either, so the arithmetic is the plain IEEE
+# sequence of the source (as the reference's). -fno-trapping-math: lets the vectoriser compute both
+# arms of a select (no FP traps are enabled; results are unchanged). -fopenmp: at::parallel_for only runs in parallel when
+# compiled with OpenMP (the libgomp that torch already loaded is reused: same soname). No -ffast-math:
+# it would change NaN handling and rounding.
+_CFLAGS = ["-O3", f"-march={_ISA}", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp", "-fno-math-errno"] + (
+    ["-DMTC_USE_LIBMVEC"] if _USE_LIBMVEC else [])
 _LDFLAGS = ["-fopenmp"] + (["-lmvec"] if _USE_LIBMVEC else [])
 
 #: How many rollouts ran through the fused kernel in this process (tests use it to check dispatch).
@@ -126,21 +193,33 @@ def build_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "mtc_analog" / "torch_extensions"
 
 
-def _cpu_signature() -> str:
-    # -march=native: a library cached on one CPU must not be loaded on another.
+def _compiler_version() -> str:
+    """First line of the C++ compiler's --version (the one torch.utils.cpp_extension will call)."""
+    import subprocess
+
+    compiler = os.environ.get("CXX", "c++")
     try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        flags = ""
-    return platform.machine() + flags
+        out = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return compiler + " (unavailable)"
+    return compiler + ": " + (out.splitlines()[0] if out else "")
 
 
 def _build_name() -> str:
+    """Cache key: everything that changes the built library (source bytes, flags and ISA, compiler,
+    torch version and install path, Python version and installation), so that another checkout or
+    venv neither reuses a library built against a different torch nor rebuilds one it can share."""
     digest = hashlib.sha256()
-    for part in (_SOURCE.read_bytes(), " ".join(_CFLAGS + _LDFLAGS).encode(), torch.__version__.encode(),
-                 platform.python_version().encode(), _cpu_signature().encode()):
+    for part in (_SOURCE.read_bytes(), " ".join(_CFLAGS + _LDFLAGS).encode(), _ISA.encode(), platform.machine().encode(),
+                 _compiler_version().encode(), torch.__version__.encode(), str(Path(torch.__file__).resolve().parent).encode(),
+                 platform.python_version().encode(), sys.prefix.encode(), sys.base_prefix.encode()):
         digest.update(part)
+        digest.update(b"\0")
     return "mtc_fused_" + digest.hexdigest()[:16]
+
+
+def _library(directory: Path, name: str) -> Path:
+    return directory / f"{name}.so"
 
 
 def _load() -> Any:
@@ -151,14 +230,36 @@ def _load() -> Any:
             "ninja is not installed (torch.utils.cpp_extension needs it): install it with "
             "`apt-get install ninja-build` or `pip install ninja`"
         )
+    from filelock import FileLock
+
     name = _build_name()
     directory = build_dir() / name
     directory.mkdir(parents=True, exist_ok=True)
-    cpp_extension.load(  # copies of the flag lists: load() appends to them in place
-        name=name, sources=[str(_SOURCE)], extra_cflags=list(_CFLAGS), extra_ldflags=list(_LDFLAGS),
-        build_directory=str(directory), verbose=False, is_python_module=False,
-    )
+    # An OS-level lock (released when its holder dies, unlike torch's own `lock` file, which a build
+    # killed midway leaves behind and every later process then waits on for ever). Holding it, no
+    # process of ours is building here, so a leftover torch lock file is stale and can go.
+    with FileLock(str(directory / ".mtc_build.flock")):
+        stale = directory / "lock"
+        if stale.exists():
+            stale.unlink()
+        # Build from a copy inside the cache directory: every checkout with the same source bytes (the
+        # key) then hands ninja the same path, so one checkout does not rebuild another's library.
+        source = directory / _SOURCE.name
+        if not source.exists() or source.read_bytes() != _SOURCE.read_bytes():
+            source.write_bytes(_SOURCE.read_bytes())
+        if not _library(directory, name).exists():  # say so before the minute of silence (not inside a batch)
+            print(f"compiling the MTC neuron kernel (once, ~1 min) into {directory}", file=sys.stderr, flush=True)
+        cpp_extension.load(  # copies of the flag lists: load() appends to them in place
+            name=name, sources=[str(source)], extra_cflags=list(_CFLAGS), extra_ldflags=list(_LDFLAGS),
+            build_directory=str(directory), verbose=False, is_python_module=False,
+        )
     return torch.ops.mtc_analog
+
+
+def is_built() -> bool:
+    """True when this configuration's library is already in the cache (nothing is built)."""
+    name = _build_name()
+    return _library(build_dir() / name, name).exists()
 
 
 def _describe_failure(exc: Exception) -> str:
@@ -275,29 +376,34 @@ class _FusedRollout(torch.autograd.Function):
     """Autograd wrapper: inputs already packed (i_in (T,M,N), states (M,N), params (P,N))."""
 
     @staticmethod
-    def forward(ctx, i_in, u_m, u_f, u_s, u_us, params, config):  # type: ignore[override]
+    def forward(ctx, i_in, u_m, u_f, u_s, u_us, params, config, record_membrane=True):  # type: ignore[override]
         ext = extension()
-        s, u_trace, f_trace, s_trace, us_trace, m_t, f_t, s_t, us_t = ext.rollout_forward(
-            i_in, [u_m, u_f, u_s, u_us], params, *config, False, True
+        s, u_trace, checkpoints, m_t, f_t, s_t, us_t = ext.rollout_forward(
+            i_in, [u_m, u_f, u_s, u_us], params, *config, record_membrane, True
         )
         ctx.config = config
-        ctx.save_for_backward(i_in, u_m, u_f, u_s, u_us, params, u_trace, f_trace, s_trace, us_trace)
+        ctx.save_for_backward(i_in, u_m, u_f, u_s, u_us, params, checkpoints)
         ctx.set_materialize_grads(False)
         return s, u_trace, m_t, f_t, s_t, us_t
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_s, g_u, g_mt, g_ft, g_st, g_ust):  # type: ignore[override]
-        i_in, u_m, u_f, u_s, u_us, params, u_trace, f_trace, s_trace, us_trace = ctx.saved_tensors
+        i_in, u_m, u_f, u_s, u_us, params, checkpoints = ctx.saved_tensors
 
         def dense(g):  # autograd may hand in expanded (stride-0) gradients
             return None if g is None else g.contiguous()
 
+        def dense_or_scalar(g):  # the gradient of a sum: one value broadcast (no T x M x N copy)
+            if g is not None and g.numel() > 1 and all(stride == 0 for stride in g.stride()):
+                return g.as_strided((1,), (1,)).contiguous()
+            return None if g is None or g.numel() == 0 else g.contiguous()
+
         g_i, g_m0, g_f0, g_s0, g_us0, g_p = extension().rollout_backward(
-            dense(g_s), dense(g_u), dense(g_mt), dense(g_ft), dense(g_st), dense(g_ust),
-            i_in, [u_m, u_f, u_s, u_us], params, u_trace, f_trace, s_trace, us_trace, *ctx.config,
+            dense_or_scalar(g_s), dense_or_scalar(g_u), dense(g_mt), dense(g_ft), dense(g_st), dense(g_ust),
+            i_in, [u_m, u_f, u_s, u_us], params, checkpoints, *ctx.config,
         )
-        return g_i, g_m0, g_f0, g_s0, g_us0, g_p, None
+        return g_i, g_m0, g_f0, g_s0, g_us0, g_p, None, None
 
 
 def fused_rollout(
@@ -321,6 +427,9 @@ def fused_rollout(
         raise ValueError(f"unknown method {method!r}: expected one of {METHODS}")
     if filter not in FILTERS:
         raise ValueError(f"unknown filter {filter!r}: expected one of {FILTERS}")
+    if method not in KERNEL_METHODS:
+        raise FusedKernelError(f"the fused kernel does not implement method {method!r} (it has {KERNEL_METHODS}); "
+                               "use backend='reference'")
     transduction = Transduction(*transduction)
     if transduction.kind not in TRANSDUCTIONS:
         raise ValueError(f"unknown transduction {transduction.kind!r}: expected one of {TRANSDUCTIONS}")
@@ -346,9 +455,9 @@ def fused_rollout(
     )
     CALLS += 1
     if needs_grad:
-        s, u_trace, m_t, f_t, s_t, us_t = _FusedRollout.apply(x, *states, packed, config)
+        s, u_trace, m_t, f_t, s_t, us_t = _FusedRollout.apply(x, *states, packed, config, record_membrane)
     else:
-        s, u_trace, _, _, _, m_t, f_t, s_t, us_t = ext.rollout_forward(
+        s, u_trace, _, m_t, f_t, s_t, us_t = ext.rollout_forward(
             x, states, packed, *config, record_membrane, False
         )
     out_shape = (steps, *batch_shape, n)
@@ -357,9 +466,9 @@ def fused_rollout(
     return Rollout(s.reshape(out_shape), u_m, final)
 
 
-if __name__ == "__main__":  # `python -m mtc_analog.neuron.fused`: build (or find) the kernel now
-    import sys
-
+if __name__ == "__main__":  # `python -m mtc_analog.neuron.fused [--check]`: build (or find) the kernel now
+    if sys.argv[1:] == ["--check"]:  # exit 0 when built, 1 when a build is needed (builds nothing)
+        raise SystemExit(0 if is_built() else 1)
     try:
         extension()
     except FusedKernelError as error:

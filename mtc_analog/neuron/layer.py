@@ -1,6 +1,8 @@
 """A thin ``nn.Module`` around the functional MTC step: a layer of trainable MTC neurons.
 
-Parameterisation (SPEC §3): per-neuron gains through softplus (so a_* >= 0), offsets free,
+Parameterisation (SPEC §3): per-neuron gains through softplus (so a_* >= 0; a gain requested
+below :data:`MIN_INITIAL_GAIN` starts there, so that every gain and the offset behind it receive a
+gradient), offsets free,
 time constants fixed or trained in log space with tau_s < tau_us kept by construction
 (``log tau_us = log tau_s + softplus(raw_gap)``). The input current is supplied by the caller
 (``I_in = W s_prev + b`` lives in the network), so this layer owns only the neuron dynamics.
@@ -19,8 +21,15 @@ from .equations import MTCParameters, MTCState
 from .step import BACKENDS, METHODS, Rollout, Transduction, mtc_rollout
 
 
+#: Smallest initial gain [I_u]. softplus'(raw) = 1 - exp(-a): a gain started at 0 (raw -30) gets a
+#: gradient ~1e-13 and never moves, so a requested gain below this starts at it instead (its
+#: gradient is then >= 5% of the linear one; training may still drive it lower).
+MIN_INITIAL_GAIN = 0.05
+
+
 def _softplus_inverse(y: float) -> float:
-    return y + math.log(-math.expm1(-y)) if y > 0 else -30.0
+    y = max(float(y), MIN_INITIAL_GAIN)
+    return y + math.log(-math.expm1(-y))
 
 
 class MTCLayer(nn.Module):

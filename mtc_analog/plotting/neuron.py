@@ -89,8 +89,10 @@ def zoom_window(result, n_spikes: int = 8, min_span: float = 20.0, max_fraction:
     after = float(result.time[-1]) - preset.t_step
     spikes = np.asarray(result.classification.spike_times, dtype=float)
     if spikes.size:
-        last = spikes[min(n_spikes, spikes.size) - 1]
-        span = 1.15 * (last - preset.t_step) + 1.0
+        k = min(n_spikes, spikes.size) - 1
+        # end half an inter-spike interval after the n-th spike: its downstroke shows, the next spike does not
+        margin = 0.5 * (spikes[k] - spikes[k - 1]) if k >= 1 else 1.0
+        span = spikes[k] - preset.t_step + margin
     else:
         span = no_spike_span
     span = float(min(max(span, min_span), max_fraction * after)) if after > 0 else min_span

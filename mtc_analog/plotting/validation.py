@@ -89,7 +89,9 @@ def error_histograms(membrane_nrmse: np.ndarray, gamma: np.ndarray, count_error:
                     rwidth=0.8)
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         elif finite.size:
-            ax.hist(finite, bins=min(30, max(5, finite.size // 2)), color="tab:gray", edgecolor="k")
+            # near-identical values (e.g. every Gamma 1 - 1e-16) cannot be split into several bins
+            bins = min(30, max(5, finite.size // 2)) if np.ptp(finite) > 1e-9 else 1
+            ax.hist(finite, bins=bins, color="tab:gray", edgecolor="k")
         ax.set_xlabel(label, fontsize=9)
         ax.set_ylabel("neurons")
     fig.tight_layout()

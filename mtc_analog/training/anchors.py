@@ -82,3 +82,47 @@ def echo_state_network(task: TaskData, size: int, seed: int = 0, washout: int = 
                 best = {**result, "leak": leak, "spectral_radius": radius}
     return {"model": f"ESN ({size}, recurrent)", **best, "n_parameters": size + 2,
             "train_wall_s": time.perf_counter() - start}
+
+
+def mlp_window(task: TaskData, window: int = 100, hidden: int = 64, seed: int = 0, epochs: int = 300,
+               lrs: tuple[float, ...] = (1e-3, 3e-3)) -> dict[str, Any]:
+    """A one-hidden-layer tanh MLP on the same window of past samples as the ridge anchor.
+
+    Full-batch Adam on the training split, the epoch and learning rate with the best validation
+    NRMSE kept (chosen on validation only), scored on test. Feedforward, like the spiking networks,
+    but it sees the whole window at once (no memory of its own to learn).
+    """
+    import torch
+
+    start = time.perf_counter()
+    x = task.x[:, 0].astype(np.float32)
+    n = x.shape[0]
+    features = np.empty((n, window), dtype=np.float32)
+    for lag in range(window):
+        features[lag:, lag] = x[: n - lag]
+        features[:lag, lag] = x[0]
+
+    def rows(split: str) -> slice:
+        part = task.split(split)
+        return slice(max(part.start, window - 1), part.start + len(part))
+
+    data = {s: (torch.from_numpy(features[rows(s)]), task.y[rows(s)].astype(np.float32)) for s in ("train", "val", "test")}
+    best = None
+    for lr in lrs:
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(window, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        target = torch.from_numpy(data["train"][1])
+        for epoch in range(epochs):
+            opt.zero_grad()
+            torch.mean((model(data["train"][0]) - target) ** 2).backward()
+            opt.step()
+            if epoch % 10 == 9:
+                with torch.no_grad():
+                    val = nrmse(model(data["val"][0]).numpy(), data["val"][1])
+                    if best is None or val < best["val_nrmse"]:
+                        test = nrmse(model(data["test"][0]).numpy(), data["test"][1])
+                        best = {"val_nrmse": val, "test_nrmse": test, "lr": lr, "epochs": epoch + 1}
+    n_params = window * hidden + hidden + hidden + 1
+    return {"model": f"MLP (window {window}, {hidden} tanh)", **best, "n_parameters": n_params,
+            "train_wall_s": time.perf_counter() - start}

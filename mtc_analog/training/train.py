@@ -47,6 +47,10 @@ class TrainConfig:
     eval_washout: int = DEFAULT_EVAL_WASHOUT
     seed: int = 0
     threads: int = 1  #: torch intra-op threads (the reference machine has 2 shared cores)
+    #: MTC: hardware target whose ranges the trained network must fit (devices below its current
+    #: floor are pruned at the end, listed in metrics.json); None: no pruning
+    hardware_target: str | None = "behavioral"
+    census: bool = True  #: MTC: regime census of the trained hidden neurons (metrics.json + figure)
 
     def validate(self) -> None:
         for name in ("epochs", "batches_per_epoch", "batch", "window", "threads"):
@@ -180,6 +184,7 @@ def train(
         raise InputError("training diverged: no epoch produced a finite validation NRMSE; lower --lr or change --dt")
     best = load_checkpoint(out / BEST)
     wall = wall_before + (time.perf_counter() - wall_start)
+    fidelity = _circuit_fidelity(best.network, task, train_cfg)
     test = evaluate_split(best.network, task, "test", train_cfg.eval_washout, keep_output=False)
     val_eval = evaluate_split(best.network, task, "val", train_cfg.eval_washout)
     metrics = {
@@ -193,7 +198,8 @@ def train(
         "test_rmse": test.metrics["test_rmse"],
         **{k: v for k, v in test.metrics.items() if k not in ("test_nrmse", "test_rmse")},
         "train_wall_s": wall,
-        "definitions": METRIC_DEFINITIONS,
+        **fidelity,
+        "definitions": {**METRIC_DEFINITIONS, **FIDELITY_DEFINITIONS},
         "units": {"nrmse": "dimensionless", "spike_rate": "1/(neuron*step)", "duty_cycle": "fraction",
                   "synops_per_step": f"{'MAC' if net_cfg.neuron == 'mtc' else 'AC'}/step",
                   "train_wall_s": "s", "dt": "t_u", "sample_period": "t_u"},
@@ -211,6 +217,11 @@ def train(
 
         plot_prediction(test, task, out / "prediction.png", title=f"{net_cfg.neuron.upper()} H={task_cfg.horizon}: "
                         f"test NRMSE {metrics['test_nrmse']:.3f}", history=history)
+        if metrics.get("census"):
+            from ..plotting.census import plot_census
+
+            plot_census(metrics["census"], out / "census.png", title=f"regime census, {net_cfg.neuron.upper()} "
+                        f"hidden {list(net_cfg.hidden)} H={task_cfg.horizon}")
     write_json(out / METRICS, metrics)
     return metrics
 
@@ -236,6 +247,41 @@ def _resume_budget(cfg: TrainConfig, done: int, epochs: int | None, path: Path) 
     print(f"resuming {path}: {what} ({done} done; stored settings kept, only --epochs can change){note}",
           file=sys.stderr)
     return cfg
+
+
+FIDELITY_DEFINITIONS: dict[str, str] = {
+    "discretisation_gap": "output NRMSE of the model at its dt against the same weights at dt/8 with the reference "
+                          "integrator, on the validation split (mtc_analog.training.fidelity_gap); <= 0.02 wanted",
+    "pruned_devices": "weights/biases/gains whose mapped current is below the hardware target's floor i_min, "
+                      "set to 0 in the model before evaluation (listed under 'pruning')",
+    "census": "firing regime of each hidden neuron under a step protocol at its trained parameters "
+              "(mtc_analog.training.census)",
+}
+
+
+def _circuit_fidelity(network: SpikingRegressor, task: TaskData, cfg: TrainConfig) -> dict[str, Any]:
+    """MTC only: prune unrealisable devices (in place), the discretisation gap, the regime census."""
+    if network.config.neuron != "mtc":
+        return {}
+    from .census import census
+    from .fidelity_gap import discretisation_gap
+
+    result: dict[str, Any] = {}
+    if cfg.hardware_target:
+        from ..hardware import load_target
+        from .realisable import prune_unrealisable
+
+        pruning = prune_unrealisable(network, load_target(cfg.hardware_target))
+        result["pruned_devices"] = pruning["n_pruned"]
+        result["pruning"] = pruning
+    gap = discretisation_gap(network, task)
+    result["discretisation_gap"] = gap["gap"]
+    result["discretisation_gap_detail"] = gap
+    if cfg.census:
+        found = census(network, task)
+        result["census_counts"] = found["counts"]
+        result["census"] = {k: v for k, v in found.items() if k != "neurons"}
+    return result
 
 
 def cfg_window_too_long(task: TaskData, cfg: TrainConfig) -> bool:

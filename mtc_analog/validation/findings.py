@@ -81,16 +81,22 @@ def spike_mismatch(agreement: Any, neuron: int, shift_tolerance: float | None = 
     """How one neuron's circuit spikes differ from the model's, beyond the coincidence window.
 
     An unmatched model spike with an unmatched circuit spike within ``shift_tolerance`` [t_u]
-    (default 10 windows) is one *shifted* spike (timing, not a lost spike); the rest are *missed*
+    (default: half the neuron's median inter-spike interval, i.e. nearer to it than to its
+    neighbours; 10 windows for a neuron with fewer than two spikes) is one *shifted* spike (timing,
+    not a lost spike); the rest are *missed*
     (model spikes the circuit lacks) and *extra* (circuit spikes the model lacks). Returns counts,
     ``max_shift`` [t_u] (largest |t_circuit - t_model| of a shifted spike, signed: > 0 the circuit is
     late), ``first_mismatch`` [t_u] and the times of each kind.
     """
     from .metrics import match_spikes
 
-    tolerance = 10.0 * agreement.window if shift_tolerance is None else shift_tolerance
     model = np.sort(np.asarray(agreement.model_times[neuron], dtype=float))
     circuit = np.sort(np.asarray(agreement.circuit_times[neuron], dtype=float))
+    tolerance = shift_tolerance
+    if tolerance is None:
+        train = model if model.size >= 2 else circuit
+        tolerance = 0.5 * float(np.median(np.diff(train))) if train.size >= 2 else 10.0 * agreement.window
+        tolerance = max(tolerance, agreement.window)
     i_model, i_circuit = match_spikes(model, circuit, agreement.window)
     missed = np.delete(model, i_model)
     extra = np.delete(circuit, i_circuit)

@@ -160,8 +160,8 @@ def render_html(report: dict, figures: dict[str, str], title: str = "Circuit-ver
             "<h2 id='worst'>Worst neurons</h2>",
             "<p class='note'>The neurons with the lowest Gamma and the highest membrane NRMSE (layer / neuron "
             "index as in <code>circuit/mapping.json</code> and the netlist). Spikes without a partner within the "
-            "coincidence window are <b>shifted</b> when the other run fires within 10 windows of them (a timing "
-            "error: the spike is there, early or late), otherwise <b>missed</b> (model spike, none in the circuit) "
+            "coincidence window are <b>shifted</b> when the other run has an unmatched spike within half the neuron's "
+            "median inter-spike interval (a timing error: the spike is there, early or late), otherwise <b>missed</b> (model spike, none in the circuit) "
             "or <b>extra</b> (circuit spike, none in the model).</p>",
             _rows_table(worst, ["layer", "neuron", "gamma", "membrane_nrmse", "spikes_model", "spikes_circuit",
                                 "shifted", "max_shift", "missed", "extra", "first_mismatch", "why"]),
