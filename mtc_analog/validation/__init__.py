@@ -4,6 +4,7 @@
     from mtc_analog.validation.runs import ValidationSettings, validate_network, dt_study
     from mtc_analog.validation.metrics import coincidence_factor, membrane_nrmse, signal_nrmse
     from mtc_analog.validation.demo import run_demo                  # the main job
+    from mtc_analog.validation.montecarlo import run_montecarlo, MonteCarloSettings  # mismatch study
 
 Modules: :mod:`.metrics` (pure numpy: NRMSE, Kistler's Gamma, spike agreement), :mod:`.align`
 (circuit -> model units and grid, through the hardware target), :mod:`.fidelity` (one model run vs

