@@ -12,14 +12,14 @@ from an input projection), loss = sum of the outputs, one backward. Models:
 - ``snntorch_leaky`` snntorch.Leaky(beta=0.9) looped over ``x.unbind(0)`` (its fastest fair form:
                      indexing ``x[t]`` would make every backward step add a full-size zero gradient)
 
-Fairness (SPEC §12): same dtype (float32), same thread count (1 intra-op thread by default: the
+Fairness (docs/reference.md §12): same dtype (float32), same thread count (1 intra-op thread by default: the
 machines are shared), warm-up excluded (it also builds/loads the fused kernel), contenders
 interleaved round by round so that a load spike hits all alike. The figure is the CPU time of the
 calling thread (``time.thread_time``; with 1 intra-op thread torch computes in it), which a shared
 machine's load inflates far less than wall time; wall time is printed too. Each cell reports the
 median over rounds and the spread (min-max), the ratio of medians to snnTorch Leaky, and for the
 MTC models the CPU time per neuron-step and per RHS evaluation against the arithmetic floor of
-~5 ns per neuron-step fwd+bwd (4 tanh + ~100 flops, SPEC §12). The machine's load (``uptime``) is
+~5 ns per neuron-step fwd+bwd (4 tanh + ~100 flops, docs/reference.md §12). The machine's load (``uptime``) is
 printed before and after.
 
 Peak memory (``--memory``): each model runs once more in a fresh subprocess; the figure is the growth
@@ -53,7 +53,7 @@ BASELINE = "snntorch_leaky"
 MTC_METHOD = {"mtc_euler": "euler", "mtc_heun": "heun", "mtc_rk4": "rk4", "mtc_reference": "euler"}
 RHS_EVALS = {"euler": 1, "heun": 2, "rk4": 4}
 MTC_DT = 0.25  # [t_u]; the cost per step does not depend on it
-FLOOR_NS = 5.0  # arithmetic floor per neuron-step fwd+bwd, one RHS evaluation (SPEC §12)
+FLOOR_NS = 5.0  # arithmetic floor per neuron-step fwd+bwd, one RHS evaluation (docs/reference.md §12)
 
 
 def make_step(model: str, n: int) -> Callable[[torch.Tensor], None]:

@@ -12,7 +12,7 @@ interleaved over ``--rounds`` rounds; cluster start-up is timed separately and e
 per-run figure (it is paid once per command). Printed: median wall time, speed-up over serial,
 overhead per task against the serial path (``(wall_1_worker - wall_serial) / tasks``), whether the
 results are identical everywhere, and a paper estimate of a 1000-instance Monte Carlo on a 32-node
-cluster from the measured per-task cost (and from the sky130 per-neuron cost of SPEC §11).
+cluster from the measured per-task cost (and from the sky130 per-neuron cost of docs/reference.md §11).
 
     nice -n 5 .venv/bin/python benchmarks/bench_scaling.py --tasks 8 --workers 1,2 --rounds 3
 """
@@ -113,7 +113,7 @@ def main() -> None:
     est = math.ceil(1000 / slots) * (per_task + overhead_s)
     print(f"estimate, 1000 instances of this task on 32 nodes x 16 cores: {est:.1f} s "
           f"(per task {per_task:.2f} s + overhead {overhead_s * 1e3:.0f} ms, {math.ceil(1000 / slots)} waves)")
-    sky = 1.2e-3 * 64 * 300  # SPEC §11: ~0.5-1.9 ms CPU per neuron per t_u at transistor level; 64 neurons, 300 t_u
+    sky = 1.2e-3 * 64 * 300  # docs/reference.md §11: ~0.5-1.9 ms CPU per neuron per t_u at transistor level; 64 neurons, 300 t_u
     est_sky = math.ceil(1000 / slots) * (sky + overhead_s + 6.0)  # + ~6 s sky130 model load per netlist
     print(f"estimate, 1000 sky130 instances of a 64-neuron network over 300 t_u (~{sky:.0f} CPU s each + 6 s "
           f"model load): {est_sky / 60:.1f} min on 32 x 16 cores vs {1000 * (sky + 6) / 3600 / 2:.1f} h on this 2-core machine")

@@ -1,4 +1,4 @@
-"""A feedforward spiking regressor for any neuron type (SPEC §6), and its activity metrics.
+"""A feedforward spiking regressor for any neuron type (docs/reference.md §6), and its activity metrics.
 
 Architecture (time-major; one input sample is held for ``substeps`` neuron steps of ``dt`` [t_u]):
 

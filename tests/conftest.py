@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def preset_results():
-    """The SPEC §4 presets on the discrete model (Euler, dt = 0.05, 12000 t_u), by name."""
+    """The docs/reference.md §4 presets on the discrete model (Euler, dt = 0.05, 12000 t_u), by name."""
     from mtc_analog.neuron.regimes import PRESETS, simulate_presets
 
     return {r.preset.name: r for r in simulate_presets(PRESETS.values())}

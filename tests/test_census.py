@@ -1,4 +1,4 @@
-"""Regime census: the SPEC presets classify as themselves, a non-excitable neuron is silent, and a
+"""Regime census: the docs/reference.md §4 presets classify as themselves, a non-excitable neuron is silent, and a
 trained network's census counts every hidden neuron; LIF networks are refused."""
 
 import dataclasses

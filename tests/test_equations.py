@@ -1,4 +1,4 @@
-"""The continuous-time equations match SPEC §2, typed here independently of the package."""
+"""The continuous-time equations match docs/reference.md §2, typed here independently of the package."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mtc_analog.neuron.equations import ELEMENTS, MTCParameters, MTCState, rhs, 
 
 
 def spec_rhs(u_m, u_f, u_s, u_us, p: dict, i_in, filter="linear"):
-    """SPEC §2, written out by hand (scalars)."""
+    """docs/reference.md §2, written out by hand (scalars)."""
     uf = u_m if p["tau_f"] == 0 else u_f
     i_tot = (-p["a_f"] * math.tanh(uf - p["d_f"]) + p["a_sp"] * math.tanh(u_s - p["d_sp"])
              - p["a_sm"] * math.tanh(u_s - p["d_sm"]) + p["a_us"] * math.tanh(u_us - p["d_us"]))

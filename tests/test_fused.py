@@ -154,7 +154,7 @@ def test_float32_matches_float64_reference():
 
 
 def test_long_regime_rollout_matches_reference():
-    """A tonic-bursting preset (SPEC §4 timescales) over 3000 steps, no grad: the regime-simulation use."""
+    """A tonic-bursting preset (docs/reference.md §4 timescales) over 3000 steps, no grad: the regime-simulation use."""
     params = MTCParameters(a_f=2.0, a_s_plus=2.0, a_s_minus=1.5, a_us=1.5, d_s_minus=-1.5, d_us=-1.5,
                            tau_s=50.0, tau_us=2500.0)
     i_in = torch.full((3000, 1, 1), -1.0, dtype=torch.float64)

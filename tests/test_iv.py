@@ -1,4 +1,4 @@
-"""I-V curves (SPEC §5), negative-slope regions and equilibria."""
+"""I-V curves (docs/reference.md §5), negative-slope regions and equilibria."""
 
 from __future__ import annotations
 

@@ -96,7 +96,7 @@ def test_windows_are_time_major_and_aligned():
 
 
 # ------------------------------------------------------------------ the task's defaults are pinned
-# SPEC §7 fixes the task: beta = 0.2, gamma = 0.1, n = 10, tau = 17, x(t <= 0) = 1.2, RK4 with
+# docs/reference.md §7 fixes the task: beta = 0.2, gamma = 0.1, n = 10, tau = 17, x(t <= 0) = 1.2, RK4 with
 # h <= 0.1, the first 1000 time units discarded, one sample per time unit. A changed default (a
 # delay of 16 instead of 17 survived the suite once) changes every published score, so each one is
 # pinned here, and the default series is checked against an integration written out in this test.

@@ -1,4 +1,4 @@
-"""Firing regimes (SPEC §4): the presets reproduce their regime; spike/burst detection; the classifier."""
+"""Firing regimes (docs/reference.md §4): the presets reproduce their regime; spike/burst detection; the classifier."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_each_preset_is_classified_as_itself(preset_results, name):
 
 
 @pytest.mark.parametrize(("name", "spikes_lo", "spikes_hi", "bursts_lo", "bursts_hi", "last_spike_before"), [
-    # SPEC §4 figures (+-20% across integrators); this model, Euler dt = 0.05, gives 198 / 33 / 69 / 25.
+    # docs/reference.md §4 figures (+-20% across integrators); this model, Euler dt = 0.05, gives 198 / 33 / 69 / 25.
     ("tonic_spiking", 160, 240, 0, 0, None),
     ("phasic_spiking", 24, 40, 0, 0, 5000.0),
     ("tonic_bursting", 50, 90, 4, 6, None),

@@ -1,4 +1,4 @@
-"""Each SPEC §4 regime preset, exported as one neuron and simulated by ngspice, behaves like the model.
+"""Each docs/reference.md §4 regime preset, exported as one neuron and simulated by ngspice, behaves like the model.
 
 Shortened protocol (documented, to keep the suite fast): the neuron starts at rest under I0 (an
 equilibrium, so the 2000 t_u of waiting before the step are skipped: t_step = 200) and runs 5000 t_u
@@ -55,5 +55,5 @@ def test_circuit_waveform_is_continuous_time_and_pinned(regime_runs):
     preset, _, (time, u_m, waves) = regime_runs["tonic_spiking"]
     steps = np.diff(time)
     assert time[0] == 0.0 and time[-1] == pytest.approx(preset.t_end)
-    assert steps.max() <= preset.dt * (1 + 1e-9)  # TMAX pinned to the model's dt (SPEC §9)
+    assert steps.max() <= preset.dt * (1 + 1e-9)  # TMAX pinned to the model's dt (docs/reference.md §9)
     assert u_m[0] == pytest.approx(regime_runs["tonic_spiking"][1].u_rest_i0, abs=1e-6)  # .ic = rest under I0

@@ -29,7 +29,7 @@ DT = 0.1
 
 
 def explicit_spec_update(state, p, i_in, dt, filter):
-    """SPEC §3's Euler update written out by hand, every variable from the state at step t."""
+    """docs/reference.md §3's Euler update written out by hand, every variable from the state at step t."""
     u_m, u_f, u_s, u_us = state
     uf = u_m if p.tau_f == 0 else u_f
     i_tot = (-p.a_f * torch.tanh(uf - p.d_f) + p.a_s_plus * torch.tanh(u_s - p.d_s_plus)
@@ -51,7 +51,7 @@ def test_euler_step_is_the_explicit_update(filter, tau_f):
 
 
 def explicit_spec_rhs(state, p, i_in, filter):
-    """dX/dt written out by hand (SPEC §2), for the Runge-Kutta checks."""
+    """dX/dt written out by hand (docs/reference.md §2), for the Runge-Kutta checks."""
     u_m, u_f, u_s, u_us = state
     uf = u_m if p.tau_f == 0 else u_f
     i_tot = (-p.a_f * torch.tanh(uf - p.d_f) + p.a_s_plus * torch.tanh(u_s - p.d_s_plus)
@@ -106,7 +106,7 @@ def test_passive_membrane_is_stable_exactly_up_to_the_linear_limit(method):
 
 
 def test_max_stable_dt():
-    assert max_stable_dt("euler", 1.0) == pytest.approx(0.5)  # SPEC §3
+    assert max_stable_dt("euler", 1.0) == pytest.approx(0.5)  # docs/reference.md §3
     assert max_stable_dt("exact", 2.0, tau_f=0.1) == pytest.approx(1.0)  # exact filters never bind
     assert max_stable_dt("heun", 1.0) == pytest.approx(0.5)
     assert max_stable_dt("rk4", 1.0) == pytest.approx(0.6963, abs=1e-4)

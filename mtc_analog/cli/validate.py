@@ -1,7 +1,7 @@
 """``mtc-analog validate CHECKPOINT --target behavioral --filter linear|ota --out DIR``.
 
 Runs the trained model and its ngspice circuit on the same Mackey-Glass test input, compares them
-(SPEC §10) and writes ``DIR/report.json`` + a self-contained ``DIR/report.html``. Exit code 0 when
+(docs/reference.md §10) and writes ``DIR/report.json`` + a self-contained ``DIR/report.html``. Exit code 0 when
 the pass thresholds hold, 3 (ValidationFailed) when they do not, 2 on bad input.
 """
 

@@ -8,7 +8,7 @@ off, the membrane node carries parasitic capacitance. :class:`CellFits` holds wh
 run measured (SI units); :func:`calibrate_neuron` turns it into the model parameters that predict the
 circuit (model units), so ``discrete model(calibrated params)`` vs circuit measures what is left.
 
-Per quantity (model units, SPEC §8 mapping inverted with the measured values):
+Per quantity (model units, docs/reference.md §8 mapping inverted with the measured values):
 
 - element gain ``a_x = (I_sat+ + I_sat-) / (2 I_u)`` and offset ``d_x = (V_ref + v_off - V_rest) / V_s``;
 - passive ``R = I_u / (g_leak V_s)``, ``tau_m = C_node / (g_leak t_u)``, ``U_rest`` moved by the leak's offset;

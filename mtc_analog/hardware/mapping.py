@@ -1,4 +1,4 @@
-"""Model <-> circuit mapping (SPEC §8): model parameters in V_s / t_u / I_u to SI circuit values, and back.
+"""Model <-> circuit mapping (docs/reference.md §8): model parameters in V_s / t_u / I_u to SI circuit values, and back.
 
 With ``v = V_rest + U V_s``, currents ``I = i I_u`` and time ``t = tau t_u`` (see
 :class:`~mtc_analog.hardware.target.HardwareTarget`), the membrane node obeys

@@ -1,4 +1,4 @@
-"""Range checks: does every mapped value fit the hardware target? (SPEC §8)
+"""Range checks: does every mapped value fit the hardware target? (docs/reference.md §8)
 
 What is checked, against :class:`~mtc_analog.hardware.target.HardwareTarget`:
 

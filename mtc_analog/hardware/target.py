@@ -1,7 +1,7 @@
 """A hardware target: the process constants, the unit system and the limits a mapped circuit must respect.
 
 Everything is SI (volts, amperes, seconds, farads, degrees Celsius). The model's dimensionless units
-map onto it as (SPEC §8):
+map onto it as (docs/reference.md §8):
 
 .. math::
 

@@ -3,7 +3,7 @@
 Everything else (the discrete step, the scipy reference integrator, the I-V curves and the
 expressions written into netlists) is derived from the records and functions in this module.
 
-Dimensionless units: voltages in units of V_s (SPEC §8, ~74 mV), time in units of t_u.
+Dimensionless units: voltages in units of V_s (docs/reference.md §8, ~74 mV), time in units of t_u.
 
 .. math::
 

@@ -1,4 +1,4 @@
-"""I-V curves of the MTC neuron (SPEC §5): the designer's view of excitability, and equilibria.
+"""I-V curves of the MTC neuron (docs/reference.md §5): the designer's view of excitability, and equilibria.
 
 The I-V curve at timescale x is the current that holds the membrane at U when every element at
 least as fast as x has settled at U (its filtered voltage U_y = U), and the slower ones are frozen
@@ -11,7 +11,7 @@ out (left out here: they add a constant). Built only from :data:`equations.ELEME
     I_{slow}(U) &= I_{fast}(U) + I_{s+}(U) + I_{s-}(U) \\\\
     I_{ultraslow}(U) &= I_{slow}(U) + I_{us}(U) \\quad (= I_{ss}, \\text{the steady-state curve})
 
-This is SPEC §5's ``U - U_rest + R*I_x`` divided by R, so that the curves are in units of the
+This is docs/reference.md §5's ``U - U_rest + R*I_x`` divided by R, so that the curves are in units of the
 input current: the neuron is in equilibrium at U under input I exactly when ``I_ss(U) = I``
 (from ``tau_m dU/dt = -(U - U_rest) + R*I - R*I_tot = 0``). For R = 1 both forms coincide.
 

@@ -1,6 +1,6 @@
 """A thin ``nn.Module`` around the functional MTC step: a layer of trainable MTC neurons.
 
-Parameterisation (SPEC §3): per-neuron gains through softplus (so a_* >= 0; a gain requested
+Parameterisation (docs/reference.md §3): per-neuron gains through softplus (so a_* >= 0; a gain requested
 below :data:`MIN_INITIAL_GAIN` starts there, so that every gain and the offset behind it receive a
 gradient), offsets free,
 time constants fixed or trained in log space with tau_s < tau_us kept by construction

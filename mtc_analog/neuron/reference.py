@@ -3,7 +3,7 @@
 It integrates the *same* :func:`mtc_analog.neuron.equations.rhs` as the discrete step, under the
 same piecewise-constant input: ``i_in[k]`` is held on ``[k*dt, (k+1)*dt)``. It is what the
 discrete model converges to as ``dt -> 0`` (with the input held fixed on its own grid), and so it
-separates discretisation error from anything else (SPEC §10).
+separates discretisation error from anything else (docs/reference.md §10).
 
 Each run of constant input is integrated as one segment, restarted at the input's jumps (an
 adaptive integrator stepping over a discontinuity loses its error control). The solution is

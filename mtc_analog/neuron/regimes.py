@@ -1,4 +1,4 @@
-"""Firing regimes of the MTC neuron (SPEC §4): presets, the step protocol, and a trace classifier.
+"""Firing regimes of the MTC neuron (docs/reference.md §4): presets, the step protocol, and a trace classifier.
 
 Protocol. A single neuron starts *at rest under I0* — the most hyperpolarised stable root of the
 steady-state I-V curve, ``I_ss(U) = I0``, with every state variable at that U (see
@@ -49,7 +49,7 @@ LABELS = ("silent", "tonic_spiking", "phasic_spiking", "tonic_bursting", "phasic
 
 @dataclass(frozen=True)
 class RegimePreset:
-    """One firing-regime preset of SPEC §4 and its step protocol (times in t_u, currents model units)."""
+    """One firing-regime preset of docs/reference.md §4 and its step protocol (times in t_u, currents model units)."""
 
     name: str
     params: MTCParameters
@@ -80,7 +80,7 @@ def _preset_params(gains: Sequence[float], offsets: Sequence[float]) -> MTCParam
                          d_s_minus=d_sm, d_us=d_us, tau_m=1.0, tau_f=0.0, tau_s=50.0, tau_us=2500.0)
 
 
-#: The four presets of SPEC §4, by name (= expected label).
+#: The four presets of docs/reference.md §4, by name (= expected label).
 PRESETS: dict[str, RegimePreset] = {
     p.name: p
     for p in (

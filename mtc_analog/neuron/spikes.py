@@ -1,7 +1,7 @@
 """Spikes and bursts read off a membrane trace (model or circuit, numpy in, numpy out).
 
 An MTC spike is a limit-cycle excursion of a smooth ODE, so a spike is *defined* by the trace:
-an upward crossing of ``U_m = threshold`` (SPEC §4: threshold 0). The crossing time is linearly
+an upward crossing of ``U_m = threshold`` (docs/reference.md §4: threshold 0). The crossing time is linearly
 interpolated between the two samples that bracket it, so spike times are not quantised to the
 sampling step (matters when ngspice traces on a non-uniform grid are compared with the model).
 
@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-#: Default spike threshold [V_s] (SPEC §4: upward crossing of U_m = 0).
+#: Default spike threshold [V_s] (docs/reference.md §4: upward crossing of U_m = 0).
 SPIKE_THRESHOLD = 0.0
 #: Default re-arm hysteresis [V_s]: the trace must fall this far below the threshold between spikes.
 SPIKE_HYSTERESIS = 0.1

@@ -18,7 +18,7 @@ X = (U_m, U_f, U_s, U_us), every stage an evaluation of ``rhs`` with the input h
 * RK4 (order 4): ``k1 = f(X)``, ``k2 = f(X + dt/2 k1)``, ``k3 = f(X + dt/2 k2)``, ``k4 = f(X + dt k3)``,
   ``X' = X + dt (k1 + 2 k2 + 2 k3 + k4)/6``.
 
-They converge to the continuous-time system the circuit integrates (SPEC §3: at dt 0.25 RK4 keeps
+They converge to the continuous-time system the circuit integrates (docs/reference.md §3: at dt 0.25 RK4 keeps
 spike coincidence 0.97 with the ODE, Euler 0.18). :func:`max_stable_dt` gives each method's step limit.
 
 Transduction to the next layer (graded, in [0, 1], differentiable almost everywhere):
@@ -47,9 +47,9 @@ TRANSDUCTIONS = ("clip", "sigmoid")
 STABILITY_INTERCEPT = {"euler": 2.0, "exact": 2.0, "heun": 2.0, "rk4": 2.785293563405282}
 #: Fraction of the linear limit that :func:`max_stable_dt` allows. The membrane is nonlinear (the tanh
 #: elements move its local rate between -1/tau_m and (R a_f - 1)/tau_m), so the linear limit is not a
-#: safe one: SPEC §3's "Euler is stable for dt <= ~0.5 tau_m" is a quarter of it, and the same quarter
+#: safe one: docs/reference.md §3's "Euler is stable for dt <= ~0.5 tau_m" is a quarter of it, and the same quarter
 #: is kept for every method. Measured (tests/test_step.py, scripts in the kernel branch's report): the
-#: SPEC §4 presets and stronger gains under inputs -6..6 blow up first at dt = 2.45-2.6 tau_m (Euler,
+#: docs/reference.md §4 presets and stronger gains under inputs -6..6 blow up first at dt = 2.45-2.6 tau_m (Euler,
 #: exact), 2.5-2.9 (Heun), 3.4-3.65 (RK4), i.e. 1.2-1.45x the linear limit, 5x the allowed step.
 STABILITY_SAFETY = 0.25
 

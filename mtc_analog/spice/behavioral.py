@@ -1,7 +1,7 @@
 """Behavioural circuit target: ideal OTAs as B-sources (exact tanh), linear transconductors as G-sources.
 
 The MTC neuron subcircuit is *generated* from :data:`mtc_analog.neuron.equations.ELEMENTS`: each
-element becomes an ``ota_element`` whose input polarity carries the element's sign (SPEC §8), reading
+element becomes an ``ota_element`` whose input polarity carries the element's sign (docs/reference.md §8), reading
 the node of its own state variable. Nothing here re-types the neuron equations:
 
     C_m dv_m/dt = -(v_m - v_rest)/R_l + I_in + sum_e  I_b,e * tanh(-sign_e * (v_x(e) - V_ref,e) / V_s)

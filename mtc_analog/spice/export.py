@@ -134,7 +134,7 @@ def export_neuron(setup: Any, target: Any, out_dir: str | Path, target_name: str
 def load_neuron_setup(path: str | Path) -> Any:
     """A single-neuron parameter file (YAML or JSON)::
 
-        preset: tonic_spiking            # optional: start from a SPEC §4 preset (params + protocol)
+        preset: tonic_spiking            # optional: start from a docs/reference.md §4 preset (params + protocol)
         params: {a_f: 2, a_s_plus: 2, a_s_minus: 0, a_us: 0, d_f: 0, ..., tau_s: 50, tau_us: 2500}
         protocol: {i0: -2, i1: 0, t_step: 2000, t_end: 6000, dt: 0.05}   # I_u, t_u
         transduction: {kind: clip, u_th: 0.5, u_sat: 1.5}

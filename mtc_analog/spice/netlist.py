@@ -6,7 +6,7 @@ netlist, or exits 1 when the transient stops early: see :func:`standalone_contro
 :meth:`Netlist.to_circuit` wraps the same text in a PySpice ``Circuit``. Netlist text is read back
 only through :func:`read_netlist` (the checked statement parser of :mod:`.parse`), never by regexes.
 
-Simulator settings (SPEC §9): ``.options reltol=1e-4 abstol=1e-15 gmin=1e-15`` (pA-level slow filters
+Simulator settings (docs/reference.md §9): ``.options reltol=1e-4 abstol=1e-15 gmin=1e-15`` (pA-level slow filters
 need both <= 1e-15), the maximum internal step TMAX pinned to at most the model's dt in seconds, and
 ``.ic`` for every node (reference nodes included, those inside the neuron subcircuit carry their
 own). The transient is run *without* ``uic``: ngspice then holds every node at its ``.ic`` value for
@@ -23,7 +23,7 @@ from ..errors import NetlistValueError
 from .parse import Deck, Statement, read_deck
 from .values import spice_comment, spice_filename, spice_name, spice_number
 
-#: Default simulator options (SPEC §9). The runner's retry policy overrides some of them.
+#: Default simulator options (docs/reference.md §9). The runner's retry policy overrides some of them.
 DEFAULT_OPTIONS: dict[str, Any] = {"reltol": 1e-4, "abstol": 1e-15, "gmin": 1e-15, "vntol": 1e-7, "method": "trap"}
 #: Name of the rawfile the stand-alone control block writes next to the netlist.
 RAW_FILE = "waveforms.raw"
@@ -80,7 +80,7 @@ class Netlist:
         lines += self.body
         lines += ["", "* ---- initial conditions: every node (the model's initial state in volts) ----"]
         lines += self.ic_lines()
-        lines += ["", "* ---- simulator settings (SPEC 9) ----", self.option_line(), self.tran_line()]
+        lines += ["", "* ---- simulator settings (docs/reference.md §9) ----", self.option_line(), self.tran_line()]
         lines += self.save_lines()
         if control:
             lines += ["", "* ---- stand-alone run: `ngspice -b network.cir` writes the probed waveforms next to this file;",

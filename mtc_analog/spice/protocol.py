@@ -1,6 +1,6 @@
 """A single neuron under a current-step protocol, as a netlist and as an ngspice run.
 
-The protocol is SPEC §4's: the neuron starts *at rest under I0* (every state variable at the most
+The protocol is docs/reference.md §4's: the neuron starts *at rest under I0* (every state variable at the most
 hyperpolarised stable root of the steady-state I-V curve, as :mod:`mtc_analog.neuron.regimes` does),
 the input is ``I0`` before ``t_step`` and ``I1`` after, up to ``t_end`` (times in t_u, currents in I_u).
 TMAX is the protocol's ``dt`` in seconds. Used by ``mtc-analog export PARAMS.yaml`` and by the regime

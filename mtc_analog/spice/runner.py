@@ -103,7 +103,7 @@ class SimulationJob:
 
 
 #: Default timeout per attempt (``mtc-analog simulate``): TIMEOUT_BASE_S + TIMEOUT_PER_ELEMENT_STEP_S
-#: * (top-level element statements) * (t_stop / TMAX). Measured (SPEC 9): about 1e-5 s per neuron
+#: * (top-level element statements) * (t_stop / TMAX). Measured (docs/reference.md §9): about 1e-5 s per neuron
 #: instance and TMAX step at 1000 neurons (super-linear below that); the factor 20 leaves room for
 #: a slow machine and retries at a smaller TMAX are given the same budget.
 TIMEOUT_BASE_S = 60.0

@@ -1,6 +1,6 @@
 """Simulate a large feedforward network as several smaller netlists in parallel processes.
 
-Why: the behavioural neuron costs super-linear time in one netlist (SPEC §9: 100 neurons 1.9 s,
+Why: the behavioural neuron costs super-linear time in one netlist (docs/reference.md §9: 100 neurons 1.9 s,
 1000 neurons 52 s, B-source evaluation dominating). Splitting is *exact* for a feedforward network
 because an OTA / transconductor input draws no current: a chunk of layer l sees the previous
 layer only through its output voltages, and the readout is linear.
@@ -41,7 +41,7 @@ from .parallel import run_parallel
 from .runner import SimulationJob, iter_chunks, run_jobs
 from .waveforms import Waveforms
 
-#: Default largest chunk (neurons per netlist); SPEC §9 measured 100 neurons at 1.9 s for 5 s of circuit time.
+#: Default largest chunk (neurons per netlist); docs/reference.md §9 measured 100 neurons at 1.9 s for 5 s of circuit time.
 DEFAULT_MAX_NEURONS = 64
 
 

@@ -1,4 +1,4 @@
-"""The Mackey-Glass prediction task (SPEC §7): generator, contiguous splits, z-scoring, windows.
+"""The Mackey-Glass prediction task (docs/reference.md §7): generator, contiguous splits, z-scoring, windows.
 
 .. math::  \\dot x(t) = \\beta \\frac{x(t-\\tau)}{1 + x(t-\\tau)^n} - \\gamma x(t),
            \\quad \\beta = 0.2,\\ \\gamma = 0.1,\\ n = 10,\\ \\tau = 17

@@ -2,19 +2,19 @@
 
     counts = census(network, task)["counts"]    # {"tonic_spiking": 40, "phasic_spiking": 12, ...}
 
-Protocol (SPEC §4, per neuron, at its trained parameters). Each neuron is taken out of the network
+Protocol (docs/reference.md §4, per neuron, at its trained parameters). Each neuron is taken out of the network
 and driven alone by a current step: it starts *at rest under I0* (the most hyperpolarised stable
 root of its steady-state I-V curve, every state variable there) and the input jumps to I1 at
 ``t_step``. I0 and I1 are the 5th and 95th percentiles of the input current the neuron actually
 receives in the network over a stretch of the validation split: a quiet input it visits and a strong
-one. The response is simulated with the SPEC's scheme (Euler, dt 0.05, float64) for
-``max(4 tau_us, 40 tau_s, 200)`` t_u after the step (the longest of a layer for all its neurons) — the SPEC presets run 4 tau_us after theirs —
+one. The response is simulated with the scheme of docs/reference.md §4 (Euler, dt 0.05, float64) for
+``max(4 tau_us, 40 tau_s, 200)`` t_u after the step (the longest of a layer for all its neurons) — the docs/reference.md §4 presets run 4 tau_us after theirs —
 and classified by :func:`mtc_analog.neuron.regimes.classify_trace` (silent, tonic/phasic spiking,
 tonic/phasic bursting). One census-level rule on top: a single upward crossing after which the
 membrane never comes back down (a depolarised plateau, e.g. a passive neuron pushed above 0) is not a
 spike, so such a neuron is *silent*.
 
-:func:`classify_neurons` is the protocol for explicit parameters and currents (the SPEC presets
+:func:`classify_neurons` is the protocol for explicit parameters and currents (the docs/reference.md §4 presets
 classify as themselves through it); :func:`census` wraps it for a network; LIF/AdLIF networks
 have no regimes in this sense and are refused with :class:`~mtc_analog.errors.InputError`.
 """
@@ -122,7 +122,7 @@ def census(network: Any, task: Any, samples: int = 300, washout: int = 100) -> d
         "protocol": (f"each neuron alone, at rest under I0 then a step to I1 (I0, I1 = {CURRENT_PERCENTILES[0]:g}th/"
                      f"{CURRENT_PERCENTILES[1]:g}th percentiles of its in-network input over {len(x) - lead // network.config.substeps} "
                      f"validation samples); Euler dt {PROBE_DT}, max(4 tau_us, 40 tau_s, 200) t_u after the step; "
-                     "classifier of mtc_analog.neuron.regimes (SPEC §4)"),
+                     "classifier of mtc_analog.neuron.regimes (docs/reference.md §4)"),
     }
 
 

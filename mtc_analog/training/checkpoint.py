@@ -28,7 +28,7 @@ from ..tasks.mackey_glass import TaskConfig
 FORMAT = "mtc_analog.checkpoint"
 VERSION = 1
 
-#: Units of the numbers stored in a checkpoint (model units, SPEC §8).
+#: Units of the numbers stored in a checkpoint (model units, docs/reference.md §8).
 UNITS: dict[str, str] = {
     "time": "t_u (MTC: tau_m = 1 t_u by default); dt, tau_lp, tau_* are in t_u",
     "voltage": "V_s = 2 U_T / kappa (MTC membrane and offsets d_*)",

@@ -1,7 +1,7 @@
 """Keep a trained MTC network realisable on a hardware target: prune devices too small to build.
 
 A trained weight, bias or gain becomes a current ``|value| * I_u`` (a synapse's transconductor
-bias, a bias current, an OTA tail current; SPEC §8). Below the target's floor ``i_min`` (leakage)
+bias, a bias current, an OTA tail current; docs/reference.md §8). Below the target's floor ``i_min`` (leakage)
 it cannot be built, and ``export`` refuses it without ``--clip`` — e.g. a readout weight of 1.2e-4
 (118 fA at I_u = 1 nA). Such a device contributes at most ``i_min`` to a current of order ``I_u``,
 so :func:`prune_unrealisable` removes it from the model itself (weight/bias set to 0; a gain's raw

@@ -1,4 +1,4 @@
-"""Circuit-versus-model validation (SPEC §10): metrics, runs, dt study, reports, the demo.
+"""Circuit-versus-model validation (docs/reference.md §10): metrics, runs, dt study, reports, the demo.
 
     from mtc_analog.validation.workflow import validate_checkpoint, validate_into
     from mtc_analog.validation.runs import ValidationSettings, validate_network, dt_study

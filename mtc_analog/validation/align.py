@@ -6,7 +6,7 @@ them (1) in model units — done only through the hardware target's inverse mapp
 model/circuit boundary in one place — and (2) on the model's grid: the discrete model's value after
 step ``k`` (consuming the input held over ``[k dt, (k+1) dt)``) is compared with the circuit at
 ``t = (k+1) dt``. Resampling is linear interpolation, which is exact to O(TMAX^2) when the simulator
-step is pinned to at most dt (SPEC §9).
+step is pinned to at most dt (docs/reference.md §9).
 """
 
 from __future__ import annotations

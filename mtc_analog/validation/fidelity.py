@@ -1,4 +1,4 @@
-"""Compare one model run with one circuit run (both already in model units) -> the SPEC §10 figures.
+"""Compare one model run with one circuit run (both already in model units) -> the docs/reference.md §10 figures.
 
 A run is a :class:`Traces` record: membranes per layer on the model's time grid, the readout after
 the low-pass at every neuron step, the prediction per input sample, and spike times per neuron.
@@ -80,7 +80,7 @@ def compare(
     thresholds: Thresholds = Thresholds(),
     score_from_sample: int = 0,
 ) -> Comparison:
-    """Every SPEC §10 figure of ``circuit`` against ``model``; ``target`` is the ground truth (T, n_out).
+    """Every docs/reference.md §10 figure of ``circuit`` against ``model``; ``target`` is the ground truth (T, n_out).
 
     ``score_from_sample``: task NRMSEs against ``target`` skip this many leading samples (the
     network's warm-up from rest); the circuit-vs-model comparison uses every sample.

@@ -1,4 +1,4 @@
-"""Circuit-versus-model fidelity metrics (SPEC §10), pure numpy, everything in model units.
+"""Circuit-versus-model fidelity metrics (docs/reference.md §10), pure numpy, everything in model units.
 
 Membrane agreement, per neuron ``i`` over the common time grid:
 

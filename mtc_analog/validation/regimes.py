@@ -1,4 +1,4 @@
-"""The regime gallery in SPICE: the four SPEC §4 presets run on the model and on the circuit.
+"""The regime gallery in SPICE: the four docs/reference.md §4 presets run on the model and on the circuit.
 
 Each preset is mapped as a single neuron onto the hardware target, driven by its step protocol in
 ngspice (:func:`mtc_analog.spice.protocol.simulate_protocols`, TMAX = the protocol's dt), mapped back

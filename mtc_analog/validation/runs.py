@@ -41,7 +41,7 @@ class ValidationSettings:
     samples: int = 200  #: scored test samples
     washout: int = 100  #: warm-up samples streamed before them (part of both runs, not of the task score)
     thresholds: Thresholds = field(default_factory=Thresholds)
-    window_steps: float = 2.0  #: coincidence window in model steps (SPEC §10: e.g. 2 dt)
+    window_steps: float = 2.0  #: coincidence window in model steps (docs/reference.md §10: e.g. 2 dt)
     clip: bool = False  #: clip out-of-range mapped values instead of failing (changes are reported)
     max_neurons: int | None = 64  #: largest netlist chunk (split simulation above it)
     workers: int | None = None  #: local-cluster worker processes for the chunks (None: one per core)
@@ -185,7 +185,7 @@ def traces_on_grid(native: dict[str, Any], dt: float, substeps: int, n_steps: in
 
 def validate_network(network: Any, task: Any, settings: ValidationSettings = ValidationSettings(),
                      progress: Progress = _quiet) -> ValidationResult:
-    """Run model and circuit on the same test input and compare them (SPEC §10)."""
+    """Run model and circuit on the same test input and compare them (docs/reference.md §10)."""
     cfg = network.config
     if cfg.neuron != "mtc":
         raise InputError(f"only MTC networks have a circuit; this checkpoint holds a {cfg.neuron!r} network")
