@@ -292,19 +292,12 @@ def _locked_message(out: Path, kind: str, lock_file: Path) -> str:
     else:
         pid = owner.get("pid")
         holder = f"pid {pid} (`{owner.get('command', '?')}`, started {owner.get('started', '?')})"
-        if isinstance(pid, int) and not _pid_alive(pid) and owner.get("host") == os.uname().nodename:
+        if isinstance(pid, int) and not process_alive(pid) and owner.get("host") == os.uname().nodename:
             holder += f"; pid {pid} has exited, a process it started still holds the lock"
     return (f"{what} {out} is in use by {holder}: wait for it to finish or stop it, or choose another --out "
             f"(lock: {lock_file}, released automatically when that process ends)")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -313,3 +306,19 @@ def _command_line() -> str:
     if argv and argv[0].endswith(("__main__.py", "mtc-analog")):
         argv[0] = "mtc-analog"
     return " ".join(shlex.quote(a) for a in argv)
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as dead). Used by locks and by the ngspice workers' watchdog."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not os.path.isdir("/proc")  # /proc exists but has no entry: gone
+    return True

@@ -15,7 +15,7 @@ import pytest
 
 from mtc_analog.hardware import HardwareTarget
 from mtc_analog.neuron.regimes import get_preset
-from mtc_analog.spice._worker import process_alive
+from mtc_analog.io import process_alive
 from mtc_analog.spice.protocol import NeuronSetup, StepProtocol, protocol_netlist
 
 ROOT = Path(__file__).resolve().parents[1]

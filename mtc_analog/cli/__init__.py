@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import os
 import shlex
 import signal
 import sys
@@ -102,9 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
         what = "interrupted" if signum == signal.SIGINT else f"terminated by signal {signum}"
         print(f"mtc-analog {args.command}: {what}", file=sys.stderr, flush=True)
-        if argv is None:  # the command line: skip the seconds of interpreter/torch teardown (outputs are atomic)
-            sys.stdout.flush()
-            os._exit(128 + int(signum))
         return 128 + int(signum)
     finally:
         if previous_term is not None:

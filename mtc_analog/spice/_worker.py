@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SimulatorMissingError
+from ..io import process_alive
 
 INSTALL_HINT = "install ngspice: apt-get install ngspice libngspice0-dev"
 #: Log phrases that mean the transient did not complete (retryable).
@@ -58,22 +59,6 @@ def _set_parent_death_signal() -> None:
         libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG (Linux)
     except (OSError, AttributeError):  # pragma: no cover - not Linux: the watchdog still works
         pass
-
-
-def process_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return not os.path.isdir("/proc")  # /proc exists but has no entry: gone
-    return True
 
 
 def _watch(caller_pid: int) -> None:
