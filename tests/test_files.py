@@ -238,9 +238,11 @@ def test_memory_estimate_tracks_the_measured_layer_footprint():
     from mtc_analog.resources import TRACES_BY_NEURON, training_memory
     from mtc_analog.training.train import TrainConfig
 
-    est = training_memory(NetworkConfig(hidden=(2048,)), TrainConfig(), n_samples=4000)
-    assert est["steps"] == 300 and est["neurons"] == 2048
-    assert est["activations"] == 32 * 300 * 2048 * TRACES_BY_NEURON["mtc"] * 4
+    net = NetworkConfig(hidden=(2048,))
+    est = training_memory(net, TrainConfig(), n_samples=4000)
+    steps = (50 + 100) * net.substeps  # (washout + window) samples x neuron steps per sample
+    assert est["steps"] == steps and est["neurons"] == 2048
+    assert est["activations"] == 32 * steps * 2048 * TRACES_BY_NEURON["mtc"] * 4
     assert TRACES_BY_NEURON["mtc"] >= 6.4  # measured peak-RSS growth (docstring of mtc_analog.resources)
 
 
