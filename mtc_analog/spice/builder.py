@@ -76,6 +76,10 @@ def bsource_pwl_lines(name: str, node: str, times: np.ndarray, values: np.ndarra
     times = np.asarray(times, dtype=float)
     if times.ndim != 1 or times.size < 2 or np.any(np.diff(times) <= 0) or times[0] < 0:
         raise NetlistValueError(f"{what}: PWL times must be a strictly increasing sequence >= 0 s of 2 or more points")
+    values = np.asarray(values, dtype=float)
+    # pwl() extrapolates its last segment (a PWL source holds the last value): end on a flat segment
+    times = np.append(times, times[-1] + max(times[-1], 1e-9))
+    values = np.append(values, values[-1])
     t_text = spice_numbers(times, f"{what} times", "s")
     v_text = spice_numbers(values, f"{what} values", "V")
     pairs = [f"{t},{v}" for t, v in zip(t_text.tolist(), v_text.tolist())]
