@@ -35,7 +35,7 @@ def test_export_checkpoint_and_simulate(checkpoint, tmp_path, capsys):
     assert mapping["filter"] == "ota" and mapping["simulation"]["n_samples"] == 30
     assert "test split" in mapping["input"]["source"]
     assert "filter_ota" in (out / "network.cir").read_text()
-    assert mapping["range_changes"]  # what --clip changed is on record
+    assert mapping["range_changes"] == []  # trained at the defaults (pruned to the floor): nothing to clip
     assert np.load(out / "input.npy").shape == (30, 1)
     # an earlier export is not overwritten without --force
     assert main(["export", str(checkpoint), "--out", str(out), "--samples", "30", *CLIP]) != 0

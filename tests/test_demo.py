@@ -25,7 +25,8 @@ def test_demo_runs_end_to_end_and_leaves_a_report(tmp_path, capsys):
         assert (tmp_path / path).is_file(), path
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["setup"]["circuit_filter"] == "linear"
-    assert [row["refine"] for row in report["dt_study"]] == [1, 2, 4] * len(METHODS)
+    # dt study: the trained integrator (rk4 by default) refined by 1, 2, 4
+    assert [(row["method"], row["refine"]) for row in report["dt_study"]] == [("rk4", 1), ("rk4", 2), ("rk4", 4)]
     # the demo runs the package defaults (no pinned neuron recipe) and exports without clipping
     assert summary["network"]["method"] == NetworkConfig().method and summary["validation"]["clip"] is False
     assert json.loads((tmp_path / "ota" / "report.json").read_text())["setup"]["circuit_filter"] == "ota"

@@ -213,7 +213,11 @@ def linked_runs(tmp_path_factory):
     from mtc_analog.validation.workflow import validate_into
 
     task = make_task(TaskConfig(n_samples=700, horizon=17))
+    import torch
+
     network = SpikingRegressor(NetworkConfig(**TINY))
+    with torch.no_grad():  # one readout synapse far below the target's floor: a mapped change with its reason
+        network.readout.weight[0, 0] = 1e-7
     out = tmp_path_factory.mktemp("family")
     command = ["mtc-analog", "validate", "tiny.safetensors", "--out", str(out)]
     linear, _ = validate_into(network, task, out, ValidationSettings(samples=60, washout=20, clip=True),

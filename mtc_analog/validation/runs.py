@@ -220,15 +220,18 @@ def validate_network(network: Any, task: Any, settings: ValidationSettings = Val
 
 
 def dt_study(network: Any, result: ValidationResult, task: Any, settings: ValidationSettings,
-             refinements: tuple[int, ...] = (1, 2, 4, 8), methods: tuple[str, ...] = ("euler", "exact"),  # the study as before heun/rk4 existed
+             refinements: tuple[int, ...] = (1, 2, 4, 8), methods: tuple[str, ...] | None = None,
              progress: Progress = _quiet) -> list[dict[str, Any]]:
-    """Re-run the model at dt / r (Euler and exact filters) against the *same* circuit run.
+    """Re-run the model at dt / r against the *same* circuit run, with the network's own integrator and
+    with RK4 (``methods``: default those two, once each).
 
     Each row: ``method``, ``dt``, ``output_nrmse_vs_circuit``, ``spike_coincidence``, ``membrane_nrmse``
-    (circuit vs that model), and ``output_nrmse_vs_finest`` (that model vs the finest exact model —
+    (circuit vs that model), and ``output_nrmse_vs_finest`` (that model vs the finest RK4 model —
     the model's own discretisation error). A gap that shrinks with dt is discretisation; one that
     levels off is the circuit.
     """
+    if methods is None:
+        methods = tuple(dict.fromkeys((network.config.method, "rk4")))
     x, _, _ = scoring_stream(task, settings.samples, settings.washout)
     window = settings.window_steps * network.config.dt  # fixed window in t_u, so rows are comparable
     rows, predictions = [], {}
@@ -248,7 +251,7 @@ def dt_study(network: Any, result: ValidationResult, task: Any, settings: Valida
                 "spike_coincidence": comparison.summary["spike_coincidence"],
                 "membrane_nrmse": comparison.summary["membrane_nrmse"],
             })
-    finest = predictions.get(("exact", max(refinements)), predictions[(methods[-1], max(refinements))])
+    finest = predictions.get(("rk4", max(refinements)), predictions[(methods[-1], max(refinements))])
     from .metrics import signal_nrmse
 
     for row in rows:
