@@ -52,20 +52,26 @@ def neuron_params(fast_filter: bool) -> list[str]:
     return names
 
 
-def neuron_subckt(filter_kind: str, fast_filter: bool) -> str:
-    """Text of the MTC neuron subcircuit for one filter kind, with or without the fast filter."""
+def neuron_subckt(filter_kind: str, fast_filter: bool, level: str = "",
+                  leak: str = "R_l m vrest {rl}", notes: Sequence[str] = ()) -> str:
+    """Text of the MTC neuron subcircuit for one filter kind, with or without the fast filter.
+
+    Every circuit level shares this structure (membrane capacitor, leak, one OTA per element with its
+    sign as input polarity, one follower-integrator per filter); a level names itself in ``level``,
+    passes its own ``leak`` statement and extra comment lines (``notes``)."""
     name = neuron_variant_name(filter_kind, fast_filter)
     ports = neuron_ports(fast_filter)
     lines = [
-        f"* {name}: MTC neuron, {filter_kind} follower-integrator filters, "
+        f"* {name}: MTC neuron{level}, {filter_kind} follower-integrator filters, "
         + ("fast filter present (tau_f > 0)." if fast_filter else "no fast filter (tau_f = 0: the fast element reads v_m)."),
         "* Ports: " + " ".join(ports) + "   (membrane, filtered copies, resting-potential node)",
         "* Params: cm [F], rl [ohm], vs [V]; ib_<element> [A], vref_<element> [V]; c_filt_<timescale> [F], ib_filt_<timescale> [A].",
+        *notes,
         "* Generated from mtc_analog.neuron.equations.ELEMENTS (sign -> OTA input polarity); do not edit by hand.",
         f".subckt {name} {' '.join(ports)} params: "
         + " ".join(f"{p}=0" if p not in ("cm", "rl", "vs") else f"{p}=1" for p in neuron_params(fast_filter)),
         "C_m m 0 {cm}",
-        "R_l m vrest {rl}",
+        leak,
     ]
     for element in ELEMENTS:
         port = _STATE_PORT[element.variable]

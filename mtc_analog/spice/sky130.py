@@ -33,8 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError, NetlistValueError
-from ..neuron.equations import ELEMENTS, TIMESCALES
-from . import library, sky130_models
+from . import behavioral, library, sky130_models
 from .behavioral import BehavioralTarget, neuron_params, neuron_ports, neuron_variant_name
 from .values import spice_name, spice_number, spice_numbers
 
@@ -43,41 +42,14 @@ VDD = 1.8
 #: Library files, in the order they are inlined.
 CELL_FILES = ("ota5t.lib", "ota_lin.lib", "follower_integrator.lib", "synapse.lib", "readout.lib")
 
-_STATE_PORT = {"u_m": "m", "u_f": "f", "u_s": "s", "u_us": "us"}
-_FILTER_PORT = {"fast": "f", "slow": "s", "ultraslow": "us"}
 
 
 def neuron_subckt(filter_kind: str, fast_filter: bool) -> str:
-    """Text of the sky130 MTC neuron subcircuit (same name, ports and parameters as the behavioural one)."""
-    name = neuron_variant_name(filter_kind, fast_filter)
-    ports = neuron_ports(fast_filter)
-    lines = [
-        f"* {name}: MTC neuron on sky130, {filter_kind} follower-integrator filters, "
-        + ("fast filter present." if fast_filter else "no fast filter (the fast element reads v_m)."),
-        "* Ports: " + " ".join(ports) + "   (membrane, filtered copies, resting-potential node)",
-        "* C_m ideal; leak = follower-connected ota_lin (g = 1/rl); elements = 5T OTAs (sign = input polarity).",
-        "* Generated from mtc_analog.neuron.equations.ELEMENTS by mtc_analog.spice.sky130; do not edit by hand.",
-        f".subckt {name} {' '.join(ports)} params: "
-        + " ".join(f"{p}=0" if p not in ("cm", "rl", "vs") else f"{p}=1" for p in neuron_params(fast_filter)),
-        "C_m m 0 {cm}",
-        "X_leak m vrest m ota_lin g={1/rl}",
-    ]
-    for element in ELEMENTS:
-        port = _STATE_PORT[element.variable]
-        if port == "f" and not fast_filter:
-            port = "m"
-        sub = "ota_vref_minus" if element.sign > 0 else "ota_vref_plus"
-        lines += [
-            f"* element {element.name}: sign {element.sign:+d}, reads {element.variable} ({element.timescale} timescale)",
-            f"X_{element.name} m {port} {sub} ib={{ib_{element.name}}} vref={{vref_{element.name}}} vs={{vs}}",
-        ]
-    for timescale in TIMESCALES:
-        if timescale == "fast" and not fast_filter:
-            continue
-        lines.append(f"X_filt_{timescale} m {_FILTER_PORT[timescale]} filter_{filter_kind} "
-                     f"c={{c_filt_{timescale}}} ib={{ib_filt_{timescale}}} vs={{vs}}")
-    lines.append(f".ends {name}")
-    return "\n".join(lines) + "\n"
+    """Text of the sky130 MTC neuron subcircuit: the behavioural structure (same name, ports, parameters)
+    with a leak a chip can have, a follower-connected ``ota_lin`` of g = 1/rl, instead of a resistor."""
+    return behavioral.neuron_subckt(
+        filter_kind, fast_filter, level=" on sky130", leak="X_leak m vrest m ota_lin g={1/rl}",
+        notes=("* C_m ideal; leak = follower-connected ota_lin (g = 1/rl); elements = 5T OTAs (sign = input polarity).",))
 
 
 class Sky130Target(BehavioralTarget):
