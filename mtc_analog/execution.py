@@ -186,7 +186,7 @@ class Execution:
                     "to use a local cluster") from None
         if self.requirements:
             self.check_workers(self.requirements)
-        if self.progress and self.dashboard and self._client.dashboard_link:
+        if self.progress and (self.dashboard or self.mode == "remote") and self._client.dashboard_link:
             print(f"Dask dashboard: {self._client.dashboard_link}", file=sys.stderr)
 
     def close(self) -> None:
