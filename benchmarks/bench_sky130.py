@@ -28,7 +28,6 @@ import os
 import statistics
 from pathlib import Path
 
-import numpy as np
 
 
 def build(n_hidden: int, dt: float, samples: int):

@@ -1,7 +1,6 @@
 """Regime census: the docs/reference.md §4 presets classify as themselves, a non-excitable neuron is silent, and a
 trained network's census counts every hidden neuron; LIF networks are refused."""
 
-import dataclasses
 
 import pytest
 

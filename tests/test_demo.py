@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from mtc_analog.cli import main
 from mtc_analog.network import NetworkConfig
-from mtc_analog.neuron.step import METHODS
 from mtc_analog.validation.demo import run_demo
 
 SMALL = dict(

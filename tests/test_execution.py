@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 from mtc_analog.execution import Execution, ExecutionError, TaskFailedError
+from mtc_analog.io import process_alive
+from proc_census import descendants
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,33 +117,6 @@ def test_unreachable_scheduler_from_the_cli_is_one_line(tmp_path):
     assert len(lines) == 1 and "cannot reach the Dask scheduler" in lines[0], proc.stderr
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = set(), [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_ctrl_c_cancels_the_graph_and_leaves_no_process(tmp_path):
     # Each task holds a child process (as a simulation holds ngspice); Ctrl-C must take all of them down.
     script = textwrap.dedent(f"""
@@ -158,17 +133,17 @@ def test_ctrl_c_cancels_the_graph_and_leaves_no_process(tmp_path):
     assert proc.stdout.readline().strip() == "started"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until both workers hold their `sleep`
-        sleeps = [p for p in _descendants(proc.pid) if _comm(p) == "sleep"]
+        sleeps = [p for p in descendants(proc.pid) if _comm(p) == "sleep"]
         if len(sleeps) >= 2:
             break
         time.sleep(0.2)
-    family = _descendants(proc.pid)
+    family = descendants(proc.pid)
     assert len([p for p in family if _comm(p) == "sleep"]) >= 2
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     assert proc.returncode != 0
     time.sleep(1.0)
-    survivors = [p for p in family if _alive(p)]
+    survivors = [p for p in family if process_alive(p)]
     assert not survivors, f"processes left behind after Ctrl-C: {[(p, _comm(p)) for p in survivors]}"
 
 

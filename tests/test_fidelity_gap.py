@@ -1,10 +1,7 @@
 """Discretisation gap (known answers), pruning to the target's floor, old checkpoints, liveness of
 every MTC parameter."""
 
-import dataclasses
-import json
 
-import numpy as np
 import pytest
 import torch
 

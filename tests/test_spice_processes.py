@@ -16,32 +16,10 @@ import pytest
 from mtc_analog.hardware import HardwareTarget
 from mtc_analog.neuron.regimes import get_preset
 from mtc_analog.io import process_alive
+from proc_census import descendants
 from mtc_analog.spice.protocol import NeuronSetup, StepProtocol, protocol_netlist
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _children() -> dict[int, list[int]]:
-    table: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            table.setdefault(ppid, []).append(int(entry))
-    return table
-
-
-def _descendants(pid: int) -> set[int]:
-    table, found, todo = _children(), set(), [pid]
-    while todo:
-        for child in table.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def _long_netlist(path: Path) -> Path:
@@ -72,7 +50,7 @@ def test_no_worker_survives_a_signal_to_simulate(tmp_path, how):
             time.sleep(0.1)
         assert worker is not None, "the worker never started"
         time.sleep(0.5)
-        seen = _descendants(proc.pid)
+        seen = descendants(proc.pid)
         assert worker in seen
         if how == "ctrl-c":  # the terminal sends SIGINT to the whole foreground process group
             os.killpg(proc.pid, signal.SIGINT)

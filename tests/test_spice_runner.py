@@ -7,7 +7,6 @@ import re
 import threading
 import multiprocessing
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,7 +242,6 @@ def test_stale_rawfile_is_replaced_when_a_standalone_run_fails(tmp_path):
 
 def test_partial_rawfile_is_detected_by_its_final_time(tmp_path):
     # even with the log and the exit code ignored, a raw file that stops before t_stop is no result
-    from mtc_analog.spice.netlist import Netlist
 
     netlist = _failing_midway()
     path = tmp_path / "network.cir"

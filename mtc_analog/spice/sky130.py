@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import InputError, NetlistValueError
 from . import behavioral, library, sky130_models
-from .behavioral import BehavioralTarget, neuron_params, neuron_ports, neuron_variant_name
+from .behavioral import BehavioralTarget
 from .values import spice_name, spice_number, spice_numbers
 
 #: Supply voltage [V] of every sky130 cell (1.8 V devices); the target file says the same.
