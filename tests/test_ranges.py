@@ -148,9 +148,9 @@ def test_single_neuron_and_zero_gains():
     circuit = map_neuron(MTCParameters(a_f=2.0, a_s_plus=0.0, a_s_minus=0.0, a_us=0.0, d_s_plus=99.0), target=TARGET)
     assert check_ranges(circuit, TARGET) == []  # absent elements: neither current nor reference checked
     broken = map_neuron(MTCParameters(a_f=1e3), target=TARGET)
-    assert [str(v) for v in check_ranges(broken, TARGET)] == [
-        "neuron / element fast: tail current 1 uA is above the maximum 100 nA (model a_f = 1000)"
-    ]
+    (violation,) = [str(v) for v in check_ranges(broken, TARGET)]
+    assert violation.startswith("neuron / element fast: tail current 1 uA is above the maximum 100 nA (model a_f = 1000); fix: ")
+    assert "i_unit" in violation  # each violation says how to make it fit
     fixed, changes = enforce_ranges(broken, TARGET, clip=True)
     assert fixed.element("fast").tail_current == TARGET.i_max and len(changes) == 1
     assert str(changes[0]) == "neuron / element fast: tail current clipped 1 uA -> 100 nA"

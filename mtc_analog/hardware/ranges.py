@@ -11,6 +11,12 @@ What is checked, against :class:`~mtc_analog.hardware.target.HardwareTarget`:
   present element, the transduction thresholds in use, and each neuron's rest voltage such that the
   membrane's expected swing ``swing_min..swing_max`` [V_s] around it stays inside the window.
 - capacitors in ``[c_min, c_max]``: membrane, filters, low-pass stages.
+- filter biases (MTC filters and low-pass stages) at least ``filter_bias_min`` (``max(i_min, i_min_filter)``:
+  slow 5T followers below ~100 pA are off by 12-24 % and re-slew slowly on sky130);
+- reference voltages and the membrane's swing inside the cells' input common-mode range as well
+  (``target.input_window``: they drive OTA inputs; on sky130 the ota_lin tails need ~0.72 V at the input).
+
+Each violation says how to make it fit (``fix``).
 
 Resistors (leak, readout load) are not limited: the target gives no bound for them.
 
@@ -46,11 +52,13 @@ class RangeViolation:
     unit: str  #: "A" | "V" | "F"
     bound: str = "max"  #: "min" (value below limit) | "max" (value above limit)
     model: str = ""  #: the model parameter behind it, e.g. "a_s_plus = 0.00025"
+    fix: str = ""  #: how to make it fit, e.g. "scale C_x up or t_u down"
 
     def __str__(self) -> str:
         side = "below the minimum" if self.bound == "min" else "above the maximum"
         model = f" (model {self.model})" if self.model else ""
-        return f"{self.location}: {self.quantity} {si(self.value, self.unit)} is {side} {si(self.limit, self.unit)}{model}"
+        fix = f"; fix: {self.fix}" if self.fix else ""
+        return f"{self.location}: {self.quantity} {si(self.value, self.unit)} is {side} {si(self.limit, self.unit)}{model}{fix}"
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,8 @@ class CheckedValues:
     model_name: str  #: model parameter, for the message ("" = none)
     to_model: Callable[[float], float] | None  #: SI value -> model value
     negligible: float = 0.0  #: optional values with magnitude below this are left out, not flagged
+    fix_low: str = ""  #: what to change when a value is below ``low``
+    fix_high: str = ""  #: what to change when a value is above ``high``
 
 
 Visitor = Callable[[CheckedValues, np.ndarray], np.ndarray]
@@ -181,16 +191,19 @@ def _walk_readout(readout: ReadoutCircuit, last: int, target: HardwareTarget, vi
 
 
 def _walk_neuron(neuron: NeuronCircuit, where: str, target: HardwareTarget, visit: Visitor) -> NeuronCircuit:
-    low, high = target.operating_window
+    low, high = target.input_window  # the membrane drives OTA inputs (leak, filters, fast element)
     v_s = target.v_s
     c_m = _scalar(visit, _cap_check(f"{where} / membrane", "membrane capacitor C_m", "tau_m/R", lambda c: c / target.c_unit, target), neuron.c_m)
     # the rest voltage must leave room for the expected swing on both sides
+    swing = f"the membrane would leave {low:.3g}..{high:.3g} V (the rails minus v_headroom and the cells' input range)"
     v_rest = _scalar(
         visit,
         CheckedValues(
             _fixed(f"{where} / membrane"),
             f"rest voltage (room for the swing {target.swing_min:g}..{target.swing_max:g} V_s)",
             "V", low - target.swing_min * v_s, high - target.swing_max * v_s, False, "u_rest", target.model_voltage,
+            fix_low=f"{swing}: retrain with a higher U_rest or move the target's v_rest up",
+            fix_high=f"{swing}: retrain with a lower U_rest or move the target's v_rest down",
         ),
         neuron.v_rest,
     )
@@ -202,7 +215,7 @@ def _walk_neuron(neuron: NeuronCircuit, where: str, target: HardwareTarget, visi
         tail = _scalar(visit, _current_check(_fixed(at), "tail current", True, gain, target.model_current, target), element.tail_current)
         v_ref = element.v_ref
         if abs(element.tail_current) >= max(target.i_negligible, np.finfo(float).tiny):  # absent: never wired
-            v_ref = _scalar(visit, _voltage_check(at, "reference voltage", offset, target), element.v_ref)
+            v_ref = _scalar(visit, _voltage_check(at, "reference voltage", offset, target, inputs=True), element.v_ref)
         elements.append(dataclasses.replace(element, tail_current=tail, v_ref=v_ref))
     filters = {
         timescale: None if circuit is None else _walk_filter(circuit, f"{where} / filter {timescale}", target, visit)
@@ -225,11 +238,13 @@ def _walk_filter(circuit: FilterCircuit, where: str, target: HardwareTarget, vis
     # the policy keeps C inside the budget, so a bias below the floor means tau is too long for c_max
     tau = f"tau ({circuit.timescale})"
     capacitance = _scalar(visit, _cap_check(where, "capacitor", tau, lambda c: unmap_filter(dataclasses.replace(circuit, capacitance=c), target), target), circuit.capacitance)
-    bias = _scalar(
-        visit,
+    bias_check = dataclasses.replace(
         _current_check(_fixed(where), "bias current", False, tau, lambda i: unmap_filter(dataclasses.replace(circuit, bias_current=i), target), target),
-        circuit.bias_current,
-    )
+        low=target.filter_bias_min,
+        fix_low=f"scale C_x up (c_max {si(target.c_max, 'F')} allows it?), or t_u down in the target so tau_x is "
+                "fewer seconds, or retrain with a shorter tau",
+        fix_high="scale C_x down or t_u up in the target, or retrain with a longer tau")
+    bias = _scalar(visit, bias_check, circuit.bias_current)
     return dataclasses.replace(circuit, capacitance=capacitance, bias_current=bias)
 
 
@@ -240,16 +255,25 @@ def _fixed(location: str) -> Callable[[tuple], str]:
 
 def _current_check(where: Callable[[tuple], str], quantity: str, optional: bool, model: str, to_model: Callable[[float], float], target: HardwareTarget) -> CheckedValues:
     return CheckedValues(where, quantity, "A", target.i_min, target.i_max, optional, model, to_model,
-                         target.i_negligible if optional else 0.0)
+                         target.i_negligible if optional else 0.0,
+                         fix_low="raise i_unit in the target or retrain with larger gains/weights (or --clip)",
+                         fix_high="lower i_unit in the target (weak inversion ends above i_max) or retrain with smaller gains/weights")
 
 
 def _cap_check(where: str, quantity: str, model: str, to_model: Callable[[float], float], target: HardwareTarget) -> CheckedValues:
-    return CheckedValues(_fixed(where), quantity, "F", target.c_min, target.c_max, False, model, to_model)
+    return CheckedValues(_fixed(where), quantity, "F", target.c_min, target.c_max, False, model, to_model,
+                         fix_low="raise t_u or i_unit in the target, or retrain with a longer time constant",
+                         fix_high="lower t_u or i_unit in the target, or retrain with a shorter time constant")
 
 
-def _voltage_check(where: str, quantity: str, model: str, target: HardwareTarget) -> CheckedValues:
-    low, high = target.operating_window
-    return CheckedValues(_fixed(where), quantity, "V", low, high, False, model, target.model_voltage)
+def _voltage_check(where: str, quantity: str, model: str, target: HardwareTarget, inputs: bool = False) -> CheckedValues:
+    """A voltage inside the operating window; ``inputs``: it drives an OTA input, so also inside the
+    cells' input common-mode range (``v_in_min..v_in_max``)."""
+    low, high = target.input_window if inputs else target.operating_window
+    where_to = "the cells' input common-mode range" if inputs else "the rails minus v_headroom"
+    return CheckedValues(_fixed(where), quantity, "V", low, high, False, model, target.model_voltage,
+                         fix_low=f"it must stay inside {where_to}: retrain with a larger {model} or move v_rest up",
+                         fix_high=f"it must stay inside {where_to}: retrain with a smaller {model} or move v_rest down")
 
 
 def _via_bias(visit: Visitor, check: CheckedValues, gm: np.ndarray, target: HardwareTarget) -> np.ndarray:
@@ -280,7 +304,8 @@ def _violations(check: CheckedValues, values: np.ndarray) -> list[RangeViolation
         for index in np.argwhere(mask):
             index = tuple(int(k) for k in index)
             model = f"{check.model_name} = {check.to_model(float(values[index])):.4g}" if check.model_name and check.to_model else ""
-            found.append(RangeViolation(check.where(index), check.quantity, float(magnitude[index]), limit, check.unit, bound, model))
+            fix = check.fix_low if bound == "min" else check.fix_high
+            found.append(RangeViolation(check.where(index), check.quantity, float(magnitude[index]), limit, check.unit, bound, model, fix))
     return found
 
 

@@ -54,7 +54,15 @@ FIELD_UNITS: dict[str, str] = {
     "i_negligible": "A",
     "c_min": "F",
     "c_max": "F",
+    "i_min_filter": "A",
+    "v_in_min": "V",
+    "v_in_max": "V",
+    "sat_margin_ut": "",
+    "v_out_margin": "V",
 }
+
+#: Fields that may be left out (None): the limit then falls back to a broader one (see the fields' docs).
+OPTIONAL_FIELDS = frozenset({"v_in_min", "v_in_max"})
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,13 @@ class HardwareTarget:
     i_negligible: float = 1e-15  #: optional devices below this current are left out [A]
     c_min: float = 10e-15  #: smallest capacitor [F]
     c_max: float = 100e-12  #: largest capacitor (area budget) [F]
+    # ---- operating-point limits of the cells (checked before simulating and, with transistor-level
+    # cells that expose their internal nodes, during the transient: mtc_analog.validation.operating_point)
+    i_min_filter: float = 0.0  #: filter-bias floor [A] (0: i_min); slow 5T followers misbehave below ~100 pA
+    v_in_min: float | None = None  #: lowest OTA input common mode [V] (None: the operating window)
+    v_in_max: float | None = None  #: highest OTA input common mode [V] (None: the operating window)
+    sat_margin_ut: float = 4.0  #: a transistor that must be saturated needs V_DS >= this many U_T
+    v_out_margin: float = 0.1  #: an OTA output stays this far from either rail to remain a current source [V]
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,6 +120,8 @@ class HardwareTarget:
             if f.name == "name":
                 continue
             value = getattr(self, f.name)
+            if value is None and f.name in OPTIONAL_FIELDS:
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
                 problems.append(f"{f.name}: expected a number in {FIELD_UNITS[f.name] or 'no unit'}, got {value!r}")
             elif not math.isfinite(value):
@@ -125,16 +142,29 @@ class HardwareTarget:
             (0 < self.i_min < self.i_max, "i_min", f"need 0 < i_min < i_max, got {self.i_min} A, {self.i_max} A"),
             (0 <= self.i_negligible < self.i_min, "i_negligible", f"need 0 <= i_negligible < i_min, got {self.i_negligible} A, {self.i_min} A"),
             (0 < self.c_min < self.c_max, "c_min", f"need 0 < c_min < c_max, got {self.c_min} F, {self.c_max} F"),
+            (0 <= self.i_min_filter < self.i_max, "i_min_filter", f"need 0 <= i_min_filter < i_max, got {self.i_min_filter} A"),
+            (self.sat_margin_ut >= 0, "sat_margin_ut", f"{self.sat_margin_ut} must be >= 0 (typical 4)"),
+            (0 <= self.v_out_margin < (self.vdd - self.vss) / 2, "v_out_margin",
+             f"{self.v_out_margin} V must be >= 0 and below half the supply"),
+            (self.input_window[0] < self.input_window[1], "v_in_min",
+             f"the input common-mode range {self.input_window[0]}..{self.input_window[1]} V is empty"),
         ]
         problems = [f"{key}: {msg}" for ok, key, msg in checks if not ok]
         if not problems:  # the membrane's expected swing must fit the rails, or no neuron can be mapped
             low, high = self.operating_window
             v_low, v_high = self.voltage(self.swing_min), self.voltage(self.swing_max)
+            in_low, in_high = self.input_window
             if v_low < low or v_high > high:
                 problems.append(
                     f"swing_min/swing_max: the membrane swing {self.swing_min:g}..{self.swing_max:g} V_s is "
                     f"{v_low:.3f}..{v_high:.3f} V at V_s = {1e3 * self.v_s:.1f} mV, outside the operating window "
                     f"{low:.3f}..{high:.3f} V (rails minus v_headroom): narrow the swing, move v_rest or widen the rails"
+                )
+            elif v_low < in_low or v_high > in_high:  # the membrane drives OTA inputs (leak, filters)
+                problems.append(
+                    f"swing_min/swing_max: the membrane swing {self.swing_min:g}..{self.swing_max:g} V_s is "
+                    f"{v_low:.3f}..{v_high:.3f} V, outside the cells' input common-mode range {in_low:.3f}..{in_high:.3f} V "
+                    "(v_in_min/v_in_max): narrow the swing or move v_rest"
                 )
         if problems:
             raise InputError("invalid hardware target: " + "; ".join(problems))
@@ -169,6 +199,24 @@ class HardwareTarget:
     def operating_window(self) -> tuple[float, float]:
         """Where operating and reference voltages may lie: the rails minus ``v_headroom`` [V]."""
         return self.vss + self.v_headroom, self.vdd - self.v_headroom
+
+    @property
+    def input_window(self) -> tuple[float, float]:
+        """Where an OTA input (reference voltage, membrane) may lie [V]: the operating window, narrowed by the
+        cells' input common-mode range ``v_in_min..v_in_max`` where the target gives one."""
+        low, high = self.operating_window
+        return (low if self.v_in_min is None else max(low, self.v_in_min),
+                high if self.v_in_max is None else min(high, self.v_in_max))
+
+    @property
+    def filter_bias_min(self) -> float:
+        """Lowest filter bias current [A]: ``max(i_min, i_min_filter)``."""
+        return max(self.i_min, self.i_min_filter)
+
+    @property
+    def sat_margin(self) -> float:
+        """V_DS a saturated subthreshold transistor needs [V]: ``sat_margin_ut * U_T``."""
+        return self.sat_margin_ut * self.u_t
 
     # ---- unit conversions (work on floats and numpy arrays) ----------------------------------
     def voltage(self, u_model: Any) -> Any:
