@@ -92,7 +92,22 @@ def print_summary(report: dict, out: Path) -> None:
     for row in report.get("dt_study") or []:
         print(f"  dt study {row['method']:<5} dt={row['dt']:<8.4g} output NRMSE vs circuit "
               f"{row['output_nrmse_vs_circuit']:.4f}  Gamma {row['spike_coincidence']:.4f}")
+    print_hardware_summary(report)
     print(f"  {'passed' if report.get('passed') else 'FAILED'}; report: {out / 'report.html'}")
+
+
+def print_hardware_summary(report: dict) -> None:
+    """The power line and the operating-point guard's verdict (when the report has them)."""
+    from ..validation.power import format_power_line
+
+    if report.get("power"):
+        print(f"  {format_power_line(report['power'])}")
+    op = report.get("operating_point")
+    if op:
+        if op.get("n_violations"):
+            print(f"  operating point: {op['n_violations']} violation(s); worst: {op['violations'][0]['text']}")
+        else:
+            print(f"  operating point: ok ({op.get('cells_checked', 0)} OTA(s) and the membranes checked)")
 
 
 def run(args: argparse.Namespace) -> int:

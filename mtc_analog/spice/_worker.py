@@ -139,8 +139,17 @@ def simulate(text: str, log_path: str) -> dict[str, Any]:
             node = name[2:-1] if name.startswith("v(") and name.endswith(")") else name
             if "#branch" not in node:
                 voltages[node] = values
+            elif name.startswith("i(") or saved_current(name) in text.lower():
+                voltages[saved_current(name)] = values  # a current asked for by .save i(source) [A]
         return {"time": time_vec, "voltages": voltages, "seconds": time.perf_counter() - started,
                 "cpu_seconds": time.process_time() - cpu_started, "pid": os.getpid()}
+
+
+def saved_current(name: str) -> str:
+    """``i(source)``: the key of a source current (ngspice names it ``source#branch``)."""
+    if name.startswith("i(") and name.endswith(")"):
+        return name
+    return f"i({name.split('#', 1)[0]})"
 
 
 def _cleanup(ng: Any) -> None:

@@ -173,6 +173,14 @@ class BehavioralTarget:
     def internal_initial_conditions(self, instance: str, circuit: Any) -> dict[str, float]:
         return {}  # no internal nodes: references are folded into the OTA expressions
 
+    def operating_point_cells(self, body: Sequence[str]) -> list[dict[str, Any]]:
+        """OTAs of ``body`` whose internal nodes the operating-point guard reads: none (ideal B-sources)."""
+        return []
+
+    def supply_source(self) -> tuple[str, float] | None:
+        """(voltage source, volts) feeding every cell, for power: none (ideal cells draw no supply)."""
+        return None
+
     def synapse_lines(self, prefix: str, out_nodes: Sequence[str], in_nodes: Sequence[str], gm: np.ndarray,
                       vrest_node: str) -> list[str]:
         gm = np.asarray(gm, dtype=np.float64)

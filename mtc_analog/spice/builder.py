@@ -237,6 +237,7 @@ def build_network_netlist(
     layer_inputs: dict[int, Sequence["ReplaySource"]] | None = None,
     neuron_subset: dict[int, Sequence[int]] | None = None,
     readout_partial: bool = False,
+    operating_point: bool = False,
 ) -> Netlist:
     """A whole mapped network (:class:`~mtc_analog.hardware.NetworkCircuit`) driven by input samples.
 
@@ -250,6 +251,11 @@ def build_network_netlist(
     previous-layer output node in order) replaces layer l's inputs by the previous layer's simulated outputs; ``readout_partial`` writes,
     instead of the readout and low-pass, one partial-sum node per output ``rp<k>`` at
     ``v_rest + R_load * (this chunk's share of the readout current)`` (exact by linear superposition).
+
+    ``operating_point``: also save what the target's hooks name (``operating_point_cells``: the OTAs' internal
+    nodes; ``supply_source``: the supply current) and list them in the node map under ``"operating_point"``
+    (``{"cells": [...], "supply": {"source", "volts"} | None}``), for the transient operating-point guard and
+    the power figures (:mod:`mtc_analog.validation.operating_point`, :mod:`mtc_analog.validation.power`).
     """
     impl = get_target(target_name)
     target = net.target
@@ -371,8 +377,24 @@ def build_network_netlist(
                 lp_all.append(stages)
             node_map["readout"], node_map["lowpass"] = ro, lp_all
             probes += ro + [n for stages in lp_all for n in stages]
+    extra_saves = operating_point_saves(impl, body, probes, node_map) if operating_point else []
     return Netlist(title, impl.library(variants), body, ic, t_stop, float(net.t_step), probes,
-                   header=list(header), nodes=node_map)
+                   header=list(header), nodes=node_map, extra_saves=extra_saves)
+
+
+def operating_point_saves(impl: CircuitTarget, body: Sequence[str], probes: Sequence[str],
+                          node_map: dict[str, Any]) -> list[str]:
+    """The vectors the operating-point guard and the power figures need (from the target's hooks); records
+    the cells and the supply in ``node_map["operating_point"]``. Nothing for a target without such hooks."""
+    cells_of = getattr(impl, "operating_point_cells", None)
+    supply_of = getattr(impl, "supply_source", None)
+    cells = cells_of(body) if cells_of else []
+    supply = supply_of() if supply_of else None
+    node_map["operating_point"] = {"cells": cells,
+                                   "supply": None if supply is None else {"source": supply[0], "volts": float(supply[1])}}
+    probed = {p.lower() for p in probes}
+    internal = dict.fromkeys(n for c in cells for n in [c["out"], *c["tails"], *c["sources"]] if n not in probed)
+    return [f"v({n})" for n in internal] + ([f"i({supply[0]})"] if supply else [])
 
 
 def build_readout_netlist(net: Any, partials: Sequence["ReplaySource"], t_stop: float,

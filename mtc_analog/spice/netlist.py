@@ -29,6 +29,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {"reltol": 1e-4, "abstol": 1e-15, "gmin": 1e-1
 RAW_FILE = "waveforms.raw"
 
 _TRAN_HINT = "'.tran TSTEP TSTOP [TSTART [TMAX]]'"
+#: An extra saved vector: an internal node voltage by hierarchical name, or a voltage source's current.
+_EXTRA_SAVE_RE = re.compile(r"v\([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\)|i\([A-Za-z_][A-Za-z0-9_]*\)")
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Netlist:
     options: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_OPTIONS))
     raw_file: str = RAW_FILE
     nodes: dict[str, Any] = field(default_factory=dict)  #: which node carries what (see builder.node_map docs)
+    #: further vectors to save: ``v(x1.x2.node)`` (internal nodes by hierarchical name) or ``i(vsource)``
+    extra_saves: list[str] = field(default_factory=list)
 
     def option_line(self) -> str:
         parts = []
@@ -69,6 +73,10 @@ class Netlist:
 
     def save_lines(self, per_line: int = 8) -> list[str]:
         items = [f"v({spice_name(node, 'probe node')})" for node in self.probes]
+        for item in self.extra_saves:
+            if not _EXTRA_SAVE_RE.fullmatch(item):
+                raise NetlistValueError(f"saved vector {item!r}: expected v(a.b.node) or i(source), letters, digits, '_' and '.'")
+            items.append(item)
         return [".save " + " ".join(items[k:k + per_line]) for k in range(0, len(items), per_line)]
 
     def render(self, control: bool = True) -> str:

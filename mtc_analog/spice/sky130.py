@@ -95,6 +95,16 @@ class Sky130Target(BehavioralTarget):
         r = spice_number(r_load, f"readout {prefix} / R_load", "ohm", positive=True)
         return [f"XR{prefix} {spice_name(out_node)} {vrest_node} readout_load rload={r}"]
 
+    def operating_point_cells(self, body: Sequence[str]) -> list[dict[str, Any]]:
+        """Every OTA of ``body`` with the internal nodes the operating-point guard reads (:mod:`.sky130_probes`)."""
+        from .sky130_probes import operating_point_cells
+
+        return operating_point_cells(body)
+
+    def supply_source(self) -> tuple[str, float] | None:
+        """The global supply ``Vsky130_vdd`` (it also feeds every OTA's ideal bias reference ``Iref vdd nb``)."""
+        return "vsky130_vdd", VDD
+
 
 TARGET = Sky130Target("tt")
 

@@ -62,15 +62,19 @@ def simulate_network(
     target_name: str = "behavioral",
     log_dir: str | None = None,
     execution: Execution | None = None,
+    operating_point: bool = False,
 ) -> tuple[Waveforms, dict[str, Any]]:
     """Simulate ``net`` (a NetworkCircuit) on inputs ``x`` (T, n_in): one netlist if it fits in
     ``max_neurons`` per layer (or ``max_neurons=None``), else split. Returns (waveforms, node map).
 
     ``execution`` runs the chunks (default: a local Dask cluster of ``workers`` processes, started only
-    when there is more than one chunk)."""
+    when there is more than one chunk). ``operating_point``: save the OTAs' internal nodes and the supply
+    current (see :func:`~mtc_analog.spice.builder.build_network_netlist`); one netlist only (split runs
+    carry no ``"operating_point"`` entry in their node map)."""
     sizes = [layer.size for layer in net.layers]
     if max_neurons is None or max(sizes) <= max_neurons:
-        netlist = build_network_netlist(net, x, probe_filters=probe_filters, target_name=target_name)
+        netlist = build_network_netlist(net, x, probe_filters=probe_filters, target_name=target_name,
+                                        operating_point=operating_point)
         waves = run_jobs([SimulationJob(netlist.render(control=False), None, "network")], workers=1,
                          timeout_s=timeout_s, log_dir=log_dir)[0]
         waves.meta["chunks"] = [[n] for n in sizes]

@@ -71,6 +71,15 @@ class CircuitTarget(Protocol):
     def lowpass_lines(self, prefix: str, in_node: str, out_node: str, stage: Any, v_s: float) -> list[str]:
         """One low-pass stage (a FilterCircuit) from ``in_node`` to ``out_node``."""
 
+    def operating_point_cells(self, body: Sequence[str]) -> list[dict[str, Any]]:
+        """The OTAs instanced in ``body`` whose operating point can be checked on the transient: per cell
+        ``layer``, ``neuron`` (None for the readout), ``where``, ``cell``, ``kind``, ``out`` (output node),
+        ``tails`` (tail nodes, V_DS of the tail transistor), ``sources`` (sources of the output-side pair
+        transistors); internal nodes by hierarchical name. Empty for ideal cells."""
+
+    def supply_source(self) -> tuple[str, float] | None:
+        """(name of the voltage source feeding the cells, its volts) for power figures; None for ideal cells."""
+
 
 #: Known targets: name -> module path of an object called ``TARGET``.
 TARGETS = {"behavioral": "mtc_analog.spice.behavioral", "sky130": "mtc_analog.spice.sky130"}

@@ -197,6 +197,9 @@ def render_html(report: dict, figures: dict[str, str], title: str = "Circuit-ver
     for caption, uri in figures.items():
         if caption not in _PLACED:
             parts.append(f"<h2>{html.escape(caption)}</h2>" + _img(caption, uri))
+    from .hardware_report import hardware_sections
+
+    parts += hardware_sections(report)  # operating-point guard, power and area (when measured)
     if setup:
         parts += ["<h2>Set-up</h2>", _table(setup, ("setting", "value"))]
     stamp = report.get("provenance") or {}

@@ -48,6 +48,7 @@ class ValidationSettings:
     scheduler: str | None = None  #: Dask scheduler address for the chunks (None: $MTC_ANALOG_SCHEDULER or local)
     timeout_s: float | None = 600.0  #: per ngspice run
     circuit_target: str = "behavioral"  #: circuit level (netlist target module)
+    operating_point: bool = True  #: save OTA internal nodes + supply current: operating-point guard and power
 
 
 @dataclass
@@ -148,7 +149,8 @@ def simulate_circuit(circuit: Any, x: np.ndarray, settings: ValidationSettings) 
     with Execution(scheduler=settings.scheduler, workers=settings.workers, progress=False,
                    requirements=("ngspice",)) as execution:
         return simulate_network(circuit, x, max_neurons=settings.max_neurons, timeout_s=settings.timeout_s,
-                                target_name=settings.circuit_target, execution=execution)
+                                target_name=settings.circuit_target, execution=execution,
+                                operating_point=settings.operating_point)
 
 
 def circuit_traces(waves: Any, nodes: dict[str, Any], target: Any, dt: float, substeps: int,
@@ -216,7 +218,19 @@ def validate_network(network: Any, task: Any, settings: ValidationSettings = Val
         "clipped_values": len(changes),
     }
     summary["clip_changes"] = [str(c) for c in changes[:50]]
+    summary.update(hardware_summary(waves, nodes, circuit, x.shape[0], circ, settings))
     return ValidationResult(summary, comparison, model, circ, y, circuit, thresholds, lead, native)
+
+
+def hardware_summary(waves: Any, nodes: dict[str, Any], circuit: Any, n_samples: int, circ: Traces,
+                     settings: ValidationSettings) -> dict[str, Any]:
+    """``operating_point`` (the transient guard) and ``power`` (supply, energy, area) entries of the report."""
+    from .operating_point import operating_point_report
+    from .power import count_spikes, library_text, power_report
+
+    library = library_text(settings.circuit_target) if (nodes.get("operating_point") or {}).get("cells") else ""
+    return {"operating_point": operating_point_report(waves, nodes, circuit.target),
+            "power": power_report(waves, nodes, circuit, n_samples, count_spikes(circ.spike_times), library)}
 
 
 def dt_study(network: Any, result: ValidationResult, task: Any, settings: ValidationSettings,
