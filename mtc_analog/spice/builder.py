@@ -199,11 +199,12 @@ def build_neuron_netlist(
     target_name: str = "behavioral",
     title: str = "MTC neuron (mtc_analog)",
     header: Sequence[str] = (),
+    operating_point: bool = False,
 ) -> Netlist:
     """One neuron (a mapped :class:`~mtc_analog.hardware.NeuronCircuit`) driven by a PWL current [A].
 
     ``initial_state`` is in model units (V_s), default every variable at U_rest. Probes: membrane,
-    filters and output.
+    filters and output. ``operating_point``: as for :func:`build_network_netlist`.
     """
     impl = get_target(target_name)
     lines, ic, nodes = _neuron_block(impl, target, 0, 0, circuit, initial_state)
@@ -215,8 +216,9 @@ def build_neuron_netlist(
     probes = [n for n in (nodes.m, nodes.f, nodes.s, nodes.us, nodes.out) if n is not None]
     node_map = {"kind": "neuron", "vrest": VREST, "inputs": [], "input_current": nodes.m,
                 "layers": [[_node_entry(nodes)]], "readout": [], "lowpass": []}
+    extra_saves = operating_point_saves(impl, body, probes, node_map) if operating_point else []
     return Netlist(title, impl.library({impl.neuron_variant(circuit)}), body, ic, float(t_stop), float(t_max),
-                   probes, header=list(header), nodes=node_map)
+                   probes, header=list(header), nodes=node_map, extra_saves=extra_saves)
 
 
 def step_current(i0: float, i1: float, t_step: float, t_stop: float, edge: float) -> tuple[np.ndarray, np.ndarray]:
