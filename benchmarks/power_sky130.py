@@ -75,9 +75,11 @@ def measure_preset(name: str, t_end: float) -> dict:
     u_m = target.model_voltage(waves[netlist.nodes["layers"][0][0]["membrane"]])[:, None]
     spikes = len(spike_trains(time_model, u_m, SPIKE_THRESHOLD)[0])
     supply = netlist.nodes["operating_point"]["supply"]
-    power = supply["volts"] * time_average(waves.time, supply_current(waves, supply["source"]))
+    current = supply_current(waves, supply["source"])
+    power = supply["volts"] * time_average(waves.time, current)
     energy = power * (waves.time[-1] - waves.time[0])
     return {"preset": name, "spikes": spikes, "duration_s": float(waves.time[-1] - waves.time[0]), "power_w": power,
+            "power_at_rest_w": supply["volts"] * float(current[0]),
             "energy_per_spike_j": energy / spikes if spikes else None,
             "operating_point_ok": operating_point_report(waves, netlist.nodes, target)["ok"],
             "cpu_seconds": waves.meta.get("cpu_seconds")}
@@ -95,7 +97,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.preset:
         q = measure_preset(args.preset, args.preset_t_end)
-        print(f"{q['preset']} neuron alone: {q['spikes']} spikes in {q['duration_s'] * 1e3:.1f} ms, {q['power_w'] * 1e9:.1f} nW, "
+        print(f"{q['preset']} neuron alone: {q['spikes']} spikes in {q['duration_s'] * 1e3:.1f} ms, {q['power_w'] * 1e9:.1f} nW "
+              f"(at rest, t = 0: {q['power_at_rest_w'] * 1e9:.1f} nW), "
               f"{q['energy_per_spike_j'] * 1e12 if q['energy_per_spike_j'] else float('nan'):.1f} pJ per spike; "
               f"operating point ok: {q['operating_point_ok']}; ngspice CPU {q['cpu_seconds']:.1f} s")
     for n in args.neurons:
