@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -154,3 +155,24 @@ def test_behavioural_target_saves_nothing_more_and_reports_no_supply():
     circuit = map_network(_network().to_spec(), load_target("behavioral"))
     netlist = build_network_netlist(circuit, np.zeros((3, 1)), target_name="behavioral", operating_point=True)
     assert netlist.extra_saves == [] and netlist.nodes["operating_point"] == {"cells": [], "supply": None}
+
+
+def test_validate_on_sky130_reports_operating_point_and_power(tmp_path, capsys):
+    from mtc_analog.cli.validate import print_summary
+    from mtc_analog.tasks.mackey_glass import TaskConfig, make_task
+    from mtc_analog.validation.runs import ValidationSettings
+    from mtc_analog.validation.workflow import validate_into
+
+    task = make_task(TaskConfig(n_samples=700, horizon=17))
+    settings = ValidationSettings(target=TARGET, circuit_target="sky130", samples=10, washout=5, workers=1)
+    report, _ = validate_into(SpikingRegressor(NetworkConfig(**CONFIG)), task, tmp_path, settings)
+    saved = json.loads((tmp_path / "report.json").read_text())
+    # 1 neuron (leak, 4 elements, 2 filters, 1 synapse) + readout (synapse, load, 4 low-pass stages)
+    assert saved["operating_point"]["cells_checked"] == 8 + 6
+    assert saved["power"]["measured"] and saved["power"]["power_total_w"] > 0
+    assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 324
+    page = (tmp_path / "report.html").read_text()
+    assert "id='operating-point'" in page and "id='power'" in page and "Not counted" in page
+    print_summary(report, tmp_path)
+    out = capsys.readouterr().out
+    assert "per neuron" in out and "per spike" in out and "operating point:" in out
