@@ -241,11 +241,18 @@ def _walk_filter(circuit: FilterCircuit, where: str, target: HardwareTarget, vis
     bias_check = dataclasses.replace(
         _current_check(_fixed(where), "bias current", False, tau, lambda i: unmap_filter(dataclasses.replace(circuit, bias_current=i), target), target),
         low=target.filter_bias_min,
-        fix_low=f"scale C_x up (c_max {si(target.c_max, 'F')} allows it?), or t_u down in the target so tau_x is "
-                "fewer seconds, or retrain with a shorter tau",
+        fix_low=_filter_floor_fix(circuit, target),
         fix_high="scale C_x down or t_u up in the target, or retrain with a longer tau")
     bias = _scalar(visit, bias_check, circuit.bias_current)
     return dataclasses.replace(circuit, capacitance=capacitance, bias_current=bias)
+
+
+def _filter_floor_fix(circuit: FilterCircuit, target: HardwareTarget) -> str:
+    """What a filter biased below the floor needs: C_x = floor tau / V_s, inside c_max, or a shorter tau in seconds."""
+    tau_s = target.seconds(unmap_filter(circuit, target)) if circuit.bias_current > 0 else float("inf")
+    needed = target.filter_bias_min * tau_s / target.v_s
+    return (f"scale C_x up to >= {si(needed, 'F')} (c_max is {si(target.c_max, 'F')}: raise it if the area allows), or "
+            f"t_u down in the target (tau_x is {si(tau_s, 's')}), or retrain with a shorter tau")
 
 
 # ---- checks, violations, clipping --------------------------------------------------------------
