@@ -89,10 +89,10 @@ def print_summary(report: dict, out: Path) -> None:
     for key in keys:
         value = report.get(key)
         print(f"  {key:<28} {value:.4f}" if isinstance(value, float) else f"  {key:<28} {value}")
+    print_hardware_summary(report)
     for row in report.get("dt_study") or []:
         print(f"  dt study {row['method']:<5} dt={row['dt']:<8.4g} output NRMSE vs circuit "
               f"{row['output_nrmse_vs_circuit']:.4f}  Gamma {row['spike_coincidence']:.4f}")
-    print_hardware_summary(report)
     print(f"  {'passed' if report.get('passed') else 'FAILED'}; report: {out / 'report.html'}")
 
 

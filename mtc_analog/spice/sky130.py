@@ -66,6 +66,16 @@ class Sky130Target(BehavioralTarget):
             raise NetlistValueError(f"unknown sky130 corner {corner!r}: expected one of {sky130_models.CORNERS}")
         self.corner = corner
 
+    def operating_point_cells(self, body: Sequence[str]) -> list[dict[str, Any]]:
+        """Every OTA of ``body`` with the internal nodes the operating-point guard reads (:mod:`.sky130_probes`)."""
+        from .sky130_probes import operating_point_cells
+
+        return operating_point_cells(body)
+
+    def supply_source(self) -> tuple[str, float] | None:
+        """The global supply ``Vsky130_vdd`` (it also feeds every OTA's ideal bias reference ``Iref vdd nb``)."""
+        return "vsky130_vdd", VDD
+
     def library(self, variants: set[str]) -> str:
         parts = [
             sky130_models.device_library(self.corner),
@@ -94,16 +104,6 @@ class Sky130Target(BehavioralTarget):
     def readout_lines(self, prefix: str, out_node: str, r_load: float, vrest_node: str) -> list[str]:
         r = spice_number(r_load, f"readout {prefix} / R_load", "ohm", positive=True)
         return [f"XR{prefix} {spice_name(out_node)} {vrest_node} readout_load rload={r}"]
-
-    def operating_point_cells(self, body: Sequence[str]) -> list[dict[str, Any]]:
-        """Every OTA of ``body`` with the internal nodes the operating-point guard reads (:mod:`.sky130_probes`)."""
-        from .sky130_probes import operating_point_cells
-
-        return operating_point_cells(body)
-
-    def supply_source(self) -> tuple[str, float] | None:
-        """The global supply ``Vsky130_vdd`` (it also feeds every OTA's ideal bias reference ``Iref vdd nb``)."""
-        return "vsky130_vdd", VDD
 
 
 TARGET = Sky130Target("tt")
