@@ -80,3 +80,23 @@ def test_with_step_reintegrates_at_a_finer_dt_and_keeps_the_sample_period():
     assert (finer - fine).abs().max() < (fine - coarse).abs().max()
     with pytest.raises(InputError, match="sample period"):
         with_step(net, 0.25, 3)
+
+
+def test_dead_neuron_penalty_pulls_only_neurons_that_never_reach_threshold():
+    from mtc_analog.network import NetworkOutput
+    from mtc_analog.training.train import dead_neuron_penalty
+
+    config = NetworkConfig(hidden=(3,))  # clip transduction: spike level U_th = 1.5
+    u = torch.zeros(10, 2, 3)
+    u[:, :, 0] = 0.5  # dead: peak 0.5, 1.0 below threshold
+    u[4, 1, 1] = 2.0  # spikes once: no penalty
+    u[:, :, 2] = 1.2  # dead: peak 1.2, 0.3 below
+    u[0, 0, 2] = 3.0  # ...except during the washout, which is not counted
+    u.requires_grad_(True)
+    output = NetworkOutput(torch.zeros(10, 2, 1), [torch.zeros(10, 2, 3)], [u], torch.zeros(10, 2, 1))
+    penalty = dead_neuron_penalty(output, config, start_step=1)
+    assert penalty.item() == pytest.approx((1.0 ** 2 + 0.0 + 0.3 ** 2) / 3)
+    penalty.backward()
+    per_neuron = u.grad.sum(dim=(0, 1))
+    assert per_neuron[0] < 0 and per_neuron[2] < 0  # raising a dead neuron's peak lowers the penalty
+    assert per_neuron[1] == 0 and u.grad[0].abs().sum() == 0

@@ -20,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--horizons", default="1,17,42,84,126", help="horizons of the NRMSE curve [samples], comma separated ('' to skip)")
     p.add_argument("--curve-seeds", type=int, default=1, help="seeds per curve horizon other than --horizon (default 1)")
     p.add_argument("--models", default="mtc,lif,adlif", help="spiking models to train, comma separated subset of mtc,lif,adlif")
-    p.add_argument("--search-lrs", default="0.01,0.003",
-                   help="learning rates of the hyper-parameter search every model gets (default 0.01,0.003)")
+    p.add_argument("--search-lrs", default="0.05,0.01",
+                   help="learning rates of the hyper-parameter search every model gets (default 0.05,0.01)")
     p.add_argument("--search-input-scales", default="1,3",
                    help="initial input scales of the search, times each model's default (default 1,3); the "
                         "configuration with the best validation NRMSE at seed 0 is kept")

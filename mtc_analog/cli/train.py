@@ -54,6 +54,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--washout", type=int, default=t.washout, help="unscored warm-up samples per window")
     b.add_argument("--lr", type=float, default=t.lr, help="Adam learning rate (cosine-annealed to 0)")
     b.add_argument("--clip", type=float, default=t.clip, help="gradient-norm clip (<= 0: off)")
+    b.add_argument("--activity-floor", type=float, default=t.activity_floor,
+                   help=f"MTC: weight of the dead-neuron penalty, mean relu(U_th - peak U_m)^2 over neurons whose "
+                        f"membrane never reaches threshold in a batch (0: off; default {t.activity_floor:g})")
     b.add_argument("--threads", type=int, default=t.threads, help="torch threads per run")
 
 
@@ -92,7 +95,7 @@ def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed:
     epochs = TrainConfig.epochs if args.epochs is None else args.epochs  # None: not given (see --resume)
     train_cfg = TrainConfig(epochs=epochs, batches_per_epoch=args.batches_per_epoch, batch=args.batch,
                             window=args.window, washout=args.washout, lr=args.lr, clip=args.clip,
-                            seed=seed, threads=args.threads)
+                            activity_floor=args.activity_floor, seed=seed, threads=args.threads)
     net.validate()
     task.validate()
     train_cfg.validate()

@@ -36,8 +36,8 @@ SPIKING = ("mtc", "lif", "adlif")
 ACTIVITY = ("spike_rate", "duty_cycle", "synops_per_step")
 #: The hyper-parameter search every spiking model gets: lr x (input scale x the model's default).
 DEFAULT_SEARCH: tuple[dict[str, float], ...] = (
+    {"lr": 5e-2, "input_scale_factor": 1.0}, {"lr": 5e-2, "input_scale_factor": 3.0},
     {"lr": 1e-2, "input_scale_factor": 1.0}, {"lr": 1e-2, "input_scale_factor": 3.0},
-    {"lr": 3e-3, "input_scale_factor": 1.0}, {"lr": 3e-3, "input_scale_factor": 3.0},
 )
 
 
