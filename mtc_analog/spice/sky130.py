@@ -39,6 +39,16 @@ from .values import spice_name, spice_number, spice_numbers
 
 #: Supply voltage [V] of every sky130 cell (1.8 V devices); the target file says the same.
 VDD = 1.8
+#: Simulator settings every sky130 netlist carries (in its library text, so plain ``ngspice -b`` and the
+#: characterisation runs get them too). ngspice 39 evaluates BSIM4 devices with OpenMP on 2 threads unless
+#: told otherwise (``num_threads``; OMP_NUM_THREADS is ignored): on an idle 2-core machine that costs ~2x
+#: CPU for the same wall time, and when the other core is busy the waiting thread spins: 10-15x CPU
+#: (0.18 s vs 2.8 s for the same one-neuron run; netlists/sky130/README.md, "Simulation cost").
+#: Parallel work is done by running several netlists (``--workers``, ``--max-neurons``), one thread each.
+SIMULATION_SETTINGS = (
+    "* one thread per ngspice: its default 2 OpenMP threads spin on a busy core (10x CPU on a loaded machine)",
+    ".options num_threads=1",
+)
 #: Library files, in the order they are inlined.
 CELL_FILES = ("ota5t.lib", "ota_lin.lib", "follower_integrator.lib", "synapse.lib", "readout.lib")
 
@@ -72,6 +82,8 @@ class Sky130Target(BehavioralTarget):
             "* supply of every sky130 cell (global node vdd)",
             ".global vdd",
             f"Vsky130_vdd vdd 0 DC {VDD}",
+            "",
+            *SIMULATION_SETTINGS,
             "",
         ]
         parts += [library.read(self.library_dir / f) for f in CELL_FILES]
