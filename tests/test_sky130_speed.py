@@ -65,7 +65,7 @@ def test_sky130_netlists_run_ngspice_on_one_thread(tmp_path):
     check_simulator()
     circuit, x = _network(4)
     text = build_network_netlist(circuit, x, target_name="sky130").render(control=False)
-    assert text.count(".options num_threads=1") == 1
+    assert text.count(".options num_threads=1 ") == 1
     deck = text.replace("\n.end\n", "\n.control\necho threads=$num_threads\nquit\n.endc\n.end\n")
     assert deck != text
     (tmp_path / "n.cir").write_text(deck)
