@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--substeps", type=int, default=4, help="model steps per input sample (default 4)")
     parser.add_argument("--tmax", default=None, help="simulator max step(s) [t_u], comma separated (default: dt)")
     parser.add_argument("--chunks", type=int, default=None, help="also run cut into netlists of at most this many neurons")
+    parser.add_argument("--single-max", type=int, default=64,
+                        help="largest N run as one netlist (default 64: above it the sky130 operating point alone takes "
+                             "minutes, quadratic in N; see netlists/sky130/README.md)")
     parser.add_argument("--accuracy", type=int, default=None, help="N for the spike-time check against TMAX/10 (sky130)")
     parser.add_argument("--accuracy-t", type=float, default=40.0, help="length of the spike-time check [t_u] (default 40)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -145,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in [int(s) for s in args.sizes.split(",")]:
         for tmax in tmaxes:
             for target in args.targets.split(","):
-                modes = [("one", None)] + ([("chunks", args.chunks)] if args.chunks and args.chunks < n else [])
+                modes = [("one", None)] if n <= args.single_max else []
+                modes += [("chunks", args.chunks)] if args.chunks and args.chunks < n else []
+                if not modes:
+                    print(f"{n:>4} {target:>10} {tmax:>5g}  skipped: N > --single-max {args.single_max} and no --chunks")
                 for mode, m in modes:
                     cpu = {}
                     for t_model in lengths:
