@@ -15,7 +15,8 @@ Printed per N and target: set-up [s], ms CPU per neuron per t_u (slope), for one
 ``--chunks M``, for the network cut into netlists of at most M neurons (``spice/split.py``; the chunks run
 one at a time here, their CPU summed, the readout netlist included). ``--accuracy N`` adds the spike-time
 error of the sky130 run against the same netlist at TMAX/10 (hidden-neuron membrane crossings of U_th,
-matched one-to-one within 1 t_u).
+matched one-to-one within 1 t_u). ``--repeats R`` runs each pair R times and prints the median slope
+(single slopes vary 2-7x on a loaded 2-core machine; instruction counts are the stable figure).
 
     nice -n 5 .venv/bin/python benchmarks/bench_sky130.py                          # N = 1, 8, 32
     nice -n 5 .venv/bin/python benchmarks/bench_sky130.py --sizes 128 --targets sky130 --chunks 32
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                              "minutes, quadratic in N; see netlists/sky130/README.md)")
     parser.add_argument("--accuracy", type=int, default=None, help="N for the spike-time check against TMAX/10 (sky130)")
     parser.add_argument("--accuracy-t", type=float, default=40.0, help="length of the spike-time check [t_u] (default 40)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="pairs of runs per configuration; the median slope and set-up are printed (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -153,15 +156,19 @@ def main(argv: list[str] | None = None) -> int:
                 if not modes:
                     print(f"{n:>4} {target:>10} {tmax:>5g}  skipped: N > --single-max {args.single_max} and no --chunks")
                 for mode, m in modes:
-                    cpu = {}
-                    for t_model in lengths:
-                        circuit, x = build(n, args.dt, args.substeps, t_model)
-                        circuit = with_tmax(circuit, tmax)
-                        cpu[t_model] = run_one(circuit, x, target)[0] if m is None else run_chunks(circuit, x, target, m)
-                    setup, per = slope(cpu, n)
+                    circuits = {t: build(n, args.dt, args.substeps, t) for t in lengths}
+                    pairs = []
+                    for _ in range(max(1, args.repeats)):
+                        cpu = {}
+                        for t_model, (circuit, x) in circuits.items():
+                            circuit = with_tmax(circuit, tmax)
+                            cpu[t_model] = run_one(circuit, x, target)[0] if m is None else run_chunks(circuit, x, target, m)
+                        pairs.append((cpu, *slope(cpu, n)))
+                    cpu, setup, per = sorted(pairs, key=lambda p: p[2])[len(pairs) // 2]  # the median slope's pair
                     label = "1" if m is None else f"<={m}/net"
                     rows.append({"n": n, "target": target, "tmax": tmax, "netlists": label, "cpu": cpu,
-                                 "setup_s": setup, "ms_per_neuron_per_tu": per})
+                                 "setup_s": setup, "ms_per_neuron_per_tu": per,
+                                 "all_ms_per_neuron_per_tu": [p[2] for p in pairs]})
                     print(f"{n:>4} {target:>10} {tmax:>5g} {label:>9} {cpu[lengths[0]]:>9.2f} {cpu[lengths[1]]:>9.2f} "
                           f"{setup:>8.2f} {per:>14.3f}", flush=True)
     accuracy = []
