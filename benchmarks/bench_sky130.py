@@ -45,7 +45,7 @@ def build(n_hidden: int, dt: float, substeps: int, t_model: float) -> tuple[Any,
     net = SpikingRegressor(NetworkConfig(hidden=(n_hidden,), dt=dt, substeps=substeps))
     target = load_target("sky130")
     circuit, _ = enforce_ranges(map_network(net.to_spec(), target), target, clip=True)
-    samples = int(round(t_model / (dt * substeps)))
+    samples = round(t_model / (dt * substeps))
     task = make_task(TaskConfig(n_samples=max(4000, samples * 4)))
     return circuit, task.test.x[:samples].astype(float)
 

@@ -69,7 +69,7 @@ def test_sky130_netlists_run_ngspice_on_one_thread(tmp_path):
     deck = text.replace("\n.end\n", "\n.control\necho threads=$num_threads\nquit\n.endc\n.end\n")
     assert deck != text
     (tmp_path / "n.cir").write_text(deck)
-    proc = subprocess.run(["ngspice", "-b", "n.cir"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(["ngspice", "-b", "n.cir"], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert "threads=1" in proc.stdout, proc.stdout[-2000:]
     # the behavioural target has no OpenMP devices and needs no such line
     assert "num_threads" not in build_network_netlist(circuit, x, target_name="behavioral").render(control=False)
