@@ -51,3 +51,25 @@ def test_sky130_network_takes_few_timepoints_and_holds_the_samples():
     expected = TARGET.voltage(x[k[plateau], 0])
     np.testing.assert_allclose(waves["in0"][plateau], expected, atol=1e-6)
     assert plateau.sum() >= samples // 2
+
+
+def test_sky130_netlists_run_ngspice_on_one_thread(tmp_path):
+    """ngspice 39 evaluates BSIM4 on 2 OpenMP threads by default (``num_threads``; OMP_NUM_THREADS is
+    ignored), whose waiting thread spins on a busy core: 10x the CPU on a loaded machine. Every sky130
+    netlist sets one thread; ngspice itself says what it took (plain ``ngspice -b``, real models)."""
+    import subprocess
+
+    from mtc_analog.spice.builder import build_network_netlist
+    from mtc_analog.spice.runner import check_simulator
+
+    check_simulator()
+    circuit, x = _network(4)
+    text = build_network_netlist(circuit, x, target_name="sky130").render(control=False)
+    assert text.count(".options num_threads=1 ") == 1
+    deck = text.replace("\n.end\n", "\n.control\necho threads=$num_threads\nquit\n.endc\n.end\n")
+    assert deck != text
+    (tmp_path / "n.cir").write_text(deck)
+    proc = subprocess.run(["ngspice", "-b", "n.cir"], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert "threads=1" in proc.stdout, proc.stdout[-2000:]
+    # the behavioural target has no OpenMP devices and needs no such line
+    assert "num_threads" not in build_network_netlist(circuit, x, target_name="behavioral").render(control=False)

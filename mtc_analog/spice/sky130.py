@@ -39,6 +39,21 @@ from .values import spice_name, spice_number, spice_numbers
 
 #: Supply voltage [V] of every sky130 cell (1.8 V devices); the target file says the same.
 VDD = 1.8
+#: Simulator settings every sky130 netlist carries (in its library text, so plain ``ngspice -b`` and the
+#: characterisation runs get them too). ngspice 39 evaluates BSIM4 devices with OpenMP on 2 threads unless
+#: told otherwise (``num_threads``; OMP_NUM_THREADS is ignored): on an idle 2-core machine that costs ~2x
+#: CPU for the same wall time, and when the other core is busy the waiting thread spins: 10-15x CPU
+#: (0.18 s vs 2.8 s for the same one-neuron run; netlists/sky130/README.md, "Simulation cost").
+#: Parallel work is done by running several netlists (``--workers``, ``--max-neurons``), one thread each.
+#: ``noopiter``: the operating point goes straight to gmin stepping. Plain Newton from all-zero internal
+#: nodes never converges on these subthreshold cells: it spent its 100 iterations (itl1) before gmin
+#: stepping took over anyway (181 -> 80 iterations, -1.1 G of 2.3 G set-up instructions at N = 8; same
+#: operating point to the printed 6 digits).
+SIMULATION_SETTINGS = (
+    "* one thread per ngspice: its default 2 OpenMP threads spin on a busy core (10x CPU on a loaded machine);",
+    "* operating point straight by gmin stepping (plain Newton from zero fails on subthreshold cells)",
+    ".options num_threads=1 noopiter",
+)
 #: Library files, in the order they are inlined.
 CELL_FILES = ("ota5t.lib", "ota_lin.lib", "follower_integrator.lib", "synapse.lib", "readout.lib")
 
@@ -82,6 +97,8 @@ class Sky130Target(BehavioralTarget):
             "* supply of every sky130 cell (global node vdd)",
             ".global vdd",
             f"Vsky130_vdd vdd 0 DC {VDD}",
+            "",
+            *SIMULATION_SETTINGS,
             "",
         ]
         parts += [library.read(self.library_dir / f) for f in CELL_FILES]
