@@ -1,0 +1,301 @@
+"""Network-level characterisation of a mapped sky130 network: every cell measured in situ, for the calibrated model.
+
+    fits = characterise_network(circuit, execution=ex)          # circuit: a mapped NetworkCircuit
+    spec = calibrate_network(unmap_network(circuit), fits, circuit.target)   # mtc_analog.hardware.calibration
+
+What is measured (SI units; fitted here, folded into model parameters by
+:func:`mtc_analog.hardware.calibration.calibrate_network`, which is pure):
+
+- **neurons**, one ngspice run per chunk of up to ``max_neurons`` neurons (chunks fan out through
+  :class:`~mtc_analog.execution.Execution` when there are several): for each neuron, each element OTA with
+  its output held at the neuron's rest voltage by a 0 V ammeter and its input swept over its own
+  rest +- ``span`` (fit: I_sat+, I_sat-, offset, slope), the leak cell and each filter cell (small-signal
+  conductance, zero crossing), and the membrane node capacitance (AC probe at 100 kHz of the whole neuron
+  at its operating point). The same measurements as :func:`mtc_analog.spice.sky130.characterise_neuron`,
+  for many neurons per run: each neuron's swept node is its own rest voltage plus one shared sweep (E source),
+  so neurons with different rest voltages share the run;
+- **transconductors**, one run: every synapse (as the target writes it, :meth:`synapse_lines`), the readout
+  load and the low-pass stages, each output held at v_rest by an ammeter, the input swept over
+  +- ``TRANSCONDUCTOR_SPAN`` V_s. A synapse is reduced to a straight line ``I = g (v - v_rest) + I_0`` fitted
+  over the input range it sees (layer 0: ``input_range`` in model units, e.g. the scored stream's span;
+  deeper layers and the readout: the transduction output 0..1 V_s), the readout load over +-2 V_s of the
+  readout node, the low-pass stages as small-signal conductances (+-0.5 V_s).
+
+Cell names (``ota_vref_plus/minus``, ``ota_lin``, ``ota5t``) are the sky130 library's: this module measures
+the sky130 target (its :meth:`~mtc_analog.spice.sky130.Sky130Target.characterise_network` hook calls it).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import SimulationError
+from .values import spice_number
+
+#: Sweep half-width of the neuron cells [V]: every reference within +-1.5 V_s of rest and both tanh tails.
+NEURON_SPAN = 0.4
+#: Sweep step [V] (~18 points per V_s: plenty for a tanh fit).
+SWEEP_STEP = 0.004
+#: Sweep half-width of the transconductors [V_s].
+TRANSCONDUCTOR_SPAN = 3.0
+#: Fit range of hidden-layer synapses and the readout synapses [V_s above v_rest]: the transduction output.
+GRADED_RANGE = (0.0, 1.0)
+#: Fit range of the readout load [V_s around v_rest]: the z-scored prediction stays inside it.
+READOUT_RANGE = (-2.0, 2.0)
+#: Small-signal range for the leak and the filters [V_s].
+SMALL_SIGNAL = 0.5
+_OPTIONS = ".options reltol=1e-4 abstol=1e-15 gmin=1e-15"
+
+
+def _num(x: float, what: str) -> str:
+    return spice_number(x, f"characterisation / {what}")
+
+
+def _run(lines: list[str], outputs: Sequence[str], label: str, workdir: str | None, timeout_s: float) -> dict[str, np.ndarray]:
+    """Run one characterisation netlist in ``ngspice -b``; return its ``wrdata`` tables by file name."""
+    from .runner import check_simulator
+
+    check_simulator()
+    with tempfile.TemporaryDirectory(prefix="mtc_char_", dir=workdir) as tmp:
+        folder = Path(tmp)
+        (folder / "char.cir").write_text("\n".join(lines) + "\n")
+        try:
+            proc = subprocess.run(["ngspice", "-b", "char.cir"], cwd=folder, capture_output=True, text=True,
+                                  timeout=timeout_s)
+            log = proc.stdout + proc.stderr
+        except subprocess.TimeoutExpired:
+            raise SimulationError(f"characterisation run {label} did not finish within {timeout_s:g} s "
+                                  "(raise --timeout or lower --max-neurons)") from None
+        missing = [name for name in outputs if not (folder / name).exists()]
+        if missing:
+            raise SimulationError(f"characterisation run {label} failed: no {', '.join(missing)}", log_tail=log[-2000:])
+        return {name: np.loadtxt(folder / name, skiprows=1, ndmin=2) for name in outputs}
+
+
+# ---- neurons --------------------------------------------------------------------------------------
+def neuron_chunk_lines(neurons: Sequence[Any], target: Any, spice_target: Any) -> tuple[list[str], list[dict]]:
+    """Netlist lines characterising ``neurons`` (NeuronCircuits) in one run, and the column layout per neuron.
+
+    The DC sweep source ``Vdx`` moves every neuron's swept node ``x<k> = v_rest_k + dx`` together."""
+    from .builder import neuron_nodes
+
+    variants = {spice_target.neuron_variant(n) for n in neurons}
+    lines = ["* sky130 per-cell characterisation of a chunk of neurons (mtc_analog.spice.characterise)",
+             spice_target.library(variants), "Vdx dx 0 DC 0"]
+    layout, dc_columns, ac_columns = [], [], []
+    for k, neuron in enumerate(neurons):
+        vr = float(neuron.v_rest)
+        lines += [f"Vr{k} r{k} 0 DC {_num(vr, 'V_rest')}", f"Ex{k} x{k} r{k} dx 0 1"]
+        elements = [e for e in neuron.elements if e.tail_current > 0]
+        entry: dict[str, Any] = {"elements": [], "filters": []}
+        for j, e in enumerate(elements):
+            sub = "ota_vref_minus" if e.sign > 0 else "ota_vref_plus"
+            lines += [f"Ve{k}_{j} eo{k}_{j} 0 DC {_num(vr, 'clamp')}",
+                      f"Xe{k}_{j} eo{k}_{j} x{k} {sub} ib={_num(e.tail_current, 'ib')} vref={_num(e.v_ref, 'vref')} "
+                      f"vs={_num(target.v_s, 'vs')}"]
+            entry["elements"].append((e, len(dc_columns)))
+            dc_columns.append(f"i(Ve{k}_{j})")
+        # leak: output and - input on the swept node through a 0 V ammeter, + input at the neuron's rest
+        lines += [f"Vam{k} x{k} lo{k} DC 0", f"Xleak{k} lo{k} r{k} x{k} ota_lin g={_num(1 / neuron.r_leak, 'g')}"]
+        entry["leak"] = len(dc_columns)
+        dc_columns.append(f"i(Vam{k})")
+        for j, (ts, f) in enumerate((ts, f) for ts, f in neuron.filters.items() if f is not None):
+            cell = (f"ota_lin g={_num(f.bias_current / target.v_s, 'g')}" if f.kind == "linear"
+                    else f"ota5t ib={_num(f.bias_current, 'ib')}")
+            lines += [f"Vf{k}_{j} fo{k}_{j} 0 DC {_num(vr, 'clamp')}", f"Xf{k}_{j} fo{k}_{j} x{k} fo{k}_{j} {cell}"]
+            entry["filters"].append((ts, f, len(dc_columns)))
+            dc_columns.append(f"i(Vf{k}_{j})")
+        # AC: the neuron itself at its operating point, 1 A AC into its membrane (neurons share no node but
+        # ideal sources, so the responses do not mix)
+        nodes = neuron_nodes(0, k, neuron.filters.get("fast") is not None)
+        lines += [f"Vrn{k} rn{k} 0 DC {_num(vr, 'V_rest')}"]
+        lines += spice_target.neuron_lines(f"n{k}", nodes, neuron, target.v_s, f"rn{k}", f"rn{k}")
+        lines.append(f"Iac{k} 0 {nodes.m} DC 0 AC 1")
+        entry["ac"] = len(ac_columns)
+        ac_columns.append(f"cm{k}")
+        layout.append(entry)
+    control = [_OPTIONS, ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12",
+               f"dc Vdx {-NEURON_SPAN:.6f} {NEURON_SPAN:.6f} {SWEEP_STEP}", "wrdata dc.txt " + " ".join(dc_columns),
+               "ac lin 1 1e5 1e5"]
+    for k, neuron in enumerate(neurons):
+        m = neuron_nodes(0, k, neuron.filters.get("fast") is not None).m
+        control.append(f"let cm{k} = imag(1/v({m}))/(2*pi*1e5)")
+    control += ["wrdata ac.txt " + " ".join(ac_columns), "quit", ".endc", ".end"]
+    return lines + control, layout
+
+
+def fit_neuron_chunk(neurons: Sequence[Any], layout: list[dict], dc: np.ndarray, ac: np.ndarray, target: Any) -> list:
+    """CellFits per neuron from one chunk's DC table (dx, columns...) and AC table."""
+    from scipy.optimize import curve_fit
+
+    from ..hardware.calibration import CellFits, ElementFit
+
+    dx, cols = dc[:, 0], dc[:, 1:]
+    ac_values = ac.reshape(-1)[1:] if ac.size > 1 else ac.reshape(-1)  # wrdata: frequency, then the values
+    small = np.abs(dx) <= SMALL_SIGNAL * target.v_s
+    fits = []
+    for neuron, entry in zip(neurons, layout):
+        vr = float(neuron.v_rest)
+        elements = {}
+        for e, col in entry["elements"]:
+            sigma = -float(e.sign)  # sign -1 elements: current rises with the input
+
+            def model(x, ip, im, c, vs, sigma=sigma):
+                t = np.tanh(sigma * (x - c) / vs)
+                return ip * (1 + t) / 2 - im * (1 - t) / 2
+
+            try:
+                (ip, im, c, vs), _ = curve_fit(model, vr + dx, cols[:, col],
+                                               p0=[e.tail_current, e.tail_current, e.v_ref, target.v_s], maxfev=20000)
+            except RuntimeError:  # no convergence (a reference outside the sweep): keep the mapped element
+                continue
+            elements[e.name] = ElementFit(float(ip), float(im), float(c - e.v_ref), float(vs), float(e.v_ref))
+        leak = -cols[:, entry["leak"]]  # current the leak cell pushes into the swept node
+        slope, icpt = np.polyfit(dx[small], leak[small], 1)
+        g_filters, c_filters = {}, {}
+        for ts, f, col in entry["filters"]:
+            g_filters[ts] = float(np.polyfit(dx[small], cols[:, col][small], 1)[0])
+            c_filters[ts] = float(f.capacitance)
+        fits.append(CellFits(elements, float(-slope), float(-icpt / slope), float(ac_values[entry["ac"]]),
+                             g_filters, c_filters))
+    return fits
+
+
+def characterise_neuron_chunk(item: dict[str, Any]) -> list:
+    """One chunk (module level: Execution workers import it): ``item`` holds neurons, target, spice target."""
+    neurons, target, spice_target = item["neurons"], item["target"], item["spice_target"]
+    lines, layout = neuron_chunk_lines(neurons, target, spice_target)
+    tables = _run(lines, ("dc.txt", "ac.txt"), item["label"], item.get("workdir"), item.get("timeout_s", 600.0))
+    return fit_neuron_chunk(neurons, layout, tables["dc.txt"], tables["ac.txt"], target)
+
+
+# ---- synapses, readout load, low-pass stages ------------------------------------------------------
+def transconductor_lines(circuit: Any, spice_target: Any) -> tuple[list[str], dict[str, Any]]:
+    """Netlist lines measuring every synapse, the readout load and the low-pass stages in one DC sweep of
+    ``Vdx`` (input node ``sx = v_rest + dx``), and the column layout."""
+    target = circuit.target
+    vr = float(target.v_rest)
+    lines = ["* sky130 transconductor characterisation (mtc_analog.spice.characterise)", spice_target.library(set()),
+             f"Vrest vrest 0 DC {_num(vr, 'V_rest')}", "Vdx dx 0 DC 0", "Esx sx vrest dx 0 1"]
+    columns: list[str] = []
+    layout: dict[str, Any] = {"synapses": [], "readout": [], "load": [], "lowpass": []}
+
+    def synapse(prefix: str, gm: float) -> int:
+        lines.append(f"V{prefix} o{prefix} 0 DC {_num(vr, 'clamp')}")
+        lines.extend(spice_target.synapse_lines(prefix, [f"o{prefix}"], ["sx"], np.array([[gm]]), "vrest"))
+        columns.append(f"i(V{prefix})")
+        return len(columns) - 1
+
+    for index, layer in enumerate(circuit.layers):
+        gm = np.asarray(layer.synapse_gm, dtype=float)
+        layout["synapses"].append([(i, j, synapse(f"s{index}_{i}_{j}", gm[i, j])) for i, j in zip(*np.nonzero(gm))])
+    readout = circuit.readout
+    gm = np.asarray(readout.gm, dtype=float)
+    layout["readout"] = [(i, j, synapse(f"r_{i}_{j}", gm[i, j])) for i, j in zip(*np.nonzero(gm))]
+    for k in range(gm.shape[0]):
+        # load: its node swept (through an ammeter), the current it pushes into that node
+        lines += [f"Vld{k} sx ld{k} DC 0", *spice_target.readout_lines(f"ld{k}", f"ld{k}", readout.r_load, "vrest")]
+        layout["load"].append(len(columns))
+        columns.append(f"i(Vld{k})")
+    for s, stage in enumerate(readout.lowpass):
+        # follower: output held at v_rest, input swept -> current into the output = g (v_in - v_out)
+        lines += [f"Vlp{s} lpi{s} 0 DC {_num(vr, 'clamp')}",
+                  *spice_target.lowpass_lines(f"lp{s}", "sx", f"lpi{s}", stage, target.v_s)]
+        layout["lowpass"].append((stage, len(columns)))
+        columns.append(f"i(Vlp{s})")
+    span = TRANSCONDUCTOR_SPAN * target.v_s
+    lines += [_OPTIONS, ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12",
+              f"dc Vdx {-span:.6f} {span:.6f} {SWEEP_STEP}", "wrdata dc.txt " + " ".join(columns), "quit", ".endc", ".end"]
+    return lines, layout
+
+
+def _line(dx: np.ndarray, current: np.ndarray, v_range: tuple[float, float], v_s: float) -> tuple[float, float]:
+    """Least-squares ``I = g dx + I_0`` over ``v_range`` [V_s]: (g [S], I_0 [A])."""
+    lo, hi = min(v_range), max(v_range)
+    if hi - lo < 0.2:  # a (nearly) constant input: the local slope around it
+        lo, hi = lo - 0.1, hi + 0.1
+    keep = (dx >= lo * v_s - 1e-9) & (dx <= hi * v_s + 1e-9)
+    g, i0 = np.polyfit(dx[keep], current[keep], 1)
+    return float(g), float(i0)
+
+
+def characterise_transconductors(item: dict[str, Any]) -> dict[str, Any]:
+    """Synapse, readout-load and low-pass fits of a network (module level: Execution workers import it)."""
+    from ..hardware.calibration import TransconductorFits
+
+    circuit, spice_target = item["circuit"], item["spice_target"]
+    target = circuit.target
+    lines, layout = transconductor_lines(circuit, spice_target)
+    dc = _run(lines, ("dc.txt",), item["label"], item.get("workdir"), item.get("timeout_s", 600.0))["dc.txt"]
+    dx, cols = dc[:, 0], dc[:, 1:]
+    gm, offsets = [], []
+    for index, layer in enumerate(circuit.layers):
+        measured = np.zeros_like(np.asarray(layer.synapse_gm, dtype=float))
+        offset = np.zeros(measured.shape[0])
+        v_range = tuple(item["input_range"]) if index == 0 else GRADED_RANGE
+        for i, j, col in layout["synapses"][index]:
+            # the synapse pushes i(V) into its output: I = g_signed dx + I_0 (negative weights: g < 0)
+            measured[i, j], i0 = _line(dx, cols[:, col], v_range, target.v_s)
+            offset[i] += i0
+        gm.append(measured)
+        offsets.append(offset)
+    readout = circuit.readout
+    r_gm = np.zeros_like(np.asarray(readout.gm, dtype=float))
+    r_off = np.zeros(r_gm.shape[0])
+    for i, j, col in layout["readout"]:
+        r_gm[i, j], i0 = _line(dx, cols[:, col], GRADED_RANGE, target.v_s)
+        r_off[i] += i0
+    load_g, load_off = np.zeros(r_gm.shape[0]), np.zeros(r_gm.shape[0])
+    for k, col in enumerate(layout["load"]):
+        g, i0 = _line(dx, -cols[:, col], READOUT_RANGE, target.v_s)  # current into the readout node
+        load_g[k], load_off[k] = -g, i0
+    lowpass_g = [(_line(dx, cols[:, col], (-SMALL_SIGNAL, SMALL_SIGNAL), target.v_s)[0]) for _, col in layout["lowpass"]]
+    return TransconductorFits(
+        synapse_gm=gm, synapse_offset=offsets, readout_gm=r_gm, readout_offset=r_off,
+        readout_load_g=load_g, readout_load_offset=load_off,
+        lowpass_g=np.asarray(lowpass_g, dtype=float),
+        lowpass_c=np.asarray([stage.capacitance for stage in readout.lowpass], dtype=float))
+
+
+# ---- the network ------------------------------------------------------------------------------------
+def characterise_network(circuit: Any, spice_target: Any, execution: Any = None, max_neurons: int | None = 64,
+                         input_range: tuple[float, float] = (-2.0, 2.0), workdir: str | None = None,
+                         timeout_s: float = 600.0):
+    """Every cell of ``circuit`` (a mapped NetworkCircuit) measured: :class:`~mtc_analog.hardware.calibration.NetworkFits`.
+
+    Runs: one per chunk of ``max_neurons`` neurons and one for the transconductors; with an ``execution``
+    and more than two runs they fan out through it, otherwise they run here one after the other.
+    ``input_range`` [model units]: the span of the network input the layer-0 synapses are fitted over."""
+    from ..hardware.calibration import NetworkFits
+
+    size = max_neurons or max(layer.size for layer in circuit.layers)
+    items, where = [], []
+    for index, layer in enumerate(circuit.layers):
+        for start in range(0, layer.size, size):
+            chunk = layer.neurons[start:start + size]
+            items.append({"neurons": chunk, "target": circuit.target, "spice_target": spice_target,
+                          "label": f"layer {index} neurons {start}-{start + len(chunk) - 1}",
+                          "workdir": workdir, "timeout_s": timeout_s})
+            where.append(index)
+    items.append({"circuit": circuit, "spice_target": spice_target, "input_range": tuple(input_range),
+                  "label": "transconductors", "workdir": workdir, "timeout_s": timeout_s})
+    functions = [characterise_neuron_chunk] * (len(items) - 1) + [characterise_transconductors]
+    if execution is not None and len(items) > 2:
+        results = execution.map(_dispatch, list(zip(functions, items)),
+                                labels=[f"characterise-{k}" for k in range(len(items))], desc="characterise")
+    else:
+        results = [fn(item) for fn, item in zip(functions, items)]
+    neurons: list[list] = [[] for _ in circuit.layers]
+    for index, fits in zip(where, results[:-1]):
+        neurons[index].extend(fits)
+    return NetworkFits(neurons=neurons, transconductors=results[-1])
+
+
+def _dispatch(pair: tuple) -> Any:
+    fn, item = pair
+    return fn(item)
