@@ -86,6 +86,9 @@ class TransconductorFits:
     readout_load_offset: np.ndarray  #: (n_out,) [A]: current the load pushes into the readout node at v_rest
     lowpass_g: np.ndarray  #: (order,) [S]: small-signal conductance of each low-pass stage
     lowpass_c: np.ndarray  #: (order,) [F]: its capacitor
+    #: (order,) [A]: current each stage pushes into its output when input and output are at rest; the stage
+    #: settles ``I_0 / g`` above its input (an ota_lin offset of ~-0.6 mV), and the cascade adds them up
+    lowpass_offset: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,7 +115,8 @@ def calibrate_network(spec, fits: NetworkFits, target: HardwareTarget):
     Per neuron: :func:`calibrate_neuron`. Per layer (with transconductor fits): weights ``w = g / g_unit`` from
     each synapse's fitted line, biases ``b + sum I_0 / I_u``. Readout: the summing node obeys
     ``y_0 = (sum_i g_i s_i V_s + b I_u + I_0) / (g_load V_s)``, so ``w_i = g_i / g_load`` and
-    ``b = (b I_u + I_0 + I_0,load) / (g_load V_s)``; the low-pass takes the mean measured
+    ``b = (b I_u + I_0 + I_0,load) / (g_load V_s) + sum_k I_0,k / (g_k V_s)`` (the last term: the offsets of
+    the low-pass stages, which the unit-DC-gain cascade passes on); the low-pass takes the mean measured
     ``tau = C / (g t_u)`` (the model has one time constant for its stages).
     """
     import dataclasses
@@ -142,6 +146,9 @@ def calibrate_network(spec, fits: NetworkFits, target: HardwareTarget):
         weight = np.where(tc.readout_gm != 0, tc.readout_gm / g_load[:, None], readout.weight)
         bias = ((np.asarray(readout.bias, dtype=float) * target.i_unit + tc.readout_offset + tc.readout_load_offset)
                 / (g_load * target.v_s))
+        if tc.lowpass_offset is not None and len(tc.lowpass_g):
+            # the cascade has unit DC gain: its stages' offsets move the prediction like a readout bias
+            bias = bias + float(np.sum(np.asarray(tc.lowpass_offset) / tc.lowpass_g)) / target.v_s
         tau = float(np.mean(tc.lowpass_c / (tc.lowpass_g * target.t_unit))) if len(tc.lowpass_g) else readout.lowpass_tau
         readout = dataclasses.replace(readout, weight=weight, bias=bias, lowpass_tau=tau)
     return dataclasses.replace(spec, layers=layers, readout=readout)

@@ -214,12 +214,20 @@ def transconductor_lines(circuit: Any, spice_target: Any) -> tuple[list[str], di
     return lines, layout
 
 
-def _line(dx: np.ndarray, current: np.ndarray, v_range: tuple[float, float], v_s: float) -> tuple[float, float]:
-    """Least-squares ``I = g dx + I_0`` over ``v_range`` [V_s]: (g [S], I_0 [A])."""
+def _line(dx: np.ndarray, current: np.ndarray, v_range: tuple[float, float], v_s: float,
+          anchored: bool = False) -> tuple[float, float]:
+    """Least-squares ``I = g dx + I_0`` over ``v_range`` [V_s]: (g [S], I_0 [A]).
+
+    ``anchored``: ``I_0`` is the measured current at dx = 0 and only ``g`` is fitted — for graded inputs
+    (transduction outputs), which sit at exactly 0 whenever their neuron is below threshold, most of the time."""
     lo, hi = min(v_range), max(v_range)
     if hi - lo < 0.2:  # a (nearly) constant input: the local slope around it
         lo, hi = lo - 0.1, hi + 0.1
     keep = (dx >= lo * v_s - 1e-9) & (dx <= hi * v_s + 1e-9)
+    if anchored:
+        i0 = float(np.interp(0.0, dx, current))
+        g = float(np.sum(dx[keep] * (current[keep] - i0)) / np.sum(dx[keep] ** 2))
+        return g, i0
     g, i0 = np.polyfit(dx[keep], current[keep], 1)
     return float(g), float(i0)
 
@@ -240,7 +248,7 @@ def characterise_transconductors(item: dict[str, Any]) -> dict[str, Any]:
         v_range = tuple(item["input_range"]) if index == 0 else GRADED_RANGE
         for i, j, col in layout["synapses"][index]:
             # the synapse pushes i(V) into its output: I = g_signed dx + I_0 (negative weights: g < 0)
-            measured[i, j], i0 = _line(dx, cols[:, col], v_range, target.v_s)
+            measured[i, j], i0 = _line(dx, cols[:, col], v_range, target.v_s, anchored=index > 0)
             offset[i] += i0
         gm.append(measured)
         offsets.append(offset)
@@ -248,29 +256,32 @@ def characterise_transconductors(item: dict[str, Any]) -> dict[str, Any]:
     r_gm = np.zeros_like(np.asarray(readout.gm, dtype=float))
     r_off = np.zeros(r_gm.shape[0])
     for i, j, col in layout["readout"]:
-        r_gm[i, j], i0 = _line(dx, cols[:, col], GRADED_RANGE, target.v_s)
+        r_gm[i, j], i0 = _line(dx, cols[:, col], GRADED_RANGE, target.v_s, anchored=True)
         r_off[i] += i0
     load_g, load_off = np.zeros(r_gm.shape[0]), np.zeros(r_gm.shape[0])
     for k, col in enumerate(layout["load"]):
-        g, i0 = _line(dx, -cols[:, col], READOUT_RANGE, target.v_s)  # current into the readout node
+        g, i0 = _line(dx, -cols[:, col], tuple(item.get("readout_range", READOUT_RANGE)), target.v_s)  # into the node
         load_g[k], load_off[k] = -g, i0
-    lowpass_g = [(_line(dx, cols[:, col], (-SMALL_SIGNAL, SMALL_SIGNAL), target.v_s)[0]) for _, col in layout["lowpass"]]
+    lowpass = [_line(dx, cols[:, col], (-SMALL_SIGNAL, SMALL_SIGNAL), target.v_s) for _, col in layout["lowpass"]]
     return TransconductorFits(
         synapse_gm=gm, synapse_offset=offsets, readout_gm=r_gm, readout_offset=r_off,
         readout_load_g=load_g, readout_load_offset=load_off,
-        lowpass_g=np.asarray(lowpass_g, dtype=float),
-        lowpass_c=np.asarray([stage.capacitance for stage in readout.lowpass], dtype=float))
+        lowpass_g=np.asarray([g for g, _ in lowpass], dtype=float),
+        lowpass_c=np.asarray([stage.capacitance for stage in readout.lowpass], dtype=float),
+        lowpass_offset=np.asarray([i0 for _, i0 in lowpass], dtype=float))
 
 
 # ---- the network ------------------------------------------------------------------------------------
 def characterise_network(circuit: Any, spice_target: Any, execution: Any = None, max_neurons: int | None = 64,
-                         input_range: tuple[float, float] = (-2.0, 2.0), workdir: str | None = None,
+                         input_range: tuple[float, float] = (-2.0, 2.0),
+                         readout_range: tuple[float, float] = READOUT_RANGE, workdir: str | None = None,
                          timeout_s: float = 600.0):
     """Every cell of ``circuit`` (a mapped NetworkCircuit) measured: :class:`~mtc_analog.hardware.calibration.NetworkFits`.
 
     Runs: one per chunk of ``max_neurons`` neurons and one for the transconductors; with an ``execution``
     and more than two runs they fan out through it, otherwise they run here one after the other.
-    ``input_range`` [model units]: the span of the network input the layer-0 synapses are fitted over."""
+    ``input_range`` [model units]: the span of the network input the layer-0 synapses are fitted over;
+    ``readout_range`` [V_s]: the span of the readout node (e.g. the model's readout) the load is fitted over."""
     from ..hardware.calibration import NetworkFits
 
     size = max_neurons or max(layer.size for layer in circuit.layers)
@@ -283,6 +294,7 @@ def characterise_network(circuit: Any, spice_target: Any, execution: Any = None,
                           "workdir": workdir, "timeout_s": timeout_s})
             where.append(index)
     items.append({"circuit": circuit, "spice_target": spice_target, "input_range": tuple(input_range),
+                  "readout_range": tuple(readout_range),
                   "label": "transconductors", "workdir": workdir, "timeout_s": timeout_s})
     functions = [characterise_neuron_chunk] * (len(items) - 1) + [characterise_transconductors]
     if execution is not None and len(items) > 2:

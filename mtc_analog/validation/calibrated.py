@@ -110,7 +110,9 @@ def calibrated_validation(network: Any, task: Any, settings: Any, result: Any, p
     with Execution(scheduler=settings.scheduler, workers=settings.workers, progress=False,
                    requirements=("ngspice",)) as execution:
         fits = hook(circuit, execution=execution, max_neurons=settings.max_neurons,
-                    input_range=(float(x.min()), float(x.max())), timeout_s=settings.timeout_s or 600.0)
+                    input_range=(float(x.min()), float(x.max())),
+                    readout_range=(float(result.model.lowpass.min()), float(result.model.lowpass.max())),
+                    timeout_s=settings.timeout_s or 600.0)
     char_wall = time.perf_counter() - start
     spec = calibrate_network(unmap_network(circuit), fits, circuit.target)
     calibrated = network_from_spec(network, spec)
