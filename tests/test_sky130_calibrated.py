@@ -99,12 +99,12 @@ def test_calibration_lowers_the_model_circuit_error(sky130_validation):
     section = report["calibrated"]
     plain, cal = section["circuit_vs_model"], section["circuit_vs_calibrated"]
     assert report["spikes_circuit_total"] >= 2  # the comparison has spikes to time
-    # the output: ota_lin offsets (~-0.6 mV per stage, four low-pass stages) and low-bias gain errors of the
-    # small readout synapses (+3..9 %) shift and scale the prediction; calibrated, most of that is gone
-    assert cal["output_nrmse"] < 0.6 * plain["output_nrmse"], (plain, cal)
     # the membranes: +35 % membrane capacitance and +6 % element currents delay every spike
-    assert cal["membrane_nrmse"] < plain["membrane_nrmse"], (plain, cal)
-    assert cal["spike_coincidence"] >= plain["spike_coincidence"], (plain, cal)
+    assert cal["membrane_nrmse"] < 0.6 * plain["membrane_nrmse"], (plain, cal)
+    assert cal["spike_coincidence"] >= 0.95 > plain["spike_coincidence"], (plain, cal)
+    # the output follows the membranes, offset by the ota_lin offsets (~-0.5 mV per low-pass stage) and the
+    # readout synapses' gain errors, which the calibration folds into the readout
+    assert cal["output_nrmse"] < plain["output_nrmse"], (plain, cal)
 
 
 def test_report_carries_the_three_way_comparison(sky130_validation, capsys):
