@@ -6,7 +6,8 @@
 What is measured (SI units; fitted here, folded into model parameters by
 :func:`mtc_analog.hardware.calibration.calibrate_network`, which is pure):
 
-- **neurons**, one ngspice run per chunk of up to ``max_neurons`` neurons (chunks fan out through
+- **neurons**, two short ngspice runs (DC sweep of the cells, AC probe of the neurons) per chunk of up to
+  ``max_neurons`` neurons (chunks fan out through
   :class:`~mtc_analog.execution.Execution` when there are several): for each neuron, each element OTA with
   its output held at the neuron's rest voltage by a 0 V ammeter and its input swept over its own
   rest +- ``span`` (fit: I_sat+, I_sat-, offset, slope), the leak cell (a line over :data:`LEAK_RANGE`) and
@@ -83,55 +84,61 @@ def _run(lines: list[str], outputs: Sequence[str], label: str, workdir: str | No
 
 # ---- neurons --------------------------------------------------------------------------------------
 def neuron_chunk_lines(neurons: Sequence[Any], target: Any, spice_target: Any,
-                       clamp_level: float = 0.0) -> tuple[list[str], list[dict]]:
-    """Netlist lines characterising ``neurons`` (NeuronCircuits) in one run, and the column layout per neuron.
+                       clamp_level: float = 0.0) -> tuple[list[str], list[str], list[dict]]:
+    """Two netlists characterising ``neurons`` (NeuronCircuits) and the column layout per neuron: the DC sweep of
+    every cell, and the AC probe of every whole neuron. Two runs, because a neuron instance in the DC netlist
+    would be re-solved at every sweep point for nothing (16 neurons: 45 s CPU in one run, see
+    :func:`characterise_neuron_chunk`).
 
-    The DC sweep source ``Vdx`` moves every neuron's swept node ``x<k> = v_rest_k + dx`` together."""
+    The DC sweep source ``Vdx`` moves every neuron's swept node ``x<k> = v_rest_k + dx`` together; element
+    outputs are held at rest + ``clamp_level`` V_s."""
     from .builder import neuron_nodes
 
     variants = {spice_target.neuron_variant(n) for n in neurons}
-    lines = ["* sky130 per-cell characterisation of a chunk of neurons (mtc_analog.spice.characterise)",
-             spice_target.library(variants), "Vdx dx 0 DC 0"]
+    head = "* sky130 per-cell characterisation of a chunk of neurons (mtc_analog.spice.characterise)"
+    dc_lines = [head, spice_target.library(set()), "Vdx dx 0 DC 0"]
+    ac_lines = [head + ": membrane capacitance", spice_target.library(variants)]
     layout, dc_columns, ac_columns = [], [], []
     for k, neuron in enumerate(neurons):
         vr = float(neuron.v_rest)
-        lines += [f"Vr{k} r{k} 0 DC {_num(vr, 'V_rest')}", f"Ex{k} x{k} r{k} dx 0 1"]
+        dc_lines += [f"Vr{k} r{k} 0 DC {_num(vr, 'V_rest')}", f"Ex{k} x{k} r{k} dx 0 1"]
         elements = [e for e in neuron.elements if e.tail_current > 0]
         entry: dict[str, Any] = {"elements": [], "filters": []}
         for j, e in enumerate(elements):
             sub = "ota_vref_minus" if e.sign > 0 else "ota_vref_plus"
-            lines += [f"Ve{k}_{j} eo{k}_{j} 0 DC {_num(vr + clamp_level * target.v_s, 'clamp')}",
-                      f"Xe{k}_{j} eo{k}_{j} x{k} {sub} ib={_num(e.tail_current, 'ib')} vref={_num(e.v_ref, 'vref')} "
-                      f"vs={_num(target.v_s, 'vs')}"]
+            dc_lines += [f"Ve{k}_{j} eo{k}_{j} 0 DC {_num(vr + clamp_level * target.v_s, 'clamp')}",
+                         f"Xe{k}_{j} eo{k}_{j} x{k} {sub} ib={_num(e.tail_current, 'ib')} "
+                         f"vref={_num(e.v_ref, 'vref')} vs={_num(target.v_s, 'vs')}"]
             entry["elements"].append((e, len(dc_columns)))
             dc_columns.append(f"i(Ve{k}_{j})")
         # leak: output and - input on the swept node through a 0 V ammeter, + input at the neuron's rest
-        lines += [f"Vam{k} x{k} lo{k} DC 0", f"Xleak{k} lo{k} r{k} x{k} ota_lin g={_num(1 / neuron.r_leak, 'g')}"]
+        dc_lines += [f"Vam{k} x{k} lo{k} DC 0", f"Xleak{k} lo{k} r{k} x{k} ota_lin g={_num(1 / neuron.r_leak, 'g')}"]
         entry["leak"] = len(dc_columns)
         dc_columns.append(f"i(Vam{k})")
         for j, (ts, f) in enumerate((ts, f) for ts, f in neuron.filters.items() if f is not None):
             cell = (f"ota_lin g={_num(f.bias_current / target.v_s, 'g')}" if f.kind == "linear"
                     else f"ota5t ib={_num(f.bias_current, 'ib')}")
-            lines += [f"Vf{k}_{j} fo{k}_{j} 0 DC {_num(vr, 'clamp')}", f"Xf{k}_{j} fo{k}_{j} x{k} fo{k}_{j} {cell}"]
+            dc_lines += [f"Vf{k}_{j} fo{k}_{j} 0 DC {_num(vr, 'clamp')}", f"Xf{k}_{j} fo{k}_{j} x{k} fo{k}_{j} {cell}"]
             entry["filters"].append((ts, f, len(dc_columns)))
             dc_columns.append(f"i(Vf{k}_{j})")
         # AC: the neuron itself at its operating point, 1 A AC into its membrane (neurons share no node but
         # ideal sources, so the responses do not mix)
         nodes = neuron_nodes(0, k, neuron.filters.get("fast") is not None)
-        lines += [f"Vrn{k} rn{k} 0 DC {_num(vr, 'V_rest')}"]
-        lines += spice_target.neuron_lines(f"n{k}", nodes, neuron, target.v_s, f"rn{k}", f"rn{k}")
-        lines.append(f"Iac{k} 0 {nodes.m} DC 0 AC 1")
+        ac_lines += [f"Vrn{k} rn{k} 0 DC {_num(vr, 'V_rest')}"]
+        ac_lines += spice_target.neuron_lines(f"n{k}", nodes, neuron, target.v_s, f"rn{k}", f"rn{k}")
+        ac_lines.append(f"Iac{k} 0 {nodes.m} DC 0 AC 1")
         entry["ac"] = len(ac_columns)
         ac_columns.append(f"cm{k}")
         layout.append(entry)
-    control = [_OPTIONS, ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12",
-               f"dc Vdx {-NEURON_SPAN:.6f} {NEURON_SPAN:.6f} {SWEEP_STEP}", "wrdata dc.txt " + " ".join(dc_columns),
-               "ac lin 1 1e5 1e5"]
+    dc_lines += [_OPTIONS, ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12",
+                 f"dc Vdx {-NEURON_SPAN:.6f} {NEURON_SPAN:.6f} {SWEEP_STEP}", "wrdata dc.txt " + " ".join(dc_columns),
+                 "quit", ".endc", ".end"]
+    ac_lines += [_OPTIONS, ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12", "ac lin 1 1e5 1e5"]
     for k, neuron in enumerate(neurons):
         m = neuron_nodes(0, k, neuron.filters.get("fast") is not None).m
-        control.append(f"let cm{k} = imag(1/v({m}))/(2*pi*1e5)")
-    control += ["wrdata ac.txt " + " ".join(ac_columns), "quit", ".endc", ".end"]
-    return lines + control, layout
+        ac_lines.append(f"let cm{k} = imag(1/v({m}))/(2*pi*1e5)")
+    ac_lines += ["wrdata ac.txt " + " ".join(ac_columns), "quit", ".endc", ".end"]
+    return dc_lines, ac_lines, layout
 
 
 def fit_neuron_chunk(neurons: Sequence[Any], layout: list[dict], dc: np.ndarray, ac: np.ndarray, target: Any,
@@ -178,9 +185,11 @@ def fit_neuron_chunk(neurons: Sequence[Any], layout: list[dict], dc: np.ndarray,
 def characterise_neuron_chunk(item: dict[str, Any]) -> list:
     """One chunk (module level: Execution workers import it): ``item`` holds neurons, target, spice target."""
     neurons, target, spice_target = item["neurons"], item["target"], item["spice_target"]
-    lines, layout = neuron_chunk_lines(neurons, target, spice_target, item.get("clamp_level", 0.0))
-    tables = _run(lines, ("dc.txt", "ac.txt"), item["label"], item.get("workdir"), item.get("timeout_s", 600.0))
-    return fit_neuron_chunk(neurons, layout, tables["dc.txt"], tables["ac.txt"], target,
+    dc_lines, ac_lines, layout = neuron_chunk_lines(neurons, target, spice_target, item.get("clamp_level", 0.0))
+    timeout = item.get("timeout_s", 600.0)
+    dc = _run(dc_lines, ("dc.txt",), item["label"] + " (DC)", item.get("workdir"), timeout)["dc.txt"]
+    ac = _run(ac_lines, ("ac.txt",), item["label"] + " (AC)", item.get("workdir"), timeout)["ac.txt"]
+    return fit_neuron_chunk(neurons, layout, dc, ac, target,
                             tuple(item.get("membrane_range", LEAK_RANGE)))
 
 
