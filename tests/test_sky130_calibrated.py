@@ -125,3 +125,12 @@ def test_report_carries_the_three_way_comparison(sky130_validation, capsys):
     print_summary(report, out)
     printed = capsys.readouterr().out
     assert "circuit vs calibrated model" in printed and "task NRMSE model / calibrated model / circuit" in printed
+
+
+def test_rate_error_uses_intervals_when_counts_agree():
+    from mtc_analog.validation.calibrated import rate_error
+
+    circuit = np.array([10.0, 20.0, 30.0, 40.0])
+    assert rate_error(circuit * 1.02, circuit) == pytest.approx(1 / 1.02 - 1)  # model ISIs 2 % longer: rate -2 %
+    assert rate_error(circuit[:3], circuit) == pytest.approx(-0.25)  # a missing spike: counts
+    assert rate_error(circuit[:2], circuit[:2]) is None  # too few spikes to judge
