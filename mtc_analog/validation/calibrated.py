@@ -160,6 +160,13 @@ def calibrated_validation(network: Any, task: Any, settings: Any, result: Any, p
                        "circuit": plain["task_nrmse_circuit"]},
         "rate_error_max": {"model": worst("rate_error"), "calibrated_model": worst("rate_error_calibrated")},
         "rate_error_neurons_judged": len(judged),
+        # the same, only over neurons where that model fires exactly the circuit's number of spikes (ISI-based:
+        # the timing error), and how many judged neurons gained or lost a spike (marginal spikes near threshold)
+        "rate_error_max_same_count": {
+            "model": _worst_same(judged, "spikes_model", "rate_error"),
+            "calibrated_model": _worst_same(judged, "spikes_calibrated", "rate_error_calibrated")},
+        "count_mismatches": {"model": sum(r["spikes_model"] != r["spikes_circuit"] for r in judged),
+                             "calibrated_model": sum(r["spikes_calibrated"] != r["spikes_circuit"] for r in judged)},
         # pooled over every neuron (sparse networks have few neurons with MIN_SPIKES in a short run)
         "rate_error_total": {"model": _pooled(per_neuron, "spikes_model"),
                              "calibrated_model": _pooled(per_neuron, "spikes_calibrated"),
@@ -181,6 +188,11 @@ def calibrated_validation(network: Any, task: Any, settings: Any, result: Any, p
     return section
 
 
+def _worst_same(rows: list[dict[str, Any]], count_key: str, error_key: str) -> float:
+    values = [abs(r[error_key]) for r in rows if r[count_key] == r["spikes_circuit"] and r[error_key] is not None]
+    return max(values) if values else float("nan")
+
+
 def _pooled(rows: list[dict[str, Any]], key: str) -> float:
     """(total spikes of a model - total of the circuit) / total of the circuit (NaN when the circuit is silent)."""
     circuit = sum(r["spikes_circuit"] for r in rows)
@@ -199,6 +211,11 @@ def summary_lines(section: dict[str, Any]) -> list[str]:
         f"max firing-rate error over {section['rate_error_neurons_judged']} neuron(s) with >= "
         f"{section['rate_error_min_spikes']} spikes: model {_pct(rate['model'])}, calibrated {_pct(rate['calibrated_model'])}",
     ]
+    same, mismatched = section.get("rate_error_max_same_count"), section.get("count_mismatches")
+    if same:
+        lines.append(f"  of those, with the circuit's spike count: model {_pct(same['model'])}, calibrated "
+                     f"{_pct(same['calibrated_model'])}; neurons with another count: model {mismatched['model']}, "
+                     f"calibrated {mismatched['calibrated_model']}")
     pooled = section.get("rate_error_total")
     if pooled:
         lines.append(f"network firing-rate error ({pooled['spikes_circuit']} circuit spikes): model {_pct(pooled['model'])}, "
@@ -226,6 +243,10 @@ def calibration_html(section: dict[str, Any]) -> str:
         ("max firing-rate error vs circuit", section["rate_error_max"]["model"], section["rate_error_max"]["calibrated_model"],
          "", f"calibrated <= {TARGETS['rate_error_calibrated_max']}: {_fmt(met['rate_error_calibrated'])}"),
     ]
+    same, mismatched = section.get("rate_error_max_same_count"), section.get("count_mismatches")
+    if same:
+        rows.append(("  max over neurons with the circuit's spike count (ISI)", same["model"], same["calibrated_model"], "", ""))
+        rows.append(("  neurons with another spike count", mismatched["model"], mismatched["calibrated_model"], "", ""))
     pooled = section.get("rate_error_total")
     if pooled:
         rows.append(("network firing-rate error (all spikes)", pooled["model"], pooled["calibrated_model"],
