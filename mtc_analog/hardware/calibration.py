@@ -11,7 +11,8 @@ circuit (model units), so ``discrete model(calibrated params)`` vs circuit measu
 Per quantity (model units, docs/reference.md §8 mapping inverted with the measured values):
 
 - element gain ``a_x = (I_sat+ + I_sat-) / (2 I_u)`` and offset ``d_x = (V_ref + v_off - V_rest) / V_s``;
-- passive ``R = I_u / (g_leak V_s)``, ``tau_m = C_node / (g_leak t_u)``, ``U_rest`` moved by the leak's offset;
+- passive ``R = I_u / (g V_s)``, ``tau_m = C_node / (g t_u)`` with ``g`` the leak's conductance plus the
+  element OTAs' output conductances, ``U_rest`` moved by the leak's offset;
 - filter ``tau_x = C_x / (g_x t_u)`` (linear filters: g_x = measured small-signal conductance;
   5T filters: g_x = I_sat / V_s from their tanh fit).
 
@@ -50,6 +51,7 @@ class CellFits:
     c_membrane: float  #: [F] total capacitance on the membrane node (C_m + parasitics)
     g_filters: dict[str, float] = field(default_factory=dict)  #: timescale -> [S] (absent: instantaneous)
     c_filters: dict[str, float] = field(default_factory=dict)  #: timescale -> [F]
+    g_outputs: float = 0.0  #: [S] summed output conductance of the element OTAs (they load the membrane like the leak)
 
 
 def calibrate_neuron(params: MTCParameters, fits: CellFits, target: HardwareTarget, v_rest: float | None = None) -> MTCParameters:
@@ -63,9 +65,10 @@ def calibrate_neuron(params: MTCParameters, fits: CellFits, target: HardwareTarg
         values[element.gain] = 0.5 * (fit.i_sat_plus + fit.i_sat_minus) / target.i_unit
         # offsets are measured from the target's V_rest (the mapping's V_ref = V_rest + d V_s), not the neuron's rest
         values[element.offset] = (fit.v_ref + fit.v_off - target.v_rest) / target.v_s
-    values["u_rest"] = (v_rest + fits.v_leak_off - target.v_rest) / target.v_s
-    values["resistance"] = target.i_unit / (fits.g_leak * target.v_s)
-    values["tau_m"] = fits.c_membrane / (fits.g_leak * target.t_unit)
+    g_total = fits.g_leak + fits.g_outputs  # every conductance to (about) rest on the membrane node
+    values["u_rest"] = (v_rest + fits.v_leak_off * fits.g_leak / g_total - target.v_rest) / target.v_s
+    values["resistance"] = target.i_unit / (g_total * target.v_s)
+    values["tau_m"] = fits.c_membrane / (g_total * target.t_unit)
     for timescale, (_, tau_name) in FILTER_VARIABLES.items():
         if timescale in fits.g_filters:
             values[tau_name] = fits.c_filters[timescale] / (fits.g_filters[timescale] * target.t_unit)
@@ -89,6 +92,10 @@ class TransconductorFits:
     #: (order,) [A]: current each stage pushes into its output when input and output are at rest; the stage
     #: settles ``I_0 / g`` above its input (an ota_lin offset of ~-0.6 mV), and the cascade adds them up
     lowpass_offset: np.ndarray | None = None
+    #: per hidden layer, (N,) [S]: summed output conductance of the synapses into each membrane
+    synapse_g_out: list[np.ndarray] | None = None
+    #: (n_out,) [S]: summed output conductance of the readout synapses on the readout node (adds to the load)
+    readout_g_out: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,7 +109,8 @@ class NetworkFits:
 #: What :func:`calibrate_network` does not calibrate (stated in reports).
 NOT_CALIBRATED = (
     "element tanh slope (the OTA's own kappa; V_s is the target's)",
-    "output-voltage dependence of every cell (measured with outputs at rest)",
+    "output-voltage dependence beyond a linear output conductance (element and synapse outputs swept +-0.1 V "
+    "with inputs at rest; their transfer measured with outputs at rest)",
     "transduction stage (behavioural on sky130)",
     "ota_lin non-linearity beyond a straight line over each cell's input range",
 )
@@ -112,9 +120,12 @@ def calibrate_network(spec, fits: NetworkFits, target: HardwareTarget):
     """The :class:`~mtc_analog.spec.NetworkSpec` that predicts the measured circuit (pure: fits in, spec out).
 
     ``spec`` is the network *as built* (``unmap_network(circuit)``: pruned and clipped values included).
-    Per neuron: :func:`calibrate_neuron`. Per layer (with transconductor fits): weights ``w = g / g_unit`` from
-    each synapse's fitted line, biases ``b + sum I_0 / I_u``. Readout: the summing node obeys
-    ``y_0 = (sum_i g_i s_i V_s + b I_u + I_0) / (g_load V_s)``, so ``w_i = g_i / g_load`` and
+    Per neuron: :func:`calibrate_neuron`, with the output conductances of its element OTAs and of the synapses
+    into it added to the leak (they pull the membrane towards rest like the leak: ~3 % and ~0.5 %). Per layer
+    (with transconductor fits): weights ``w = g / g_unit`` from each synapse's fitted line, biases
+    ``b + sum I_0 / I_u``. Readout: the summing node obeys
+    ``y_0 = (sum_i g_i s_i V_s + b I_u + I_0) / (g_load V_s)`` (``g_load``: the load's conductance plus the
+    readout synapses' output conductances, ~4 % for 16 synapses), so ``w_i = g_i / g_load`` and
     ``b = (b I_u + I_0 + I_0,load) / (g_load V_s) + sum_k I_0,k / (g_k V_s)`` (the last term: the offsets of
     the low-pass stages, which the unit-DC-gain cascade passes on); the low-pass takes the mean measured
     ``tau = C / (g t_u)`` (the model has one time constant for its stages).
@@ -130,6 +141,8 @@ def calibrate_network(spec, fits: NetworkFits, target: HardwareTarget):
             raise ValueError(f"layer {index}: fits for {len(neuron_fits)} neurons, the layer has {layer.size}")
         rows = []
         for i, cell in enumerate(neuron_fits):
+            if tc is not None and tc.synapse_g_out is not None:  # the synapses' outputs load the membrane too
+                cell = dataclasses.replace(cell, g_outputs=cell.g_outputs + float(tc.synapse_g_out[index][i]))
             params = MTCParameters(**{name: float(np.asarray(value).reshape(-1)[i] if np.ndim(value) else value)
                                       for name, value in layer.params._asdict().items()})
             rows.append(calibrate_neuron(params, cell, target, v_rest=target.voltage(params.u_rest)))
@@ -143,6 +156,8 @@ def calibrate_network(spec, fits: NetworkFits, target: HardwareTarget):
     readout = spec.readout
     if tc is not None:
         g_load = np.asarray(tc.readout_load_g, dtype=float)
+        if tc.readout_g_out is not None:  # the readout synapses' output conductances load the summing node
+            g_load = g_load + np.asarray(tc.readout_g_out, dtype=float)
         weight = np.where(tc.readout_gm != 0, tc.readout_gm / g_load[:, None], readout.weight)
         bias = ((np.asarray(readout.bias, dtype=float) * target.i_unit + tc.readout_offset + tc.readout_load_offset)
                 / (g_load * target.v_s))

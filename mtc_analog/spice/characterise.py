@@ -28,6 +28,7 @@ the sky130 target (its :meth:`~mtc_analog.spice.sky130.Sky130Target.characterise
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import tempfile
 from pathlib import Path
@@ -48,6 +49,8 @@ TRANSCONDUCTOR_SPAN = 3.0
 GRADED_RANGE = (0.0, 1.0)
 #: Fit range of the readout load [V_s around v_rest]: the z-scored prediction stays inside it.
 READOUT_RANGE = (-2.0, 2.0)
+#: Output sweep half-width [V] for output conductances (+-1.4 V_s: where membranes and the readout node swing).
+OUTPUT_SPAN = 0.1
 #: Small-signal range for the filters and the low-pass stages [V_s].
 SMALL_SIGNAL = 0.5
 #: Fit range of the leak [V_s around rest]: where membranes spend their time between spikes and plateaus.
@@ -96,17 +99,18 @@ def neuron_chunk_lines(neurons: Sequence[Any], target: Any, spice_target: Any,
 
     variants = {spice_target.neuron_variant(n) for n in neurons}
     head = "* sky130 per-cell characterisation of a chunk of neurons (mtc_analog.spice.characterise)"
-    dc_lines = [head, spice_target.library(set()), "Vdx dx 0 DC 0"]
+    dc_lines = [head, spice_target.library(set()), "Vdx dx 0 DC 0", "Vdo do 0 DC 0"]
     ac_lines = [head + ": membrane capacitance", spice_target.library(variants)]
     layout, dc_columns, ac_columns = [], [], []
     for k, neuron in enumerate(neurons):
         vr = float(neuron.v_rest)
-        dc_lines += [f"Vr{k} r{k} 0 DC {_num(vr, 'V_rest')}", f"Ex{k} x{k} r{k} dx 0 1"]
+        dc_lines += [f"Vr{k} r{k} 0 DC {_num(vr, 'V_rest')}", f"Ex{k} x{k} r{k} dx 0 1",
+                     f"Vrc{k} rc{k} 0 DC {_num(vr + clamp_level * target.v_s, 'clamp')}", f"Ec{k} c{k} rc{k} do 0 1"]
         elements = [e for e in neuron.elements if e.tail_current > 0]
         entry: dict[str, Any] = {"elements": [], "filters": []}
         for j, e in enumerate(elements):
             sub = "ota_vref_minus" if e.sign > 0 else "ota_vref_plus"
-            dc_lines += [f"Ve{k}_{j} eo{k}_{j} 0 DC {_num(vr + clamp_level * target.v_s, 'clamp')}",
+            dc_lines += [f"Ve{k}_{j} eo{k}_{j} c{k} DC 0",
                          f"Xe{k}_{j} eo{k}_{j} x{k} {sub} ib={_num(e.tail_current, 'ib')} "
                          f"vref={_num(e.v_ref, 'vref')} vs={_num(target.v_s, 'vs')}"]
             entry["elements"].append((e, len(dc_columns)))
@@ -132,6 +136,8 @@ def neuron_chunk_lines(neurons: Sequence[Any], target: Any, spice_target: Any,
         layout.append(entry)
     dc_lines += [_OPTIONS, ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12",
                  f"dc Vdx {-NEURON_SPAN:.6f} {NEURON_SPAN:.6f} {SWEEP_STEP}", "wrdata dc.txt " + " ".join(dc_columns),
+                 # element outputs swept with inputs at rest: their output conductance loads the membrane
+                 f"dc Vdo {-OUTPUT_SPAN:.6f} {OUTPUT_SPAN:.6f} {SWEEP_STEP}", "wrdata out.txt " + " ".join(dc_columns),
                  "quit", ".endc", ".end"]
     ac_lines += [_OPTIONS, ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12", "ac lin 1 1e5 1e5"]
     for k, neuron in enumerate(neurons):
@@ -187,10 +193,17 @@ def characterise_neuron_chunk(item: dict[str, Any]) -> list:
     neurons, target, spice_target = item["neurons"], item["target"], item["spice_target"]
     dc_lines, ac_lines, layout = neuron_chunk_lines(neurons, target, spice_target, item.get("clamp_level", 0.0))
     timeout = item.get("timeout_s", 600.0)
-    dc = _run(dc_lines, ("dc.txt",), item["label"] + " (DC)", item.get("workdir"), timeout)["dc.txt"]
+    tables = _run(dc_lines, ("dc.txt", "out.txt"), item["label"] + " (DC)", item.get("workdir"), timeout)
+    dc = tables["dc.txt"]
     ac = _run(ac_lines, ("ac.txt",), item["label"] + " (AC)", item.get("workdir"), timeout)["ac.txt"]
-    return fit_neuron_chunk(neurons, layout, dc, ac, target,
-                            tuple(item.get("membrane_range", LEAK_RANGE)))
+    fits = fit_neuron_chunk(neurons, layout, dc, ac, target, tuple(item.get("membrane_range", LEAK_RANGE)))
+    return [dataclasses.replace(f, g_outputs=g) for f, g in zip(fits, element_output_conductance(layout, tables["out.txt"]))]
+
+
+def element_output_conductance(layout: list[dict], table: np.ndarray) -> list[float]:
+    """Per neuron: the summed output conductance [S] of its element OTAs (from the output sweep)."""
+    do, cols = table[:, 0], table[:, 1:]
+    return [float(sum(-np.polyfit(do, cols[:, col], 1)[0] for _, col in entry["elements"])) for entry in layout]
 
 
 # ---- synapses, readout load, low-pass stages ------------------------------------------------------
@@ -204,12 +217,13 @@ def transconductor_lines(circuit: Any, spice_target: Any, readout_level: float =
     v_out = vr + float(readout_level) * target.v_s  # where the readout node and the low-pass stages sit
     lines = ["* sky130 transconductor characterisation (mtc_analog.spice.characterise)", spice_target.library(set()),
              f"Vrest vrest 0 DC {_num(vr, 'V_rest')}", "Vdx dx 0 DC 0", "Esx sx vrest dx 0 1",
-             f"Vlev lev 0 DC {_num(v_out, 'readout level')}", "Esl sl lev dx 0 1"]
+             f"Vlev lev 0 DC {_num(v_out, 'readout level')}", "Esl sl lev dx 0 1",
+             "Vdo do 0 DC 0", "Eor orest vrest do 0 1", "Eol olev lev do 0 1"]
     columns: list[str] = []
     layout: dict[str, Any] = {"synapses": [], "readout": [], "load": [], "lowpass": []}
 
-    def synapse(prefix: str, gm: float, clamp: float = vr) -> int:
-        lines.append(f"V{prefix} o{prefix} 0 DC {_num(clamp, 'clamp')}")
+    def synapse(prefix: str, gm: float, clamp: str = "orest") -> int:
+        lines.append(f"V{prefix} o{prefix} {clamp} DC 0")
         lines.extend(spice_target.synapse_lines(prefix, [f"o{prefix}"], ["sx"], np.array([[gm]]), "vrest"))
         columns.append(f"i(V{prefix})")
         return len(columns) - 1
@@ -219,7 +233,7 @@ def transconductor_lines(circuit: Any, spice_target: Any, readout_level: float =
         layout["synapses"].append([(i, j, synapse(f"s{index}_{i}_{j}", gm[i, j])) for i, j in zip(*np.nonzero(gm))])
     readout = circuit.readout
     gm = np.asarray(readout.gm, dtype=float)
-    layout["readout"] = [(i, j, synapse(f"r_{i}_{j}", gm[i, j], v_out)) for i, j in zip(*np.nonzero(gm))]
+    layout["readout"] = [(i, j, synapse(f"r_{i}_{j}", gm[i, j], "olev")) for i, j in zip(*np.nonzero(gm))]
     for k in range(gm.shape[0]):
         # load: its node swept (through an ammeter), the current it pushes into that node
         lines += [f"Vld{k} sx ld{k} DC 0", *spice_target.readout_lines(f"ld{k}", f"ld{k}", readout.r_load, "vrest")]
@@ -233,7 +247,10 @@ def transconductor_lines(circuit: Any, spice_target: Any, readout_level: float =
         columns.append(f"i(Vlp{s})")
     span = TRANSCONDUCTOR_SPAN * target.v_s
     lines += [_OPTIONS, ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12",
-              f"dc Vdx {-span:.6f} {span:.6f} {SWEEP_STEP}", "wrdata dc.txt " + " ".join(columns), "quit", ".endc", ".end"]
+              f"dc Vdx {-span:.6f} {span:.6f} {SWEEP_STEP}", "wrdata dc.txt " + " ".join(columns),
+              # synapse outputs swept with their inputs at rest: output conductances load membranes and readout node
+              f"dc Vdo {-OUTPUT_SPAN:.6f} {OUTPUT_SPAN:.6f} {SWEEP_STEP}", "wrdata out.txt " + " ".join(columns),
+              "quit", ".endc", ".end"]
     return lines, layout
 
 
@@ -263,25 +280,33 @@ def characterise_transconductors(item: dict[str, Any]) -> dict[str, Any]:
     target = circuit.target
     readout_range = tuple(item.get("readout_range", READOUT_RANGE))
     lines, layout = transconductor_lines(circuit, spice_target, 0.5 * (readout_range[0] + readout_range[1]))
-    dc = _run(lines, ("dc.txt",), item["label"], item.get("workdir"), item.get("timeout_s", 600.0))["dc.txt"]
-    dx, cols = dc[:, 0], dc[:, 1:]
-    gm, offsets = [], []
+    tables = _run(lines, ("dc.txt", "out.txt"), item["label"], item.get("workdir"), item.get("timeout_s", 600.0))
+    dx, cols = tables["dc.txt"][:, 0], tables["dc.txt"][:, 1:]
+    do, outs = tables["out.txt"][:, 0], tables["out.txt"][:, 1:]
+
+    def g_out(col: int) -> float:  # current into the output falls as the output rises: conductance > 0
+        return float(-np.polyfit(do, outs[:, col], 1)[0])
+
+    gm, offsets, g_outs = [], [], []
     for index, layer in enumerate(circuit.layers):
         measured = np.zeros_like(np.asarray(layer.synapse_gm, dtype=float))
-        offset = np.zeros(measured.shape[0])
+        offset, g_o = np.zeros(measured.shape[0]), np.zeros(measured.shape[0])
         v_range = tuple(item["input_range"]) if index == 0 else GRADED_RANGE
         for i, j, col in layout["synapses"][index]:
             # the synapse pushes i(V) into its output: I = g_signed dx + I_0 (negative weights: g < 0)
             measured[i, j], i0 = _line(dx, cols[:, col], v_range, target.v_s, anchored=index > 0)
             offset[i] += i0
+            g_o[i] += g_out(col)
         gm.append(measured)
         offsets.append(offset)
+        g_outs.append(g_o)
     readout = circuit.readout
     r_gm = np.zeros_like(np.asarray(readout.gm, dtype=float))
-    r_off = np.zeros(r_gm.shape[0])
+    r_off, r_go = np.zeros(r_gm.shape[0]), np.zeros(r_gm.shape[0])
     for i, j, col in layout["readout"]:
         r_gm[i, j], i0 = _line(dx, cols[:, col], GRADED_RANGE, target.v_s, anchored=True)
         r_off[i] += i0
+        r_go[i] += g_out(col)
     load_g, load_off = np.zeros(r_gm.shape[0]), np.zeros(r_gm.shape[0])
     for k, col in enumerate(layout["load"]):
         g, i0 = _line(dx, -cols[:, col], readout_range, target.v_s)  # into the node
@@ -292,7 +317,8 @@ def characterise_transconductors(item: dict[str, Any]) -> dict[str, Any]:
         readout_load_g=load_g, readout_load_offset=load_off,
         lowpass_g=np.asarray([g for g, _ in lowpass], dtype=float),
         lowpass_c=np.asarray([stage.capacitance for stage in readout.lowpass], dtype=float),
-        lowpass_offset=np.asarray([i0 for _, i0 in lowpass], dtype=float))
+        lowpass_offset=np.asarray([i0 for _, i0 in lowpass], dtype=float),
+        synapse_g_out=g_outs, readout_g_out=r_go)
 
 
 # ---- the network ------------------------------------------------------------------------------------
