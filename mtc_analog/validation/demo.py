@@ -55,7 +55,7 @@ DEMO_VALIDATION: dict[str, Any] = dict(samples=200, washout=100, window_steps=2.
 #: outside sky130's ranges (10 pA bias floor) are clipped and listed, not refused: the demo trains against the
 #: behavioural limits. Report-only: an uncalibrated transistor circuit misses validate's default thresholds by
 #: design (element OTAs +5-7 % current, +35 % membrane capacitance), and the calibrated model's output NRMSE
-#: against this network's circuit is 0.13-0.16, not within the issue's 0.05 (docs/results_sky130.md): gating
+#: against this network's circuit is 0.09-0.10, not within the issue's 0.05 (docs/results_sky130.md): gating
 #: the main job on it would fail every run.
 DEMO_SKY130: dict[str, Any] = dict(samples=40, washout=30, clip=True)
 #: Refinements of the dt study (dt, dt/2, dt/4).
