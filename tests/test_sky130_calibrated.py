@@ -134,3 +134,28 @@ def test_rate_error_uses_intervals_when_counts_agree():
     assert rate_error(circuit * 1.02, circuit) == pytest.approx(1 / 1.02 - 1)  # model ISIs 2 % longer: rate -2 %
     assert rate_error(circuit[:3], circuit) == pytest.approx(-0.25)  # a missing spike: counts
     assert rate_error(circuit[:2], circuit[:2]) is None  # too few spikes to judge
+
+
+def test_chunked_characterisation_matches_one_run():
+    """Neurons measured one per run (through the execution layer) or together in one run give the same fits:
+    each neuron's cells are independent of the others in a chunk (own swept node, own clamps)."""
+    from mtc_analog.execution import Execution
+    from mtc_analog.spice.target import get_target
+
+    circuit = map_network(small_network().to_spec(), TARGET)
+    hook = get_target("sky130").characterise_network
+    together = hook(circuit)
+    with Execution(workers=0, progress=False) as execution:  # serial: the same map path a cluster takes
+        apart = hook(circuit, execution=execution, max_neurons=1)
+    for a, b in zip(together.neurons[0], apart.neurons[0]):
+        assert b.c_membrane == pytest.approx(a.c_membrane, rel=1e-6)
+        assert b.g_leak == pytest.approx(a.g_leak, rel=1e-6) and b.g_outputs == pytest.approx(a.g_outputs, rel=1e-4)
+        for name, fit in a.elements.items():
+            assert b.elements[name].i_sat_plus == pytest.approx(fit.i_sat_plus, rel=1e-6)
+    # what the cells deliver, in the ranges docs/results_sky130.md and SPEC §11 give
+    cell, neuron = together.neurons[0][0], circuit.layers[0].neurons[0]
+    assert 1.2 < cell.c_membrane / neuron.c_m < 1.5  # gate parasitics on the membrane node
+    assert 0.01 < cell.g_outputs * neuron.r_leak < 0.06  # element output conductances, a few % of the leak
+    for e in neuron.elements:
+        if e.tail_current > 0:
+            assert 1.0 < cell.elements[e.name].i_sat_plus / e.tail_current < 1.12  # 5T elements deliver a few % more
