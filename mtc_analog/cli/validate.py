@@ -93,6 +93,11 @@ def print_summary(report: dict, out: Path) -> None:
     for row in report.get("dt_study") or []:
         print(f"  dt study {row['method']:<5} dt={row['dt']:<8.4g} output NRMSE vs circuit "
               f"{row['output_nrmse_vs_circuit']:.4f}  Gamma {row['spike_coincidence']:.4f}")
+    if report.get("calibrated"):
+        from ..validation.calibrated import summary_lines
+
+        for line in summary_lines(report["calibrated"]):
+            print(f"  {line}")
     print(f"  {'passed' if report.get('passed') else 'FAILED'}; report: {out / 'report.html'}")
 
 

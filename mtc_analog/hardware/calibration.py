@@ -11,7 +11,8 @@ circuit (model units), so ``discrete model(calibrated params)`` vs circuit measu
 Per quantity (model units, docs/reference.md §8 mapping inverted with the measured values):
 
 - element gain ``a_x = (I_sat+ + I_sat-) / (2 I_u)`` and offset ``d_x = (V_ref + v_off - V_rest) / V_s``;
-- passive ``R = I_u / (g_leak V_s)``, ``tau_m = C_node / (g_leak t_u)``, ``U_rest`` moved by the leak's offset;
+- passive ``R = I_u / (g V_s)``, ``tau_m = C_node / (g t_u)`` with ``g`` the leak's conductance plus the
+  element OTAs' output conductances, ``U_rest`` moved by the leak's offset;
 - filter ``tau_x = C_x / (g_x t_u)`` (linear filters: g_x = measured small-signal conductance;
   5T filters: g_x = I_sat / V_s from their tanh fit).
 
@@ -22,6 +23,8 @@ measured kappa instead (``kappa: 0.72`` in ``targets/sky130.yaml``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..neuron.equations import ELEMENTS, FILTER_VARIABLES, MTCParameters
 from .target import HardwareTarget
@@ -48,6 +51,7 @@ class CellFits:
     c_membrane: float  #: [F] total capacitance on the membrane node (C_m + parasitics)
     g_filters: dict[str, float] = field(default_factory=dict)  #: timescale -> [S] (absent: instantaneous)
     c_filters: dict[str, float] = field(default_factory=dict)  #: timescale -> [F]
+    g_outputs: float = 0.0  #: [S] summed output conductance of the element OTAs (they load the membrane like the leak)
 
 
 def calibrate_neuron(params: MTCParameters, fits: CellFits, target: HardwareTarget, v_rest: float | None = None) -> MTCParameters:
@@ -59,11 +63,107 @@ def calibrate_neuron(params: MTCParameters, fits: CellFits, target: HardwareTarg
         if fit is None:
             continue
         values[element.gain] = 0.5 * (fit.i_sat_plus + fit.i_sat_minus) / target.i_unit
-        values[element.offset] = (fit.v_ref + fit.v_off - v_rest) / target.v_s
-    values["u_rest"] = (v_rest + fits.v_leak_off - target.v_rest) / target.v_s
-    values["resistance"] = target.i_unit / (fits.g_leak * target.v_s)
-    values["tau_m"] = fits.c_membrane / (fits.g_leak * target.t_unit)
+        # offsets are measured from the target's V_rest (the mapping's V_ref = V_rest + d V_s), not the neuron's rest
+        values[element.offset] = (fit.v_ref + fit.v_off - target.v_rest) / target.v_s
+    g_total = fits.g_leak + fits.g_outputs  # every conductance to (about) rest on the membrane node
+    values["u_rest"] = (v_rest + fits.v_leak_off * fits.g_leak / g_total - target.v_rest) / target.v_s
+    values["resistance"] = target.i_unit / (g_total * target.v_s)
+    values["tau_m"] = fits.c_membrane / (g_total * target.t_unit)
     for timescale, (_, tau_name) in FILTER_VARIABLES.items():
         if timescale in fits.g_filters:
             values[tau_name] = fits.c_filters[timescale] / (fits.g_filters[timescale] * target.t_unit)
     return MTCParameters(**values)
+
+
+# ---- network level ---------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class TransconductorFits:
+    """A network's measured transconductors (SI units), each reduced to ``I = g (v - v_rest) + I_0`` over the
+    range it sees (:mod:`mtc_analog.spice.characterise`)."""
+
+    synapse_gm: list[np.ndarray]  #: per hidden layer, (N, n_prev) [S], signed; 0 where no synapse
+    synapse_offset: list[np.ndarray]  #: per hidden layer, (N,) [A]: summed I_0 of the synapses into each neuron
+    readout_gm: np.ndarray  #: (n_out, N) [S], signed
+    readout_offset: np.ndarray  #: (n_out,) [A]: summed I_0 of the readout synapses
+    readout_load_g: np.ndarray  #: (n_out,) [S]: conductance of the readout load (nominal 1 / R_load)
+    readout_load_offset: np.ndarray  #: (n_out,) [A]: current the load pushes into the readout node at v_rest
+    lowpass_g: np.ndarray  #: (order,) [S]: small-signal conductance of each low-pass stage
+    lowpass_c: np.ndarray  #: (order,) [F]: its capacitor
+    #: (order,) [A]: current each stage pushes into its output when input and output are at rest; the stage
+    #: settles ``I_0 / g`` above its input (an ota_lin offset of ~-0.6 mV), and the cascade adds them up
+    lowpass_offset: np.ndarray | None = None
+    #: per hidden layer, (N,) [S]: summed output conductance of the synapses into each membrane
+    synapse_g_out: list[np.ndarray] | None = None
+    #: (n_out,) [S]: summed output conductance of the readout synapses on the readout node (adds to the load)
+    readout_g_out: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkFits:
+    """Everything measured on one network: per-neuron cell fits and the transconductors."""
+
+    neurons: list[list[CellFits]]  #: [layer][neuron]
+    transconductors: TransconductorFits | None = None  #: None: weights, biases and the low-pass as mapped
+
+
+#: What :func:`calibrate_network` does not calibrate (stated in reports).
+NOT_CALIBRATED = (
+    "element tanh slope (the OTA's own kappa; V_s is the target's)",
+    "output-voltage dependence beyond a linear output conductance (element and synapse outputs swept +-0.1 V "
+    "with inputs at rest; their transfer measured with outputs at rest)",
+    "transduction stage (behavioural on sky130)",
+    "ota_lin non-linearity beyond a straight line over each cell's input range",
+)
+
+
+def calibrate_network(spec, fits: NetworkFits, target: HardwareTarget):
+    """The :class:`~mtc_analog.spec.NetworkSpec` that predicts the measured circuit (pure: fits in, spec out).
+
+    ``spec`` is the network *as built* (``unmap_network(circuit)``: pruned and clipped values included).
+    Per neuron: :func:`calibrate_neuron`, with the output conductances of its element OTAs and of the synapses
+    into it added to the leak (they pull the membrane towards rest like the leak: ~3 % and ~0.5 %). Per layer
+    (with transconductor fits): weights ``w = g / g_unit`` from each synapse's fitted line, biases
+    ``b + sum I_0 / I_u``. Readout: the summing node obeys
+    ``y_0 = (sum_i g_i s_i V_s + b I_u + I_0) / (g_load V_s)`` (``g_load``: the load's conductance plus the
+    readout synapses' output conductances, ~4 % for 16 synapses), so ``w_i = g_i / g_load`` and
+    ``b = (b I_u + I_0 + I_0,load) / (g_load V_s) + sum_k I_0,k / (g_k V_s)`` (the last term: the offsets of
+    the low-pass stages, which the unit-DC-gain cascade passes on); the low-pass takes the mean measured
+    ``tau = C / (g t_u)`` (the model has one time constant for its stages).
+    """
+    import dataclasses
+
+    if len(fits.neurons) != len(spec.layers):
+        raise ValueError(f"fits cover {len(fits.neurons)} layers, the network has {len(spec.layers)}")
+    tc = fits.transconductors
+    layers = []
+    for index, (layer, neuron_fits) in enumerate(zip(spec.layers, fits.neurons)):
+        if len(neuron_fits) != layer.size:
+            raise ValueError(f"layer {index}: fits for {len(neuron_fits)} neurons, the layer has {layer.size}")
+        rows = []
+        for i, cell in enumerate(neuron_fits):
+            if tc is not None and tc.synapse_g_out is not None:  # the synapses' outputs load the membrane too
+                cell = dataclasses.replace(cell, g_outputs=cell.g_outputs + float(tc.synapse_g_out[index][i]))
+            params = MTCParameters(**{name: float(np.asarray(value).reshape(-1)[i] if np.ndim(value) else value)
+                                      for name, value in layer.params._asdict().items()})
+            rows.append(calibrate_neuron(params, cell, target, v_rest=target.voltage(params.u_rest)))
+        columns = MTCParameters(*(np.array(column, dtype=float) for column in zip(*rows)))
+        weight, bias = np.array(layer.weight, dtype=float), np.array(layer.bias, dtype=float)
+        if tc is not None:
+            measured = np.asarray(tc.synapse_gm[index], dtype=float)
+            weight = np.where(measured != 0, measured / target.g_unit, weight)
+            bias = bias + np.asarray(tc.synapse_offset[index], dtype=float) / target.i_unit
+        layers.append(dataclasses.replace(layer, params=columns, weight=weight, bias=bias))
+    readout = spec.readout
+    if tc is not None:
+        g_load = np.asarray(tc.readout_load_g, dtype=float)
+        if tc.readout_g_out is not None:  # the readout synapses' output conductances load the summing node
+            g_load = g_load + np.asarray(tc.readout_g_out, dtype=float)
+        weight = np.where(tc.readout_gm != 0, tc.readout_gm / g_load[:, None], readout.weight)
+        bias = ((np.asarray(readout.bias, dtype=float) * target.i_unit + tc.readout_offset + tc.readout_load_offset)
+                / (g_load * target.v_s))
+        if tc.lowpass_offset is not None and len(tc.lowpass_g):
+            # the cascade has unit DC gain: its stages' offsets move the prediction like a readout bias
+            bias = bias + float(np.sum(np.asarray(tc.lowpass_offset) / tc.lowpass_g)) / target.v_s
+        tau = float(np.mean(tc.lowpass_c / (tc.lowpass_g * target.t_unit))) if len(tc.lowpass_g) else readout.lowpass_tau
+        readout = dataclasses.replace(readout, weight=weight, bias=bias, lowpass_tau=tau)
+    return dataclasses.replace(spec, layers=layers, readout=readout)

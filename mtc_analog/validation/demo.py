@@ -9,7 +9,11 @@ Stages (each prints one line; training shows a tqdm bar):
    (``network.cir`` runs stand-alone with ``ngspice -b``; ``mapping.json`` says which node is what);
 3. validate the model against the circuit with linear filters (targets: Gamma >= 0.97, output NRMSE
    vs model <= 0.02), with a dt study -> ``DIR/report.{html,json}``;
-4. validate the same network against the slew-limited ``ota`` filter circuit -> ``DIR/ota/report.*``.
+4. validate the same network against the slew-limited ``ota`` filter circuit -> ``DIR/ota/report.*``;
+5. validate the same network at transistor level on sky130 (linear filters), with every cell characterised
+   and the model, the calibrated model and the circuit side by side -> ``DIR/sky130/report.*``. Scaled to
+   fit a few minutes on 2 cores: all neurons, fewer samples (:data:`DEMO_SKY130`). Report-only: its figures
+   do not decide ``passed`` (see :data:`DEMO_SKY130`).
 
 The configuration (:data:`DEMO_NETWORK`, :data:`DEMO_TRAINING`, :data:`DEMO_VALIDATION`) was chosen so
 that the whole job takes a few minutes on 2 CPU cores and meets the targets; why each value, and the
@@ -46,6 +50,14 @@ DEMO_TASK: dict[str, Any] = dict(horizon=17, n_samples=2000)
 #: training pruned what the target cannot build, so the mapped network must fit as it is.
 DEMO_VALIDATION: dict[str, Any] = dict(samples=200, washout=100, window_steps=2.0, clip=False,
                                        thresholds=Thresholds(spike_coincidence_min=0.97, output_nrmse_vs_model_max=0.02))
+#: sky130 stage: the same network on the transistor-level target, 40 scored samples after 30 warm-up samples
+#: (70 t_u at t_u = 100 us: ~1-2 min of ngspice CPU for 16 neurons, plus one characterisation run). Mapped values
+#: outside sky130's ranges (10 pA bias floor) are clipped and listed, not refused: the demo trains against the
+#: behavioural limits. Report-only: an uncalibrated transistor circuit misses validate's default thresholds by
+#: design (element OTAs +5-7 % current, +35 % membrane capacitance), and the calibrated model's output NRMSE
+#: against this network's circuit is 0.09-0.10, not within the issue's 0.05 (docs/results_sky130.md): gating
+#: the main job on it would fail every run.
+DEMO_SKY130: dict[str, Any] = dict(samples=40, washout=30, clip=True)
 #: Refinements of the dt study (dt, dt/2, dt/4).
 DEMO_DT_REFINEMENTS = (1, 2, 4)
 
@@ -56,8 +68,11 @@ def _say(line: str) -> None:
 
 def run_demo(out: str | Path, force: bool = False, progress: Callable[[str], None] = _say,
              network_overrides: dict[str, Any] | None = None, training_overrides: dict[str, Any] | None = None,
-             validation_overrides: dict[str, Any] | None = None, ota: bool = True) -> dict[str, Any]:
-    """Run the main job into ``out``; return the summary written to ``out/demo.json``."""
+             validation_overrides: dict[str, Any] | None = None, ota: bool = True, sky130: bool = True,
+             sky130_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the main job into ``out``; return the summary written to ``out/demo.json``.
+
+    ``ota`` / ``sky130``: run stage 4 / 5 (both by default; quick tests may skip them)."""
     from ..hardware import load_target
     from ..network import NetworkConfig
     from ..spice.export import export_network
@@ -76,7 +91,8 @@ def run_demo(out: str | Path, force: bool = False, progress: Callable[[str], Non
     task_cfg = TaskConfig(**DEMO_TASK)
     settings = ValidationSettings(target=load_target("behavioral"), **{**DEMO_VALIDATION, **(validation_overrides or {})})
 
-    progress(f"[1/4] training a {net_cfg.hidden[0]}-neuron MTC network on Mackey-Glass (H = {task_cfg.horizon}, "
+    stages = 3 + int(ota) + int(sky130)
+    progress(f"[1/{stages}] training a {net_cfg.hidden[0]}-neuron MTC network on Mackey-Glass (H = {task_cfg.horizon}, "
              f"dt = {net_cfg.dt} t_u, {train_cfg.epochs} epochs)")
     t0 = time.perf_counter()
     metrics = train(net_cfg, task_cfg, train_cfg, out / "train", force=force, progress=True)
@@ -86,7 +102,7 @@ def run_demo(out: str | Path, force: bool = False, progress: Callable[[str], Non
     checkpoint = load_checkpoint(out / "train" / BEST)
     task = make_task(checkpoint.task)
 
-    progress("[2/4] mapping onto the behavioural OTA target and exporting the netlist")
+    progress(f"[2/{stages}] mapping onto the behavioural OTA target and exporting the netlist")
     circuit, changes = map_for_validation(checkpoint.network, settings)
     x, _, _ = scoring_stream(task, settings.samples, settings.washout)
     exported = export_network(circuit, x, out / "circuit", source=str(out / "train" / BEST),
@@ -94,7 +110,7 @@ def run_demo(out: str | Path, force: bool = False, progress: Callable[[str], Non
     progress(f"      {exported.netlist_path} ({len(changes)} mapped value(s) changed to fit the target: negligible devices left out, out-of-range ones clipped; listed in mapping.json)")
 
     say = lambda line: progress(f"      {line}")  # noqa: E731
-    progress("[3/4] validating model vs circuit (linear filters) in ngspice, with a dt study")
+    progress(f"[3/{stages}] validating model vs circuit (linear filters) in ngspice, with a dt study")
     t0 = time.perf_counter()
     linear, _ = validate_into(checkpoint.network, task, out, dataclasses.replace(settings, circuit_filter="linear"),
                               run_dt_study=True, force=force, progress=say,
@@ -105,25 +121,58 @@ def run_demo(out: str | Path, force: bool = False, progress: Callable[[str], Non
 
     ota_report = None
     if ota:
-        progress("[4/4] validating the same network against the slew-limited OTA-filter circuit")
+        progress(f"[4/{stages}] validating the same network against the slew-limited OTA-filter circuit")
         ota_report, _ = validate_into(checkpoint.network, task, out / "ota",
                                       dataclasses.replace(settings, circuit_filter="ota"), force=True, progress=say,
                                       title="MTC demo: circuit (OTA filters) vs model (trained with linear filters)")
         _report_line(progress, "ota", ota_report)
+    sky130_report, sky130_s = None, None
+    if sky130:
+        t0 = time.perf_counter()
+        sky130_report = _sky130_stage(checkpoint.network, task, out, settings, stages, progress, sky130_overrides)
+        sky130_s = time.perf_counter() - t0
     summary = {
         "report": str(out / "report.html"),
         "passed": bool(linear["passed"]),
         "train": {k: metrics.get(k) for k in ("test_nrmse", "spike_rate", "duty_cycle", "train_wall_s")},
         "linear": _headline(linear),
         "ota": _headline(ota_report) if ota_report else None,
+        "sky130": _sky130_headline(sky130_report) if sky130_report else None,
         "network": net_cfg.to_dict(), "training": train_cfg.to_dict(), "task": task_cfg.to_dict(),
         "validation": {k: v for k, v in dataclasses.asdict(settings).items() if k != "target"},
-        "wall_s": {"train": train_s, "validate_linear": linear_s, "total": time.perf_counter() - started},
+        "wall_s": {"train": train_s, "validate_linear": linear_s, "validate_sky130": sky130_s, "total": time.perf_counter() - started},
     }
     write_json(out / "demo.json", summary)
     progress(f"done in {summary['wall_s']['total']:.0f} s: {'PASSED' if summary['passed'] else 'FAILED'}; "
              f"open {out / 'report.html'}")
     return summary
+
+
+def _sky130_stage(network: Any, task: Any, out: Path, settings: ValidationSettings, stages: int,
+                  progress: Callable[[str], None], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Stage 5: the network on sky130 with the calibrated model, into ``out/sky130``."""
+    from ..hardware import load_target
+
+    options = {**DEMO_SKY130, **(overrides or {})}
+    sky = dataclasses.replace(settings, target=load_target("sky130"), circuit_target="sky130", circuit_filter="linear",
+                              **options)
+    progress(f"[{stages}/{stages}] validating the same network at transistor level on sky130 ({sky.samples} samples "
+             f"after {sky.washout} warm-up; every cell characterised for the calibrated model; report-only)")
+    report, _ = validate_into(network, task, out / "sky130", sky, force=True, progress=lambda line: progress(f"      {line}"),
+                              title="MTC demo: sky130 transistor-level circuit vs model and calibrated model")
+    _report_line(progress, "sky130", report)
+    from .calibrated import summary_lines
+
+    for line in summary_lines(report["calibrated"]):
+        progress(f"      sky130 {line}")
+    return report
+
+
+def _sky130_headline(report: dict[str, Any]) -> dict[str, Any]:
+    section = report["calibrated"]
+    return {**_headline(report), "report": "sky130/report.html",
+            **{k: section[k] for k in ("circuit_vs_model", "circuit_vs_calibrated", "task_nrmse", "rate_error_max",
+                                       "targets_met")}}
 
 
 HEADLINE_KEYS = ("spike_coincidence", "output_nrmse_vs_model", "membrane_nrmse", "task_nrmse_model",

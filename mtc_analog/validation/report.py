@@ -153,6 +153,10 @@ def render_html(report: dict, figures: dict[str, str], title: str = "Circuit-ver
     failures = report.get("failures") or []
     if failures:
         parts.append("<p class='fail'>" + "<br>".join(html.escape(f) for f in failures) + "</p>")
+    if report.get("calibrated"):  # targets that can be characterised: model, calibrated model, circuit
+        from .calibrated import calibration_html
+
+        parts.append(calibration_html(report["calibrated"]))
     parts += ["<h2 id='gamma'>How to read Gamma</h2>",
               f"<p>{html.escape(GAMMA_EXPLANATION.format(window=_fmt(window)))}</p>"]
     if worst:

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from ..errors import ValidationFailed
 from ..io import prepare_output_dir
+from .calibrated import calibrated_validation
 from .findings import dt_conclusion, explain_changes, worst_neurons
 from .report import REPORT_HTML, REPORT_JSON, family_of, link_reports, provenance, validation_figures, write_report
 from .runs import Progress, ValidationResult, ValidationSettings, _quiet, dt_study, validate_network
@@ -74,6 +75,9 @@ def validate_into(network: Any, task: Any, out: str | Path, settings: Validation
     report["netlist"] = str(export_validated_circuit(result, task, settings, out / CIRCUIT_DIR, changes))
     report["mapped_changes"] = explain_changes(changes, result.network_circuit.target)
     report["worst_neurons"] = worst_neurons(report["layers"], n_worst, result.comparison.agreements)
+    calibrated = calibrated_validation(network, task, settings, result, progress)  # None unless the target can be characterised
+    if calibrated is not None:
+        report["calibrated"] = calibrated
     report.update(extra or {})
     rows = None
     if run_dt_study:
