@@ -3,7 +3,7 @@ with seeds 0..N-1. Prints one row per seed and the worst case against the thresh
 
     python benchmarks/demo_spread.py --seeds 5 --out runs/demo_spread      # ~3-5 min per seed on 2 cores
 
-The OTA-filter stage of the demo is skipped (it does not decide pass/fail). Figures in
+The OTA-filter and sky130 stages of the demo are skipped (they do not decide pass/fail). Figures in
 docs/results_validation.md.
 """
 
@@ -23,7 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for seed in range(args.seeds):
-        summary = run_demo(args.out / f"seed{seed}", force=True, progress=lambda line: None, ota=False,
+        summary = run_demo(args.out / f"seed{seed}", force=True, progress=lambda line: None, ota=False, sky130=False,
                            network_overrides={"seed": seed}, training_overrides={"seed": seed})
         lin = summary["linear"]
         rows.append({"seed": seed, "gamma": lin["spike_coincidence"], "output_nrmse_vs_model": lin["output_nrmse_vs_model"],
