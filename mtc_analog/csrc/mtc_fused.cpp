@@ -10,12 +10,22 @@
 // Registered as torch custom ops (torch.ops.mtc_analog.rollout_forward / rollout_backward) rather
 // than a pybind module: the light headers below compile in a quarter of the time of
 // <torch/extension.h>.
+#ifndef MTC_STANDALONE
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
+#else
+// MTC_STANDALONE: the kernels alone, without torch, for benchmarks/kernel_micro.cpp (instruction
+// counts under callgrind, profiles, and a build in seconds instead of minutes). Serial loop.
+#include <cstdint>
+namespace at {
+template <typename F>
+void parallel_for(int64_t begin, int64_t end, int64_t, const F& f) { if (begin < end) f(begin, end); }
+}  // namespace at
+#endif
 
 #include <sys/mman.h>
 
@@ -439,6 +449,7 @@ inline Block block_at(const Blocking& bk, int64_t M, int64_t N, int64_t id) {
   return {m0, std::min(bk.rows, M - m0), n0, std::min(bk.len, N - n0)};
 }
 
+#ifndef MTC_STANDALONE
 // Large outputs are written once, front to back: ask for transparent huge pages before the first
 // touch (512x fewer page faults on freshly allocated buffers; a no-op where THP is off).
 inline void advise_huge(const at::Tensor& t) {
@@ -449,6 +460,7 @@ inline void advise_huge(const at::Tensor& t) {
   const uintptr_t start = (addr + huge - 1) & ~(huge - 1), stop = (addr + bytes) & ~(huge - 1);
   if (stop > start) madvise(reinterpret_cast<void*>(start), stop - start, MADV_HUGEPAGE);
 }
+#endif
 
 // Advance one row of a block by one step: x (4 arrays of the block's row) in place, outputs s (and
 // the membrane trace) for that row.
@@ -558,85 +570,171 @@ struct OutGrad {
   bool scalar;
 };
 
+// The backward works on chunks of kChunk consecutive neurons of one batch row (256 bytes per row of
+// values). Per segment, a chunk recomputes its kSeg states from the checkpoint and runs the adjoint
+// over them at once, so its whole working set -- segment states, the 4 state adjoints, the 14
+// parameter-gradient accumulators, the per-neuron constants: ~22 KiB for float -- stays in L1
+// (a whole block's, ~340 KiB, did not: it lived in L2 and was evicted by every context switch on a
+// shared machine). The width is a compile-time constant, so each of these arrays is one base
+// register plus constant offsets in the vectorised loops (with a run-time stride, the ~40 pointers
+// of the adjoint did not fit in registers and were reloaded from the stack every iteration).
+template <typename T>
+constexpr int64_t kChunk = 256 / int64_t(sizeof(T));
+
+// Rows of a chunk's gathered per-neuron constants: the N_ROWS parameters, then 1/tau (m, f, s, us),
+// then exp(-dt/tau) (f, s, us; exact method only).
+enum ChunkRow : int64_t { C_INV = N_ROWS, C_EXP = N_ROWS + 4, C_ROWS = N_ROWS + 7 };
+
+template <typename T>
+MTC_INLINE Par<T> chunk_par(const T* q, int64_t j) {
+  constexpr int64_t W = kChunk<T>;
+  return {q[A_F * W + j],    q[A_SP * W + j],   q[A_SM * W + j],       q[A_US * W + j],       q[D_F * W + j],
+          q[D_SP * W + j],   q[D_SM * W + j],   q[D_US * W + j],       q[TAU_M * W + j],      q[TAU_F * W + j],
+          q[TAU_S * W + j],  q[TAU_US * W + j], q[RES * W + j],        q[U_REST * W + j],     q[C_INV * W + j],
+          q[(C_INV + 1) * W + j], q[(C_INV + 2) * W + j], q[(C_INV + 3) * W + j]};
+}
+
+template <typename T, int METHOD>
+MTC_INLINE Consts<T> chunk_consts(const T* q, int64_t j) {
+  constexpr int64_t W = kChunk<T>;
+  if constexpr (METHOD == EXACT) return {q[C_EXP * W + j], q[(C_EXP + 1) * W + j], q[(C_EXP + 2) * W + j]};
+  else return {T(0), T(0), T(0)};
+}
+
+// Gather neurons [n, n + w) of the parameter rows, inverses and exact constants into a chunk's rows.
+template <typename T>
+void gather_chunk(const T* p, const T* ip, const T* cp, int64_t N, int64_t n, int64_t w, T* q) {
+  constexpr int64_t W = kChunk<T>;
+  std::fill(q, q + C_ROWS * W, T(1));  // lanes past w: harmless values (never read back)
+  for (int64_t row = 0; row < N_ROWS; ++row) std::copy(p + row * N + n, p + row * N + n + w, q + row * W);
+  for (int64_t row = 0; row < 4; ++row) std::copy(ip + row * N + n, ip + row * N + n + w, q + (C_INV + row) * W);
+  if (cp) for (int64_t row = 0; row < 3; ++row) std::copy(cp + row * N + n, cp + row * N + n + w, q + (C_EXP + row) * W);
+}
+
+// Recompute the states of one segment of a chunk: x holds (steps + 1) levels of 4 x W values, level 0
+// the checkpoint; level i + 1 = step(level i) with the input of step t0 + i (in, row stride MN).
+// Bit-identical to the forward: the same step() on the same values.
+template <typename T, int METHOD, bool OTA, bool INST>
+MTC_INLINE void recompute_chunk(int64_t w, int64_t steps, T* __restrict x, const T* __restrict in, int64_t MN,
+                                const T* __restrict q, T dt) {
+  constexpr int64_t W = kChunk<T>;
+  for (int64_t i = 0; i < steps; ++i) {
+    const T* __restrict xi = x + i * 4 * W;
+    T* __restrict xo = x + (i + 1) * 4 * W;
+    const T* __restrict ini = in + i * MN;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < w; ++j) {
+      const S4<T> y = step<T, METHOD, OTA, INST>(S4<T>{xi[j], xi[W + j], xi[2 * W + j], xi[3 * W + j]},
+                                                  chunk_par(q, j), ini[j], dt, chunk_consts<T, METHOD>(q, j));
+      xo[j] = y.m; xo[W + j] = y.f; xo[2 * W + j] = y.s; xo[3 * W + j] = y.u;
+    }
+  }
+}
+
+// The adjoint of one step for one chunk (see step_vjp): x the 4 x W states before the step (the
+// membrane after it follows at x + 4W), gso/guo the gradients of s and of the membrane trace at this
+// step (a constant row when absent or broadcast), gi the input gradient out, adj the 4 x W state
+// adjoints (in place), ac the 14 x W parameter-gradient accumulators.
+template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
+MTC_INLINE void vjp_chunk(int64_t w, const T* __restrict x, const T* __restrict in, const T* __restrict gso,
+                          const T* __restrict guo, const T* __restrict q, T dt, T u_th, T span, T u_c,
+                          T* __restrict gi, T* __restrict adj, T* __restrict ac) {
+  constexpr int64_t W = kChunk<T>;
+#pragma GCC ivdep
+  for (int64_t j = 0; j < w; ++j) {
+    // adjoint of U_m after the step: from the next step, the output s and the trace
+    const T gmo = adj[j] + gso[j] * transduce_grad<T, CLIP>(x[4 * W + j], u_th, span, u_c) + guo[j];
+    const VJP<T> v = step_vjp<T, METHOD, OTA, INST>(S4<T>{x[j], x[W + j], x[2 * W + j], x[3 * W + j]},
+                                                     chunk_par(q, j), in[j], dt, chunk_consts<T, METHOD>(q, j),
+                                                     S4<T>{gmo, adj[W + j], adj[2 * W + j], adj[3 * W + j]});
+    const PGrad<T> g = v.gp;
+    gi[j] = v.gin;
+    adj[j] = v.gx.m; adj[W + j] = v.gx.f; adj[2 * W + j] = v.gx.s; adj[3 * W + j] = v.gx.u;
+    ac[A_F * W + j] += g.af; ac[A_SP * W + j] += g.asp; ac[A_SM * W + j] += g.asm_;
+    ac[A_US * W + j] += g.aus; ac[D_F * W + j] += g.df; ac[D_SP * W + j] += g.dsp;
+    ac[D_SM * W + j] += g.dsm; ac[D_US * W + j] += g.dus; ac[TAU_M * W + j] += g.taum;
+    ac[TAU_F * W + j] += g.tauf; ac[TAU_S * W + j] += g.taus; ac[TAU_US * W + j] += g.tauu;
+    ac[RES * W + j] += g.res; ac[U_REST * W + j] += g.urest;
+  }
+}
+
 template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
 void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<T> g_u, const T* g_mT,
                      const T* g_fT, const T* g_sT, const T* g_usT, const T* i_in, const T* p,
                      const T* ckpt, T* g_i, T* g_m0, T* g_f0, T* g_s0, T* g_us0,
                      T* g_p /* (N_ROWS, M, N) */) {
+  constexpr int64_t W = kChunk<T>;
   const int64_t N = sh.n, M = sh.batch, MN = M * N;
   const Blocking bk = blocking<T>(M, N);
   const std::vector<T> consts = exact_constants<T, METHOD, INST>(p, N, T(o.dt));
-  const T* cp = consts.data();
+  const T* cp = METHOD == EXACT ? consts.data() : nullptr;
   const std::vector<T> inverses = inverse_taus<T>(p, N);
   const T* ip = inverses.data();
   const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
+  const int64_t nc = (bk.len + W - 1) / W;  // chunks per row of a block
   at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
-    const int64_t cols = bk.cols(), len = bk.len;
-    // states at the start of each step of a segment and after its last step: (kSeg + 1) x 4 x cols
-    std::vector<T> seg((kSeg + 1) * 4 * cols);
-    std::vector<T> adj(4 * cols), acc_buf(N_ROWS * cols);
-    std::vector<T> gs_fill(len, g_s.scalar ? g_s.ptr[0] : T(0)), gu_fill(len, g_u.scalar ? g_u.ptr[0] : T(0));
-    std::vector<T> scratch_buf(2 * len);
-    T* scratch = scratch_buf.data();
-    T *gm = adj.data(), *gf = gm + cols, *gs = gf + cols, *gu = gs + cols;
-    T* acc = acc_buf.data();
-    auto level = [&](int64_t i, int v) { return seg.data() + (i * 4 + v) * cols; };
+    // per chunk: segment states (kSeg + 1 levels of 4 x W); per block: the chunks' constants
+    // (nc x C_ROWS x W), state adjoints (rows x nc x 4 x W) and accumulators (rows x nc x N_ROWS x W)
+    std::vector<T> seg((kSeg + 1) * 4 * W), qbuf(nc * C_ROWS * W);
+    std::vector<T> adj_buf(bk.rows * nc * 4 * W), acc_buf(bk.rows * nc * N_ROWS * W);
+    const std::vector<T> gs_fill(W, g_s.scalar ? g_s.ptr[0] : T(0)), gu_fill(W, g_u.scalar ? g_u.ptr[0] : T(0));
+    T* x = seg.data();
     for (int64_t id = begin; id < end; ++id) {
       const Block b = block_at(bk, M, N, id);
+      const int64_t nck = (b.nl + W - 1) / W;
+      for (int64_t c = 0; c < nck; ++c)
+        gather_chunk(p, ip, cp, N, b.n0 + c * W, std::min(W, b.nl - c * W), qbuf.data() + c * C_ROWS * W);
       std::fill(acc_buf.begin(), acc_buf.end(), T(0));
       for (int64_t r = 0; r < b.nr; ++r) {
-        const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
-        for (int64_t j = 0; j < b.nl; ++j) {
-          gm[k + j] = g_mT ? g_mT[c + j] : T(0);
-          gf[k + j] = g_fT ? g_fT[c + j] : T(0);
-          gs[k + j] = g_sT ? g_sT[c + j] : T(0);
-          gu[k + j] = g_usT ? g_usT[c + j] : T(0);
+        for (int64_t c = 0; c < nck; ++c) {
+          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+          T* adj = adj_buf.data() + (r * nc + c) * 4 * W;
+          const T* finals[4] = {g_mT, g_fT, g_sT, g_usT};
+          for (int v = 0; v < 4; ++v) {
+            if (finals[v]) std::copy(finals[v] + col, finals[v] + col + w, adj + v * W);
+            else std::fill(adj + v * W, adj + v * W + w, T(0));
+          }
         }
       }
       for (int64_t sg = nseg - 1; sg >= 0; --sg) {
         const int64_t t0 = sg * kSeg, t1 = std::min(sh.steps, t0 + kSeg);
-        // recompute the segment's states from its checkpoint (bit-identical to the forward's)
         const T* src = ckpt + sg * 4 * MN;
         for (int64_t r = 0; r < b.nr; ++r) {
-          const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
-          for (int v = 0; v < 4; ++v) std::copy(src + v * MN + c, src + v * MN + c + b.nl, level(0, v) + k);
-        }
-        for (int64_t t = t0; t < t1; ++t) {
-          const int64_t i = t - t0;
-          for (int64_t r = 0; r < b.nr; ++r) {
-            const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * len;
-            for (int v = 0; v < 4; ++v) std::copy(level(i, v) + k, level(i, v) + k + b.nl, level(i + 1, v) + k);
-            step_row<T, METHOD, OTA, CLIP, INST>(b.nl, level(i + 1, 0) + k, level(i + 1, 1) + k, level(i + 1, 2) + k,
-                                                 level(i + 1, 3) + k, i_in + off, p, N, b.n0, cp, ip, dt, u_th, span,
-                                                 u_c, scratch, scratch + len);
-          }
-        }
-        for (int64_t t = t1 - 1; t >= t0; --t) {
-          const int64_t i = t - t0;
-          for (int64_t r = 0; r < b.nr; ++r) {
-            const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * len;
-            // absent or broadcast gradients read a constant row (0 or the value): no branch in the loop
-            const T* gso = (g_s.ptr && !g_s.scalar) ? g_s.ptr + off : gs_fill.data();
-            const T* guo = (g_u.ptr && !g_u.scalar) ? g_u.ptr + off : gu_fill.data();
-            vjp_row<T, METHOD, OTA, CLIP, INST>(b.nl, level(i, 0) + k, level(i, 1) + k, level(i, 2) + k,
-                                                level(i, 3) + k, level(i + 1, 0) + k, i_in + off, gso, guo, p, N,
-                                                b.n0, cp, ip, dt, u_th, span, u_c, g_i + off, gm + k, gf + k, gs + k,
-                                                gu + k, acc + k, cols);
+          for (int64_t c = 0; c < nck; ++c) {
+            const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+            const T* q = qbuf.data() + c * C_ROWS * W;
+            T* adj = adj_buf.data() + (r * nc + c) * 4 * W;
+            T* acc = acc_buf.data() + (r * nc + c) * N_ROWS * W;
+            for (int v = 0; v < 4; ++v) std::copy(src + v * MN + col, src + v * MN + col + w, x + v * W);
+            recompute_chunk<T, METHOD, OTA, INST>(w, t1 - t0, x, i_in + t0 * MN + col, MN, q, dt);
+            for (int64_t t = t1 - 1; t >= t0; --t) {
+              const int64_t off = t * MN + col;
+              // absent or broadcast gradients read a constant row (0 or the value): no branch in the loop
+              const T* gso = (g_s.ptr && !g_s.scalar) ? g_s.ptr + off : gs_fill.data();
+              const T* guo = (g_u.ptr && !g_u.scalar) ? g_u.ptr + off : gu_fill.data();
+              vjp_chunk<T, METHOD, OTA, CLIP, INST>(w, x + (t - t0) * 4 * W, i_in + off, gso, guo, q, dt, u_th,
+                                                    span, u_c, g_i + off, adj, acc);
+            }
           }
         }
       }
       for (int64_t r = 0; r < b.nr; ++r) {
-        const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
-        std::copy(gm + k, gm + k + b.nl, g_m0 + c); std::copy(gf + k, gf + k + b.nl, g_f0 + c);
-        std::copy(gs + k, gs + k + b.nl, g_s0 + c); std::copy(gu + k, gu + k + b.nl, g_us0 + c);
-        for (int64_t row = 0; row < N_ROWS; ++row)
-          std::copy(acc + row * cols + k, acc + row * cols + k + b.nl, g_p + row * MN + c);
+        for (int64_t c = 0; c < nck; ++c) {
+          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+          const T* adj = adj_buf.data() + (r * nc + c) * 4 * W;
+          const T* acc = acc_buf.data() + (r * nc + c) * N_ROWS * W;
+          T* outs[4] = {g_m0, g_f0, g_s0, g_us0};
+          for (int v = 0; v < 4; ++v) std::copy(adj + v * W, adj + v * W + w, outs[v] + col);
+          for (int64_t row = 0; row < N_ROWS; ++row)
+            std::copy(acc + row * W, acc + row * W + w, g_p + row * MN + col);
+        }
       }
     }
   });
 }
 
+#ifndef MTC_STANDALONE
 // ---------------------------------------------------------------------------------------------------
 // Dispatch over the compile-time variants
 // ---------------------------------------------------------------------------------------------------
@@ -789,3 +887,6 @@ TORCH_LIBRARY(mtc_analog, m) {
   m.def("rollout_forward", &rollout_forward);
   m.def("rollout_backward", &rollout_backward);
 }
+#else
+}  // namespace
+#endif  // MTC_STANDALONE
