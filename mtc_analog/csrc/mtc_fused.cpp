@@ -177,16 +177,33 @@ MTC_INLINE T filter_g(T v) {
   else return v;
 }
 
-// The right-hand side dX/dt (equations.py::rhs). INST: tau_f = 0, the fast element reads U_m and
-// dU_f/dt is dU_m/dt. OTA: the filters are tanh follower-integrators.
-template <typename T, bool OTA, bool INST>
-MTC_INLINE S4<T> rhs(S4<T> x, Par<T> p, T in) {
+// The four elements' tanh at state x (the fast one reads U_m when INST): the expensive part of the
+// RHS and of its VJP. The backward's recomputation stores them per step, so that the adjoint of the
+// step-start stage does not evaluate them again.
+template <typename T>
+struct Th4 {
+  T f, sp, sm, us;
+};
+
+template <typename T, bool INST>
+MTC_INLINE Th4<T> elements(S4<T> x, Par<T> p) {
   const T fr = INST ? x.m : x.f;
-  const T itot = -p.af * tanh_(fr - p.df) + p.asp * tanh_(x.s - p.dsp) +
-                 -p.asm_ * tanh_(x.s - p.dsm) + p.aus * tanh_(x.u - p.dus);
+  return {tanh_(fr - p.df), tanh_(x.s - p.dsp), tanh_(x.s - p.dsm), tanh_(x.u - p.dus)};
+}
+
+// The right-hand side dX/dt (equations.py::rhs), given the elements' tanh th at x. INST: tau_f = 0,
+// the fast element reads U_m and dU_f/dt is dU_m/dt. OTA: the filters are tanh follower-integrators.
+template <typename T, bool OTA, bool INST>
+MTC_INLINE S4<T> rhs_th(S4<T> x, Par<T> p, T in, Th4<T> th) {
+  const T itot = -p.af * th.f + p.asp * th.sp + -p.asm_ * th.sm + p.aus * th.us;
   const T dm = over(-(x.m - p.urest) + p.res * (in - itot), p.taum, p.itaum);
   const T df = INST ? dm : over(filter_g<T, OTA>(x.m - x.f), p.tauf, p.itauf);
   return {dm, df, over(filter_g<T, OTA>(x.m - x.s), p.taus, p.itaus), over(filter_g<T, OTA>(x.m - x.u), p.tauu, p.itauu)};
+}
+
+template <typename T, bool OTA, bool INST>
+MTC_INLINE S4<T> rhs(S4<T> x, Par<T> p, T in) {
+  return rhs_th<T, OTA, INST>(x, p, in, elements<T, INST>(x, p));
 }
 
 // With A = w_m/tau_m (w_m + w_f when INST: dU_f/dt is dU_m/dt) and q_k = A R a_k (1 - tanh_k^2):
@@ -196,10 +213,8 @@ MTC_INLINE S4<T> rhs(S4<T> x, Par<T> p, T in) {
 // us: -q_us. Each filter rate g(U_m - U_x)/tau_x adds w_x g'/tau_x to m, -w_x g'/tau_x to x, and
 // -w_x g/tau_x^2 to tau_x.
 template <typename T, bool OTA, bool INST>
-MTC_INLINE VJP<T> rhs_vjp(S4<T> x, Par<T> p, T in, S4<T> w) {
-  const T fr = INST ? x.m : x.f;
-  const T th_f = tanh_(fr - p.df), th_sp = tanh_(x.s - p.dsp);
-  const T th_sm = tanh_(x.s - p.dsm), th_us = tanh_(x.u - p.dus);
+MTC_INLINE VJP<T> rhs_vjp_th(S4<T> x, Par<T> p, T in, S4<T> w, Th4<T> th) {
+  const T th_f = th.f, th_sp = th.sp, th_sm = th.sm, th_us = th.us;
   const T itot = -p.af * th_f + p.asp * th_sp + -p.asm_ * th_sm + p.aus * th_us;
   const T drive = in - itot;
   const T dm = over(-(x.m - p.urest) + p.res * drive, p.taum, p.itaum);
@@ -227,6 +242,11 @@ MTC_INLINE VJP<T> rhs_vjp(S4<T> x, Par<T> p, T in, S4<T> w) {
           A * drive, A};
   r.gin = AR;
   return r;
+}
+
+template <typename T, bool OTA, bool INST>
+MTC_INLINE VJP<T> rhs_vjp(S4<T> x, Par<T> p, T in, S4<T> w) {
+  return rhs_vjp_th<T, OTA, INST>(x, p, in, w, elements<T, INST>(x, p));
 }
 
 // Exact filter update with U_m held (c = exp(-dt/tau)) and its partials d x'/d ux (d x'/d um is
@@ -260,23 +280,23 @@ struct Consts {
   T cf, cs, cu;
 };
 
-// One step of `dt` (step.py::mtc_step). U_f is U_m after the step when INST.
+// One step of `dt` (step.py::mtc_step), th1 the elements' tanh at x. U_f is U_m after the step when INST.
 template <typename T, int METHOD, bool OTA, bool INST>
-MTC_INLINE S4<T> step(S4<T> x, Par<T> p, T in, T dt, Consts<T> c) {
+MTC_INLINE S4<T> step_th(S4<T> x, Par<T> p, T in, T dt, Consts<T> c, Th4<T> th1) {
   S4<T> y;
   if constexpr (METHOD == EULER) {
-    y = axpy(x, dt, rhs<T, OTA, INST>(x, p, in));
+    y = axpy(x, dt, rhs_th<T, OTA, INST>(x, p, in, th1));
   } else if constexpr (METHOD == EXACT) {
-    const S4<T> k = rhs<T, OTA, INST>(x, p, in);
+    const S4<T> k = rhs_th<T, OTA, INST>(x, p, in, th1);
     y = {x.m + dt * k.m, INST ? x.f : exact_filter<T, OTA>(x.m, x.f, c.cf),
          exact_filter<T, OTA>(x.m, x.s, c.cs), exact_filter<T, OTA>(x.m, x.u, c.cu)};
   } else if constexpr (METHOD == HEUN) {
-    const S4<T> k1 = rhs<T, OTA, INST>(x, p, in);
+    const S4<T> k1 = rhs_th<T, OTA, INST>(x, p, in, th1);
     const S4<T> k2 = rhs<T, OTA, INST>(axpy(x, dt, k1), p, in);
     y = axpy(x, T(0.5) * dt, add(k1, k2));
   } else {
     const T h = T(0.5) * dt;
-    const S4<T> k1 = rhs<T, OTA, INST>(x, p, in);
+    const S4<T> k1 = rhs_th<T, OTA, INST>(x, p, in, th1);
     const S4<T> k2 = rhs<T, OTA, INST>(axpy(x, h, k1), p, in);
     const S4<T> k3 = rhs<T, OTA, INST>(axpy(x, h, k2), p, in);
     const S4<T> k4 = rhs<T, OTA, INST>(axpy(x, dt, k3), p, in);
@@ -287,21 +307,26 @@ MTC_INLINE S4<T> step(S4<T> x, Par<T> p, T in, T dt, Consts<T> c) {
   return y;
 }
 
-// Adjoint of one step: given gb = dL/dX' (after the step), returns dL/dX (before it) in gx, and the
+template <typename T, int METHOD, bool OTA, bool INST>
+MTC_INLINE S4<T> step(S4<T> x, Par<T> p, T in, T dt, Consts<T> c) {
+  return step_th<T, METHOD, OTA, INST>(x, p, in, dt, c, elements<T, INST>(x, p));
+}
+
+// Adjoint of one step (th1: the elements' tanh at x, from the recomputation): given gb = dL/dX' (after the step), returns dL/dX (before it) in gx, and the
 // step's parameter and input gradients. The stages are recomputed from the step-start state x, then
 // each stage's RHS is pulled back with rhs_vjp (reverse order of the stages).
 template <typename T, int METHOD, bool OTA, bool INST>
-MTC_INLINE VJP<T> step_vjp(S4<T> x, Par<T> p, T in, T dt, Consts<T> c, S4<T> gb) {
+MTC_INLINE VJP<T> step_vjp(S4<T> x, Par<T> p, T in, T dt, Consts<T> c, S4<T> gb, Th4<T> th1) {
   if constexpr (INST) {  // U_f' is U_m': its adjoint belongs to U_m'
     gb.m += gb.f;
     gb.f = T(0);
   }
   if constexpr (METHOD == EULER) {
-    VJP<T> r = rhs_vjp<T, OTA, INST>(x, p, in, scale(gb, dt));
+    VJP<T> r = rhs_vjp_th<T, OTA, INST>(x, p, in, scale(gb, dt), th1);
     r.gx = add(r.gx, gb);
     return r;
   } else if constexpr (METHOD == EXACT) {
-    VJP<T> r = rhs_vjp<T, OTA, INST>(x, p, in, S4<T>{dt * gb.m, T(0), T(0), T(0)});
+    VJP<T> r = rhs_vjp_th<T, OTA, INST>(x, p, in, S4<T>{dt * gb.m, T(0), T(0), T(0)}, th1);
     r.gx.m += gb.m;
     if constexpr (!INST) {
       const FilterPartials<T> kf = exact_partials<T, OTA>(x.m, x.f, c.cf, p.tauf, dt);
@@ -319,21 +344,21 @@ MTC_INLINE VJP<T> step_vjp(S4<T> x, Par<T> p, T in, T dt, Consts<T> c, S4<T> gb)
     return r;
   } else if constexpr (METHOD == HEUN) {
     const T h = T(0.5) * dt;
-    const S4<T> y2 = axpy(x, dt, rhs<T, OTA, INST>(x, p, in));
+    const S4<T> y2 = axpy(x, dt, rhs_th<T, OTA, INST>(x, p, in, th1));
     const VJP<T> v2 = rhs_vjp<T, OTA, INST>(y2, p, in, scale(gb, h));             // v2.gx: adjoint of Y2
-    const VJP<T> v1 = rhs_vjp<T, OTA, INST>(x, p, in, axpy(scale(gb, h), dt, v2.gx));  // w1: adjoint of k1
+    const VJP<T> v1 = rhs_vjp_th<T, OTA, INST>(x, p, in, axpy(scale(gb, h), dt, v2.gx), th1);  // w1: adjoint of k1
     VJP<T> r = add(v1, v2);
     r.gx = add(r.gx, gb);
     return r;
   } else {
     const T h = T(0.5) * dt, sixth = dt / T(6), third = dt / T(3);
-    const S4<T> y2 = axpy(x, h, rhs<T, OTA, INST>(x, p, in));
+    const S4<T> y2 = axpy(x, h, rhs_th<T, OTA, INST>(x, p, in, th1));
     const S4<T> y3 = axpy(x, h, rhs<T, OTA, INST>(y2, p, in));
     const S4<T> y4 = axpy(x, dt, rhs<T, OTA, INST>(y3, p, in));
     const VJP<T> v4 = rhs_vjp<T, OTA, INST>(y4, p, in, scale(gb, sixth));
     const VJP<T> v3 = rhs_vjp<T, OTA, INST>(y3, p, in, axpy(scale(gb, third), dt, v4.gx));
     const VJP<T> v2 = rhs_vjp<T, OTA, INST>(y2, p, in, axpy(scale(gb, third), h, v3.gx));
-    const VJP<T> v1 = rhs_vjp<T, OTA, INST>(x, p, in, axpy(scale(gb, sixth), h, v2.gx));
+    const VJP<T> v1 = rhs_vjp_th<T, OTA, INST>(x, p, in, axpy(scale(gb, sixth), h, v2.gx), th1);
     VJP<T> r = add(add(v1, v2), add(v3, v4));
     r.gx = add(r.gx, gb);
     return r;
@@ -481,35 +506,6 @@ MTC_INLINE void step_row(int64_t nl, T* __restrict um, T* __restrict uf, T* __re
   }
 }
 
-// The adjoint of one step for one row of a block (see step_vjp): a_* the state adjoints (in place),
-// gso/guo the gradients of s and of the membrane trace at this step (zeros when absent), gi the input
-// gradient out, ac the block's parameter-gradient rows (stride cols).
-template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
-MTC_INLINE void vjp_row(int64_t nl, const T* __restrict pm, const T* __restrict pf, const T* __restrict ps,
-                        const T* __restrict pu, const T* __restrict mnew, const T* __restrict in,
-                        const T* __restrict gso, const T* __restrict guo, const T* __restrict p, int64_t N,
-                        int64_t n0, const T* __restrict cp, const T* __restrict ip, T dt, T u_th, T span,
-                        T u_c, T* __restrict gi,
-                        T* __restrict a_m, T* __restrict a_f, T* __restrict a_s, T* __restrict a_u,
-                        T* __restrict ac, int64_t cols) {
-#pragma GCC ivdep
-  for (int64_t j = 0; j < nl; ++j) {
-    // adjoint of U_m after the step: from the next step, the output s and the trace
-    const T gmo = a_m[j] + gso[j] * transduce_grad<T, CLIP>(mnew[j], u_th, span, u_c) + guo[j];
-    const VJP<T> v = step_vjp<T, METHOD, OTA, INST>(S4<T>{pm[j], pf[j], ps[j], pu[j]}, load_par(p, ip, N, n0 + j),
-                                                     in[j], dt, load_consts<T, METHOD>(cp, N, n0 + j),
-                                                     S4<T>{gmo, a_f[j], a_s[j], a_u[j]});
-    const PGrad<T> g = v.gp;
-    gi[j] = v.gin;
-    a_m[j] = v.gx.m; a_f[j] = v.gx.f; a_s[j] = v.gx.s; a_u[j] = v.gx.u;
-    ac[A_F * cols + j] += g.af; ac[A_SP * cols + j] += g.asp; ac[A_SM * cols + j] += g.asm_;
-    ac[A_US * cols + j] += g.aus; ac[D_F * cols + j] += g.df; ac[D_SP * cols + j] += g.dsp;
-    ac[D_SM * cols + j] += g.dsm; ac[D_US * cols + j] += g.dus; ac[TAU_M * cols + j] += g.taum;
-    ac[TAU_F * cols + j] += g.tauf; ac[TAU_S * cols + j] += g.taus; ac[TAU_US * cols + j] += g.tauu;
-    ac[RES * cols + j] += g.res; ac[U_REST * cols + j] += g.urest;
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Forward
 // ---------------------------------------------------------------------------------------------------
@@ -612,31 +608,38 @@ void gather_chunk(const T* p, const T* ip, const T* cp, int64_t N, int64_t n, in
 }
 
 // Recompute the states of one segment of a chunk: x holds (steps + 1) levels of 4 x W values, level 0
-// the checkpoint; level i + 1 = step(level i) with the input of step t0 + i (in, row stride MN).
-// Bit-identical to the forward: the same step() on the same values.
+// the checkpoint; level i + 1 = step(level i) with the input of step t0 + i (in, row stride MN); th
+// (steps levels of 4 x W) gets the elements' tanh at level i, for the adjoint. Bit-identical to the
+// forward: the same arithmetic on the same values.
 template <typename T, int METHOD, bool OTA, bool INST>
-MTC_INLINE void recompute_chunk(int64_t w, int64_t steps, T* __restrict x, const T* __restrict in, int64_t MN,
-                                const T* __restrict q, T dt) {
+MTC_INLINE void recompute_chunk(int64_t w, int64_t steps, T* __restrict x, T* __restrict th,
+                                const T* __restrict in, int64_t MN, const T* __restrict q, T dt) {
   constexpr int64_t W = kChunk<T>;
   for (int64_t i = 0; i < steps; ++i) {
     const T* __restrict xi = x + i * 4 * W;
     T* __restrict xo = x + (i + 1) * 4 * W;
+    T* __restrict ti = th + i * 4 * W;
     const T* __restrict ini = in + i * MN;
 #pragma GCC ivdep
     for (int64_t j = 0; j < w; ++j) {
-      const S4<T> y = step<T, METHOD, OTA, INST>(S4<T>{xi[j], xi[W + j], xi[2 * W + j], xi[3 * W + j]},
-                                                  chunk_par(q, j), ini[j], dt, chunk_consts<T, METHOD>(q, j));
+      const S4<T> xj{xi[j], xi[W + j], xi[2 * W + j], xi[3 * W + j]};
+      const Par<T> pj = chunk_par(q, j);
+      const Th4<T> e = elements<T, INST>(xj, pj);
+      const S4<T> y = step_th<T, METHOD, OTA, INST>(xj, pj, ini[j], dt, chunk_consts<T, METHOD>(q, j), e);
       xo[j] = y.m; xo[W + j] = y.f; xo[2 * W + j] = y.s; xo[3 * W + j] = y.u;
+      ti[j] = e.f; ti[W + j] = e.sp; ti[2 * W + j] = e.sm; ti[3 * W + j] = e.us;
     }
   }
 }
 
 // The adjoint of one step for one chunk (see step_vjp): x the 4 x W states before the step (the
 // membrane after it follows at x + 4W), gso/guo the gradients of s and of the membrane trace at this
-// step (a constant row when absent or broadcast), gi the input gradient out, adj the 4 x W state
+// step (a constant row when absent or broadcast), th the elements' tanh before the step, gi the input
+// gradient out, adj the 4 x W state
 // adjoints (in place), ac the 14 x W parameter-gradient accumulators.
 template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
-MTC_INLINE void vjp_chunk(int64_t w, const T* __restrict x, const T* __restrict in, const T* __restrict gso,
+MTC_INLINE void vjp_chunk(int64_t w, const T* __restrict x, const T* __restrict th, const T* __restrict in,
+                          const T* __restrict gso,
                           const T* __restrict guo, const T* __restrict q, T dt, T u_th, T span, T u_c,
                           T* __restrict gi, T* __restrict adj, T* __restrict ac) {
   constexpr int64_t W = kChunk<T>;
@@ -646,7 +649,8 @@ MTC_INLINE void vjp_chunk(int64_t w, const T* __restrict x, const T* __restrict 
     const T gmo = adj[j] + gso[j] * transduce_grad<T, CLIP>(x[4 * W + j], u_th, span, u_c) + guo[j];
     const VJP<T> v = step_vjp<T, METHOD, OTA, INST>(S4<T>{x[j], x[W + j], x[2 * W + j], x[3 * W + j]},
                                                      chunk_par(q, j), in[j], dt, chunk_consts<T, METHOD>(q, j),
-                                                     S4<T>{gmo, adj[W + j], adj[2 * W + j], adj[3 * W + j]});
+                                                     S4<T>{gmo, adj[W + j], adj[2 * W + j], adj[3 * W + j]},
+                                                     Th4<T>{th[j], th[W + j], th[2 * W + j], th[3 * W + j]});
     const PGrad<T> g = v.gp;
     gi[j] = v.gin;
     adj[j] = v.gx.m; adj[W + j] = v.gx.f; adj[2 * W + j] = v.gx.s; adj[3 * W + j] = v.gx.u;
@@ -676,10 +680,10 @@ void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
     // per chunk: segment states (kSeg + 1 levels of 4 x W); per block: the chunks' constants
     // (nc x C_ROWS x W), state adjoints (rows x nc x 4 x W) and accumulators (rows x nc x N_ROWS x W)
-    std::vector<T> seg((kSeg + 1) * 4 * W), qbuf(nc * C_ROWS * W);
+    std::vector<T> seg((kSeg + 1) * 4 * W), ths(kSeg * 4 * W), qbuf(nc * C_ROWS * W);
     std::vector<T> adj_buf(bk.rows * nc * 4 * W), acc_buf(bk.rows * nc * N_ROWS * W);
     const std::vector<T> gs_fill(W, g_s.scalar ? g_s.ptr[0] : T(0)), gu_fill(W, g_u.scalar ? g_u.ptr[0] : T(0));
-    T* x = seg.data();
+    T *x = seg.data(), *th = ths.data();
     for (int64_t id = begin; id < end; ++id) {
       const Block b = block_at(bk, M, N, id);
       const int64_t nck = (b.nl + W - 1) / W;
@@ -707,14 +711,14 @@ void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<
             T* adj = adj_buf.data() + (r * nc + c) * 4 * W;
             T* acc = acc_buf.data() + (r * nc + c) * N_ROWS * W;
             for (int v = 0; v < 4; ++v) std::copy(src + v * MN + col, src + v * MN + col + w, x + v * W);
-            recompute_chunk<T, METHOD, OTA, INST>(w, t1 - t0, x, i_in + t0 * MN + col, MN, q, dt);
+            recompute_chunk<T, METHOD, OTA, INST>(w, t1 - t0, x, th, i_in + t0 * MN + col, MN, q, dt);
             for (int64_t t = t1 - 1; t >= t0; --t) {
               const int64_t off = t * MN + col;
               // absent or broadcast gradients read a constant row (0 or the value): no branch in the loop
               const T* gso = (g_s.ptr && !g_s.scalar) ? g_s.ptr + off : gs_fill.data();
               const T* guo = (g_u.ptr && !g_u.scalar) ? g_u.ptr + off : gu_fill.data();
-              vjp_chunk<T, METHOD, OTA, CLIP, INST>(w, x + (t - t0) * 4 * W, i_in + off, gso, guo, q, dt, u_th,
-                                                    span, u_c, g_i + off, adj, acc);
+              vjp_chunk<T, METHOD, OTA, CLIP, INST>(w, x + (t - t0) * 4 * W, th + (t - t0) * 4 * W, i_in + off,
+                                                    gso, guo, q, dt, u_th, span, u_c, g_i + off, adj, acc);
             }
           }
         }
