@@ -6,7 +6,7 @@
 //   g++ -O3 -march=x86-64-v3 -ffp-contract=off -fno-trapping-math -fno-math-errno -DMTC_STANDALONE \
 //       -o /tmp/kernel_micro benchmarks/kernel_micro.cpp
 //   /tmp/kernel_micro euler 300 256 5            # method T N repeats (batch 64)
-//   valgrind --tool=callgrind --toggle-collect='*backward_kernel*' /tmp/kernel_micro euler 32 256 1
+//   valgrind --tool=callgrind --toggle-collect='*timed_backward*' /tmp/kernel_micro euler 32 256 1
 #include "../mtc_analog/csrc/mtc_fused.cpp"
 
 #include <cstdio>
@@ -29,6 +29,23 @@ uint64_t fnv(const std::vector<float>& v, uint64_t h = 1469598103934665603ull) {
   return h;
 }
 
+// Not inlined, so that callgrind can count each pass alone: --toggle-collect='*timed_forward*'.
+template <int METHOD>
+__attribute__((noinline)) void timed_forward(const Shape& sh, const Options& o, const float* x, const float* zero,
+                                             const float* p, float* s, float* ckpt, float* mT, float* fT, float* sT,
+                                             float* uT) {
+  forward_kernel<float, METHOD, false, true, true>(sh, o, x, zero, zero, zero, zero, p, s, nullptr, ckpt, mT, fT, sT, uT);
+}
+
+template <int METHOD>
+__attribute__((noinline)) void timed_backward(const Shape& sh, const Options& o, const float* one, const float* x,
+                                              const float* p, const float* ckpt, float* gi, float* gm, float* gf,
+                                              float* gs, float* gu, float* gp) {
+  backward_kernel<float, METHOD, false, true, true>(sh, o, OutGrad<float>{one, true}, OutGrad<float>{nullptr, false},
+                                                    nullptr, nullptr, nullptr, nullptr, x, p, ckpt, gi, gm, gf, gs,
+                                                    gu, gp);
+}
+
 template <int METHOD>
 void run(int64_t steps, int64_t N, int reps) {
   const int64_t M = 64, MN = M * N, nseg = (steps + kSeg - 1) / kSeg;
@@ -48,14 +65,11 @@ void run(int64_t steps, int64_t N, int reps) {
   double fwd = 1e30, bwd = 1e30;
   for (int rep = 0; rep < reps; ++rep) {
     const double t0 = thread_seconds();
-    forward_kernel<float, METHOD, false, true, true>(sh, o, x.data(), zero.data(), zero.data(), zero.data(),
-                                                     zero.data(), p.data(), s.data(), nullptr, ckpt.data(),
-                                                     mT.data(), fT.data(), sT.data(), uT.data());
+    timed_forward<METHOD>(sh, o, x.data(), zero.data(), p.data(), s.data(), ckpt.data(), mT.data(), fT.data(),
+                          sT.data(), uT.data());
     const double t1 = thread_seconds();
-    backward_kernel<float, METHOD, false, true, true>(sh, o, OutGrad<float>{&one, true}, OutGrad<float>{nullptr, false},
-                                                      nullptr, nullptr, nullptr, nullptr, x.data(), p.data(),
-                                                      ckpt.data(), gi.data(), gm.data(), gf.data(), gs.data(),
-                                                      gu.data(), gp.data());
+    timed_backward<METHOD>(sh, o, &one, x.data(), p.data(), ckpt.data(), gi.data(), gm.data(), gf.data(), gs.data(),
+                           gu.data(), gp.data());
     const double t2 = thread_seconds();
     fwd = std::min(fwd, t1 - t0);
     bwd = std::min(bwd, t2 - t1);
