@@ -114,16 +114,18 @@ MTC_INLINE T tanh_(T a) {
     const float lo = a < -c ? -c : a;
     const float x = lo > c ? c : lo;
     const float x2 = x * x;
-    float p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
-    p = x2 * p + -8.60467152213735e-11f;
-    p = x2 * p + 5.12229709037114e-08f;
-    p = x2 * p + 1.48572235717979e-05f;
-    p = x2 * p + 6.37261928875436e-04f;
-    p = x2 * p + 4.89352455891786e-03f;
+    // explicit fused multiply-adds (x86-64-v3 has FMA; an fma is correctly rounded, so the same on
+    // every CPU): 9 instructions fewer per tanh than separate multiplies and adds
+    float p = std::fma(x2, -2.76076847742355e-16f, 2.00018790482477e-13f);
+    p = std::fma(x2, p, -8.60467152213735e-11f);
+    p = std::fma(x2, p, 5.12229709037114e-08f);
+    p = std::fma(x2, p, 1.48572235717979e-05f);
+    p = std::fma(x2, p, 6.37261928875436e-04f);
+    p = std::fma(x2, p, 4.89352455891786e-03f);
     p = x * p;
-    float q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
-    q = x2 * q + 2.26843463243900e-03f;
-    q = x2 * q + 4.89352518554385e-03f;
+    float q = std::fma(x2, 1.19825839466702e-06f, 1.18534705686654e-04f);
+    q = std::fma(x2, q, 2.26843463243900e-03f);
+    q = std::fma(x2, q, 4.89352518554385e-03f);
     const float r = p / q;  // unconditional: a division inside the select would keep a branch
     return std::fabs(a) < 0.0004f ? a : r;
   } else {
