@@ -393,15 +393,6 @@ struct Shape {
   int64_t steps, batch, n;
 };
 
-template <typename T>
-MTC_INLINE Par<T> load_par(const T* p, const T* inv, int64_t N, int64_t n) {
-  const bool f32 = std::is_same_v<T, float>;
-  return {p[A_F * N + n],   p[A_SP * N + n],  p[A_SM * N + n],   p[A_US * N + n], p[D_F * N + n],
-          p[D_SP * N + n],  p[D_SM * N + n],  p[D_US * N + n],   p[TAU_M * N + n], p[TAU_F * N + n],
-          p[TAU_S * N + n], p[TAU_US * N + n], p[RES * N + n], p[U_REST * N + n],
-          f32 ? inv[n] : T(0), f32 ? inv[N + n] : T(0), f32 ? inv[2 * N + n] : T(0), f32 ? inv[3 * N + n] : T(0)};
-}
-
 // 1/tau_m, 1/tau_f (1 when tau_f = 0: unused), 1/tau_s, 1/tau_us per neuron (read by the float kernel).
 template <typename T>
 std::vector<T> inverse_taus(const T* p, int64_t N) {
@@ -430,20 +421,15 @@ std::vector<T> exact_constants(const T* p, int64_t N, T dt) {
   return c;
 }
 
-template <typename T, int METHOD>
-MTC_INLINE Consts<T> load_consts(const T* c, int64_t N, int64_t n) {
-  if constexpr (METHOD == EXACT) return {c[n], c[N + n], c[2 * N + n]};
-  else return {T(0), T(0), T(0)};
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Blocking. Columns (m, n) are independent recurrences. A block is `rows` consecutive batch rows x
 // `len` consecutive neurons (~4 KiB of columns per state variable); each block runs the whole time
-// loop, and at each step it streams one contiguous slice of the (T, M, N) arrays (a few pages: the
-// address translation is paid per ~1000 columns, not per 64). Blocks go to threads whole, and the
-// blocking depends on the shape only, so the numbers do not depend on the thread count.
+// loop, segment by segment (kSeg steps), and within a segment chunk by chunk (see kChunk below): a
+// segment touches kSeg contiguous slices of each (T, M, N) array, whose pages stay in the TLB for all
+// the block's chunks. Blocks go to threads whole, and the blocking depends on the shape only, so the
+// numbers do not depend on the thread count.
 // Backward: the forward stores the state only every kSeg steps (checkpoints); the backward recomputes
-// each segment's kSeg states of a block into a small buffer (L2-resident) and runs the adjoint over
+// each segment's kSeg states of a chunk into a small L1-resident buffer and runs the adjoint over
 // it. That trades one extra forward for not writing and re-reading 4 full state traces.
 // ---------------------------------------------------------------------------------------------------
 constexpr int64_t kSeg = 16;
@@ -489,91 +475,14 @@ inline void advise_huge(const at::Tensor& t) {
 }
 #endif
 
-// Advance one row of a block by one step: x (4 arrays of the block's row) in place, outputs s (and
-// the membrane trace) for that row.
-template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
-MTC_INLINE void step_row(int64_t nl, T* __restrict um, T* __restrict uf, T* __restrict us, T* __restrict uu,
-                         const T* __restrict in, const T* __restrict p, int64_t N, int64_t n0,
-                         const T* __restrict cp, const T* __restrict ip, T dt, T u_th, T span, T u_c,
-                         T* __restrict so,
-                         T* __restrict ut) {
-#pragma GCC ivdep
-  for (int64_t j = 0; j < nl; ++j) {
-    const Par<T> q = load_par(p, ip, N, n0 + j);
-    const S4<T> y = step<T, METHOD, OTA, INST>(S4<T>{um[j], uf[j], us[j], uu[j]}, q, in[j], dt,
-                                                load_consts<T, METHOD>(cp, N, n0 + j));
-    um[j] = y.m; uf[j] = y.f; us[j] = y.s; uu[j] = y.u;
-    so[j] = transduce<T, CLIP>(y.m, u_th, span, u_c);  // unconditional (scratch when unused): a branch
-    ut[j] = y.m;                                        // here would stop the vectorisation
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Forward
-// ---------------------------------------------------------------------------------------------------
-template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
-void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m0, const T* f0,
-                    const T* s0, const T* us0, const T* p, T* s_out, T* u_trace,
-                    T* ckpt /* (ceil(T/kSeg), 4, M, N) or null */, T* mT, T* fT, T* sT, T* usT) {
-  const int64_t N = sh.n, M = sh.batch, MN = M * N;
-  const Blocking bk = blocking<T>(M, N);
-  const std::vector<T> consts = exact_constants<T, METHOD, INST>(p, N, T(o.dt));
-  const T* cp = consts.data();
-  const std::vector<T> inverses = inverse_taus<T>(p, N);
-  const T* ip = inverses.data();
-  at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
-    const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
-    const int64_t cols = bk.cols();
-    std::vector<T> buf(5 * cols);
-    T *um = buf.data(), *uf = um + cols, *us = uf + cols, *uu = us + cols, *scratch = uu + cols;
-    for (int64_t id = begin; id < end; ++id) {
-      const Block b = block_at(bk, M, N, id);
-      for (int64_t r = 0; r < b.nr; ++r) {
-        const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
-        std::copy(m0 + c, m0 + c + b.nl, um + k); std::copy(f0 + c, f0 + c + b.nl, uf + k);
-        std::copy(s0 + c, s0 + c + b.nl, us + k); std::copy(us0 + c, us0 + c + b.nl, uu + k);
-      }
-      for (int64_t t = 0; t < sh.steps; ++t) {
-        if (ckpt && t % kSeg == 0) {
-          T* dst = ckpt + (t / kSeg) * 4 * MN;
-          for (int64_t r = 0; r < b.nr; ++r) {
-            const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
-            std::copy(um + k, um + k + b.nl, dst + c); std::copy(uf + k, uf + k + b.nl, dst + MN + c);
-            std::copy(us + k, us + k + b.nl, dst + 2 * MN + c); std::copy(uu + k, uu + k + b.nl, dst + 3 * MN + c);
-          }
-        }
-        for (int64_t r = 0; r < b.nr; ++r) {
-          const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * bk.len;
-          step_row<T, METHOD, OTA, CLIP, INST>(b.nl, um + k, uf + k, us + k, uu + k, i_in + off, p, N, b.n0, cp, ip,
-                                               dt, u_th, span, u_c, s_out + off, u_trace ? u_trace + off : scratch);
-        }
-      }
-      for (int64_t r = 0; r < b.nr; ++r) {
-        const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
-        std::copy(um + k, um + k + b.nl, mT + c); std::copy(uf + k, uf + k + b.nl, fT + c);
-        std::copy(us + k, us + k + b.nl, sT + c); std::copy(uu + k, uu + k + b.nl, usT + c);
-      }
-    }
-  });
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Backward (reverse-time adjoint of the forward above, one step_vjp per step, segment by segment)
-// ---------------------------------------------------------------------------------------------------
-// A gradient of the outputs s or of the membrane trace: absent, one value for every element (autograd's
-// expanded gradient of a sum), or dense (T, M, N).
-template <typename T>
-struct OutGrad {
-  const T* ptr;
-  bool scalar;
-};
-
-// The backward works on chunks of kChunk consecutive neurons of one batch row (256 bytes per row of
-// values). Per segment, a chunk recomputes its kSeg states from the checkpoint and runs the adjoint
-// over them at once, so its whole working set -- segment states, the 4 state adjoints, the 14
-// parameter-gradient accumulators, the per-neuron constants: ~22 KiB for float -- stays in L1
-// (a whole block's, ~340 KiB, did not: it lived in L2 and was evicted by every context switch on a
-// shared machine). The width is a compile-time constant, so each of these arrays is one base
+// Chunks: kChunk consecutive neurons of one batch row (256 bytes per row of values). Within a block,
+// time advances segment by segment (kSeg steps); each chunk runs a whole segment at once, so its
+// working set stays in L1 while the pages of the (T, M, N) arrays a segment touches (kSeg rows each)
+// stay in the TLB for all the block's chunks. Backward: per segment, a chunk recomputes its kSeg
+// states from the checkpoint and runs the adjoint over them at once -- segment states, the 4 state
+// adjoints, the 14 parameter-gradient accumulators, the per-neuron constants: ~30 KiB for float
+// (a whole block's, ~340 KiB, did not fit in L1: it lived in L2 and was evicted by every context
+// switch on a shared machine). The width is a compile-time constant, so each of these arrays is one base
 // register plus constant offsets in the vectorised loops (with a run-time stride, the ~40 pointers
 // of the adjoint did not fit in registers and were reloaded from the stack every iteration).
 template <typename T>
@@ -608,6 +517,101 @@ void gather_chunk(const T* p, const T* ip, const T* cp, int64_t N, int64_t n, in
   for (int64_t row = 0; row < 4; ++row) std::copy(ip + row * N + n, ip + row * N + n + w, q + (C_INV + row) * W);
   if (cp) for (int64_t row = 0; row < 3; ++row) std::copy(cp + row * N + n, cp + row * N + n + w, q + (C_EXP + row) * W);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Forward
+// ---------------------------------------------------------------------------------------------------
+// Advance one chunk by `steps` steps from its state x (4 x W, in place), writing s and the membrane
+// trace at each step (in, so: row stride MN; ut: row stride ut_stride, 0 for a scratch row).
+template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
+MTC_INLINE void forward_chunk(int64_t w, int64_t steps, T* __restrict x, const T* __restrict in, int64_t MN,
+                              const T* __restrict q, T dt, T u_th, T span, T u_c, T* __restrict so,
+                              T* __restrict ut, int64_t ut_stride) {
+  constexpr int64_t W = kChunk<T>;
+  for (int64_t i = 0; i < steps; ++i) {
+    const T* __restrict ini = in + i * MN;
+    T* __restrict soi = so + i * MN;
+    T* __restrict uti = ut + i * ut_stride;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < w; ++j) {
+      const S4<T> y = step<T, METHOD, OTA, INST>(S4<T>{x[j], x[W + j], x[2 * W + j], x[3 * W + j]}, chunk_par(q, j),
+                                                  ini[j], dt, chunk_consts<T, METHOD>(q, j));
+      x[j] = y.m; x[W + j] = y.f; x[2 * W + j] = y.s; x[3 * W + j] = y.u;
+      soi[j] = transduce<T, CLIP>(y.m, u_th, span, u_c);  // unconditional (scratch when unused): a branch
+      uti[j] = y.m;                                        // here would stop the vectorisation
+    }
+  }
+}
+
+template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
+void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m0, const T* f0,
+                    const T* s0, const T* us0, const T* p, T* s_out, T* u_trace,
+                    T* ckpt /* (ceil(T/kSeg), 4, M, N) or null */, T* mT, T* fT, T* sT, T* usT) {
+  constexpr int64_t W = kChunk<T>;
+  const int64_t N = sh.n, M = sh.batch, MN = M * N;
+  const Blocking bk = blocking<T>(M, N);
+  const std::vector<T> consts = exact_constants<T, METHOD, INST>(p, N, T(o.dt));
+  const T* cp = METHOD == EXACT ? consts.data() : nullptr;
+  const std::vector<T> inverses = inverse_taus<T>(p, N);
+  const T* ip = inverses.data();
+  const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
+  const int64_t nc = (bk.len + W - 1) / W;  // chunks per row of a block
+  at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
+    const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
+    // per block: the chunks' constants (nc x C_ROWS x W) and states (rows x nc x 4 x W)
+    std::vector<T> qbuf(nc * C_ROWS * W), state(bk.rows * nc * 4 * W), scratch(W);
+    for (int64_t id = begin; id < end; ++id) {
+      const Block b = block_at(bk, M, N, id);
+      const int64_t nck = (b.nl + W - 1) / W;
+      for (int64_t c = 0; c < nck; ++c)
+        gather_chunk(p, ip, cp, N, b.n0 + c * W, std::min(W, b.nl - c * W), qbuf.data() + c * C_ROWS * W);
+      const T* starts[4] = {m0, f0, s0, us0};
+      T* finals[4] = {mT, fT, sT, usT};
+      for (int64_t r = 0; r < b.nr; ++r) {
+        for (int64_t c = 0; c < nck; ++c) {
+          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+          T* x = state.data() + (r * nc + c) * 4 * W;
+          for (int v = 0; v < 4; ++v) std::copy(starts[v] + col, starts[v] + col + w, x + v * W);
+        }
+      }
+      for (int64_t sg = 0; sg < nseg; ++sg) {
+        const int64_t t0 = sg * kSeg, t1 = std::min(sh.steps, t0 + kSeg);
+        for (int64_t r = 0; r < b.nr; ++r) {
+          for (int64_t c = 0; c < nck; ++c) {
+            const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+            T* x = state.data() + (r * nc + c) * 4 * W;
+            if (ckpt) {
+              T* dst = ckpt + sg * 4 * MN + col;
+              for (int v = 0; v < 4; ++v) std::copy(x + v * W, x + v * W + w, dst + v * MN);
+            }
+            const int64_t off = t0 * MN + col;
+            forward_chunk<T, METHOD, OTA, CLIP, INST>(w, t1 - t0, x, i_in + off, MN, qbuf.data() + c * C_ROWS * W, dt,
+                                                      u_th, span, u_c, s_out + off,
+                                                      u_trace ? u_trace + off : scratch.data(), u_trace ? MN : 0);
+          }
+        }
+      }
+      for (int64_t r = 0; r < b.nr; ++r) {
+        for (int64_t c = 0; c < nck; ++c) {
+          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+          const T* x = state.data() + (r * nc + c) * 4 * W;
+          for (int v = 0; v < 4; ++v) std::copy(x + v * W, x + v * W + w, finals[v] + col);
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Backward (reverse-time adjoint of the forward above, one step_vjp per step, segment by segment)
+// ---------------------------------------------------------------------------------------------------
+// A gradient of the outputs s or of the membrane trace: absent, one value for every element (autograd's
+// expanded gradient of a sum), or dense (T, M, N).
+template <typename T>
+struct OutGrad {
+  const T* ptr;
+  bool scalar;
+};
 
 // Recompute the states of one segment of a chunk: x holds (steps + 1) levels of 4 x W values, level 0
 // the checkpoint; level i + 1 = step(level i) with the input of step t0 + i (in, row stride MN); th
