@@ -47,6 +47,11 @@ from typing import Callable
 
 import torch
 
+# Measure this checkout's package, not whichever one the interpreter has installed: run as a script,
+# sys.path[0] is benchmarks/, and an editable install elsewhere (another worktree) would be imported
+# with its own kernel build. The header line names the package and the kernel build it used.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 MODELS = ("mtc_euler", "mtc_heun", "mtc_rk4", "mtc_reference", "lif", "adlif", "snntorch_leaky")
 DEFAULT_MODELS = ("mtc_euler", "mtc_rk4", "lif", "adlif", "snntorch_leaky")
 BASELINE = "snntorch_leaky"
@@ -185,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
           f"thread(s), batch {args.batch}; {args.rounds} interleaved rounds after {args.warmup} warm-up; "
           f"figures: CPU time of the calling thread, median [min-max]")
     print(f"load before: {load()}")
+    import mtc_analog
+    from mtc_analog.neuron import fused
+
+    print(f"package: {Path(mtc_analog.__file__).parent}; kernel build: {fused.build_dir() / fused._build_name()}")
     cells = []
     targets_met = True
     for steps in args.steps:

@@ -382,3 +382,26 @@ def test_a_stale_torch_build_lock_does_not_block_loading():
                           capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode == 0 and "LOADED" in proc.stdout, proc.stderr
     assert not stale.exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_chunks_of_several_rows_with_a_partial_chunk_and_dense_output_gradients(dtype, method):
+    """The kernel works in chunks of 256 bytes of neurons (64 float32 / 32 float64) within blocks of
+    several batch rows: 70 neurons x 9 rows = chunks of 64 + 6 (float32) or 32 + 32 + 6 (float64) per
+    row; 21 steps = one full 16-step segment and a partial one. Dense gradients of s and of the
+    membrane trace, and gradients of the final state: all equal the reference loop's."""
+    n, batch, steps = 70, 9, 21
+    params = MTCParameters(*(v.detach().to(dtype).requires_grad_() if isinstance(v, torch.Tensor) and v.requires_grad
+                             else (v.detach().to(dtype) if isinstance(v, torch.Tensor) else v) for v in _params(n, 0.0)))
+    i_in, state = _inputs(steps, batch, n, seed=7)
+    i_in = i_in.detach().to(dtype).requires_grad_()
+    state = MTCState(*(s.detach().to(dtype).requires_grad_() for s in state))
+    outs = {}
+    for backend in ("reference", "fused"):
+        r = mtc_rollout(i_in, params, DT, state, method, "linear", Transduction("clip"), True, backend=backend)
+        outs[backend] = (r.s.detach(), torch.autograd.grad(_loss(r, steps), _leaves(i_in, state, params)))
+    tol = dict(rtol=1e-9, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-3, atol=2e-4)
+    torch.testing.assert_close(outs["fused"][0], outs["reference"][0], **tol)
+    for got, ref in zip(outs["fused"][1], outs["reference"][1]):
+        torch.testing.assert_close(got, ref, **tol)

@@ -10,12 +10,22 @@
 // Registered as torch custom ops (torch.ops.mtc_analog.rollout_forward / rollout_backward) rather
 // than a pybind module: the light headers below compile in a quarter of the time of
 // <torch/extension.h>.
+#ifndef MTC_STANDALONE
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
+#else
+// MTC_STANDALONE: the kernels alone, without torch, for benchmarks/kernel_micro.cpp (instruction
+// counts under callgrind, profiles, and a build in seconds instead of minutes). Serial loop.
+#include <cstdint>
+namespace at {
+template <typename F>
+void parallel_for(int64_t begin, int64_t end, int64_t, const F& f) { if (begin < end) f(begin, end); }
+}  // namespace at
+#endif
 
 #include <sys/mman.h>
 
@@ -104,16 +114,18 @@ MTC_INLINE T tanh_(T a) {
     const float lo = a < -c ? -c : a;
     const float x = lo > c ? c : lo;
     const float x2 = x * x;
-    float p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
-    p = x2 * p + -8.60467152213735e-11f;
-    p = x2 * p + 5.12229709037114e-08f;
-    p = x2 * p + 1.48572235717979e-05f;
-    p = x2 * p + 6.37261928875436e-04f;
-    p = x2 * p + 4.89352455891786e-03f;
+    // explicit fused multiply-adds (x86-64-v3 has FMA; an fma is correctly rounded, so the same on
+    // every CPU): 9 instructions fewer per tanh than separate multiplies and adds
+    float p = std::fma(x2, -2.76076847742355e-16f, 2.00018790482477e-13f);
+    p = std::fma(x2, p, -8.60467152213735e-11f);
+    p = std::fma(x2, p, 5.12229709037114e-08f);
+    p = std::fma(x2, p, 1.48572235717979e-05f);
+    p = std::fma(x2, p, 6.37261928875436e-04f);
+    p = std::fma(x2, p, 4.89352455891786e-03f);
     p = x * p;
-    float q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
-    q = x2 * q + 2.26843463243900e-03f;
-    q = x2 * q + 4.89352518554385e-03f;
+    float q = std::fma(x2, 1.19825839466702e-06f, 1.18534705686654e-04f);
+    q = std::fma(x2, q, 2.26843463243900e-03f);
+    q = std::fma(x2, q, 4.89352518554385e-03f);
     const float r = p / q;  // unconditional: a division inside the select would keep a branch
     return std::fabs(a) < 0.0004f ? a : r;
   } else {
@@ -167,16 +179,33 @@ MTC_INLINE T filter_g(T v) {
   else return v;
 }
 
-// The right-hand side dX/dt (equations.py::rhs). INST: tau_f = 0, the fast element reads U_m and
-// dU_f/dt is dU_m/dt. OTA: the filters are tanh follower-integrators.
-template <typename T, bool OTA, bool INST>
-MTC_INLINE S4<T> rhs(S4<T> x, Par<T> p, T in) {
+// The four elements' tanh at state x (the fast one reads U_m when INST): the expensive part of the
+// RHS and of its VJP. The backward's recomputation stores them per step, so that the adjoint of the
+// step-start stage does not evaluate them again.
+template <typename T>
+struct Th4 {
+  T f, sp, sm, us;
+};
+
+template <typename T, bool INST>
+MTC_INLINE Th4<T> elements(S4<T> x, Par<T> p) {
   const T fr = INST ? x.m : x.f;
-  const T itot = -p.af * tanh_(fr - p.df) + p.asp * tanh_(x.s - p.dsp) +
-                 -p.asm_ * tanh_(x.s - p.dsm) + p.aus * tanh_(x.u - p.dus);
+  return {tanh_(fr - p.df), tanh_(x.s - p.dsp), tanh_(x.s - p.dsm), tanh_(x.u - p.dus)};
+}
+
+// The right-hand side dX/dt (equations.py::rhs), given the elements' tanh th at x. INST: tau_f = 0,
+// the fast element reads U_m and dU_f/dt is dU_m/dt. OTA: the filters are tanh follower-integrators.
+template <typename T, bool OTA, bool INST>
+MTC_INLINE S4<T> rhs_th(S4<T> x, Par<T> p, T in, Th4<T> th) {
+  const T itot = -p.af * th.f + p.asp * th.sp + -p.asm_ * th.sm + p.aus * th.us;
   const T dm = over(-(x.m - p.urest) + p.res * (in - itot), p.taum, p.itaum);
   const T df = INST ? dm : over(filter_g<T, OTA>(x.m - x.f), p.tauf, p.itauf);
   return {dm, df, over(filter_g<T, OTA>(x.m - x.s), p.taus, p.itaus), over(filter_g<T, OTA>(x.m - x.u), p.tauu, p.itauu)};
+}
+
+template <typename T, bool OTA, bool INST>
+MTC_INLINE S4<T> rhs(S4<T> x, Par<T> p, T in) {
+  return rhs_th<T, OTA, INST>(x, p, in, elements<T, INST>(x, p));
 }
 
 // With A = w_m/tau_m (w_m + w_f when INST: dU_f/dt is dU_m/dt) and q_k = A R a_k (1 - tanh_k^2):
@@ -186,10 +215,8 @@ MTC_INLINE S4<T> rhs(S4<T> x, Par<T> p, T in) {
 // us: -q_us. Each filter rate g(U_m - U_x)/tau_x adds w_x g'/tau_x to m, -w_x g'/tau_x to x, and
 // -w_x g/tau_x^2 to tau_x.
 template <typename T, bool OTA, bool INST>
-MTC_INLINE VJP<T> rhs_vjp(S4<T> x, Par<T> p, T in, S4<T> w) {
-  const T fr = INST ? x.m : x.f;
-  const T th_f = tanh_(fr - p.df), th_sp = tanh_(x.s - p.dsp);
-  const T th_sm = tanh_(x.s - p.dsm), th_us = tanh_(x.u - p.dus);
+MTC_INLINE VJP<T> rhs_vjp_th(S4<T> x, Par<T> p, T in, S4<T> w, Th4<T> th) {
+  const T th_f = th.f, th_sp = th.sp, th_sm = th.sm, th_us = th.us;
   const T itot = -p.af * th_f + p.asp * th_sp + -p.asm_ * th_sm + p.aus * th_us;
   const T drive = in - itot;
   const T dm = over(-(x.m - p.urest) + p.res * drive, p.taum, p.itaum);
@@ -217,6 +244,11 @@ MTC_INLINE VJP<T> rhs_vjp(S4<T> x, Par<T> p, T in, S4<T> w) {
           A * drive, A};
   r.gin = AR;
   return r;
+}
+
+template <typename T, bool OTA, bool INST>
+MTC_INLINE VJP<T> rhs_vjp(S4<T> x, Par<T> p, T in, S4<T> w) {
+  return rhs_vjp_th<T, OTA, INST>(x, p, in, w, elements<T, INST>(x, p));
 }
 
 // Exact filter update with U_m held (c = exp(-dt/tau)) and its partials d x'/d ux (d x'/d um is
@@ -250,23 +282,23 @@ struct Consts {
   T cf, cs, cu;
 };
 
-// One step of `dt` (step.py::mtc_step). U_f is U_m after the step when INST.
+// One step of `dt` (step.py::mtc_step), th1 the elements' tanh at x. U_f is U_m after the step when INST.
 template <typename T, int METHOD, bool OTA, bool INST>
-MTC_INLINE S4<T> step(S4<T> x, Par<T> p, T in, T dt, Consts<T> c) {
+MTC_INLINE S4<T> step_th(S4<T> x, Par<T> p, T in, T dt, Consts<T> c, Th4<T> th1) {
   S4<T> y;
   if constexpr (METHOD == EULER) {
-    y = axpy(x, dt, rhs<T, OTA, INST>(x, p, in));
+    y = axpy(x, dt, rhs_th<T, OTA, INST>(x, p, in, th1));
   } else if constexpr (METHOD == EXACT) {
-    const S4<T> k = rhs<T, OTA, INST>(x, p, in);
+    const S4<T> k = rhs_th<T, OTA, INST>(x, p, in, th1);
     y = {x.m + dt * k.m, INST ? x.f : exact_filter<T, OTA>(x.m, x.f, c.cf),
          exact_filter<T, OTA>(x.m, x.s, c.cs), exact_filter<T, OTA>(x.m, x.u, c.cu)};
   } else if constexpr (METHOD == HEUN) {
-    const S4<T> k1 = rhs<T, OTA, INST>(x, p, in);
+    const S4<T> k1 = rhs_th<T, OTA, INST>(x, p, in, th1);
     const S4<T> k2 = rhs<T, OTA, INST>(axpy(x, dt, k1), p, in);
     y = axpy(x, T(0.5) * dt, add(k1, k2));
   } else {
     const T h = T(0.5) * dt;
-    const S4<T> k1 = rhs<T, OTA, INST>(x, p, in);
+    const S4<T> k1 = rhs_th<T, OTA, INST>(x, p, in, th1);
     const S4<T> k2 = rhs<T, OTA, INST>(axpy(x, h, k1), p, in);
     const S4<T> k3 = rhs<T, OTA, INST>(axpy(x, h, k2), p, in);
     const S4<T> k4 = rhs<T, OTA, INST>(axpy(x, dt, k3), p, in);
@@ -277,21 +309,26 @@ MTC_INLINE S4<T> step(S4<T> x, Par<T> p, T in, T dt, Consts<T> c) {
   return y;
 }
 
-// Adjoint of one step: given gb = dL/dX' (after the step), returns dL/dX (before it) in gx, and the
+template <typename T, int METHOD, bool OTA, bool INST>
+MTC_INLINE S4<T> step(S4<T> x, Par<T> p, T in, T dt, Consts<T> c) {
+  return step_th<T, METHOD, OTA, INST>(x, p, in, dt, c, elements<T, INST>(x, p));
+}
+
+// Adjoint of one step (th1: the elements' tanh at x, from the recomputation): given gb = dL/dX' (after the step), returns dL/dX (before it) in gx, and the
 // step's parameter and input gradients. The stages are recomputed from the step-start state x, then
 // each stage's RHS is pulled back with rhs_vjp (reverse order of the stages).
 template <typename T, int METHOD, bool OTA, bool INST>
-MTC_INLINE VJP<T> step_vjp(S4<T> x, Par<T> p, T in, T dt, Consts<T> c, S4<T> gb) {
+MTC_INLINE VJP<T> step_vjp(S4<T> x, Par<T> p, T in, T dt, Consts<T> c, S4<T> gb, Th4<T> th1) {
   if constexpr (INST) {  // U_f' is U_m': its adjoint belongs to U_m'
     gb.m += gb.f;
     gb.f = T(0);
   }
   if constexpr (METHOD == EULER) {
-    VJP<T> r = rhs_vjp<T, OTA, INST>(x, p, in, scale(gb, dt));
+    VJP<T> r = rhs_vjp_th<T, OTA, INST>(x, p, in, scale(gb, dt), th1);
     r.gx = add(r.gx, gb);
     return r;
   } else if constexpr (METHOD == EXACT) {
-    VJP<T> r = rhs_vjp<T, OTA, INST>(x, p, in, S4<T>{dt * gb.m, T(0), T(0), T(0)});
+    VJP<T> r = rhs_vjp_th<T, OTA, INST>(x, p, in, S4<T>{dt * gb.m, T(0), T(0), T(0)}, th1);
     r.gx.m += gb.m;
     if constexpr (!INST) {
       const FilterPartials<T> kf = exact_partials<T, OTA>(x.m, x.f, c.cf, p.tauf, dt);
@@ -309,21 +346,21 @@ MTC_INLINE VJP<T> step_vjp(S4<T> x, Par<T> p, T in, T dt, Consts<T> c, S4<T> gb)
     return r;
   } else if constexpr (METHOD == HEUN) {
     const T h = T(0.5) * dt;
-    const S4<T> y2 = axpy(x, dt, rhs<T, OTA, INST>(x, p, in));
+    const S4<T> y2 = axpy(x, dt, rhs_th<T, OTA, INST>(x, p, in, th1));
     const VJP<T> v2 = rhs_vjp<T, OTA, INST>(y2, p, in, scale(gb, h));             // v2.gx: adjoint of Y2
-    const VJP<T> v1 = rhs_vjp<T, OTA, INST>(x, p, in, axpy(scale(gb, h), dt, v2.gx));  // w1: adjoint of k1
+    const VJP<T> v1 = rhs_vjp_th<T, OTA, INST>(x, p, in, axpy(scale(gb, h), dt, v2.gx), th1);  // w1: adjoint of k1
     VJP<T> r = add(v1, v2);
     r.gx = add(r.gx, gb);
     return r;
   } else {
     const T h = T(0.5) * dt, sixth = dt / T(6), third = dt / T(3);
-    const S4<T> y2 = axpy(x, h, rhs<T, OTA, INST>(x, p, in));
+    const S4<T> y2 = axpy(x, h, rhs_th<T, OTA, INST>(x, p, in, th1));
     const S4<T> y3 = axpy(x, h, rhs<T, OTA, INST>(y2, p, in));
     const S4<T> y4 = axpy(x, dt, rhs<T, OTA, INST>(y3, p, in));
     const VJP<T> v4 = rhs_vjp<T, OTA, INST>(y4, p, in, scale(gb, sixth));
     const VJP<T> v3 = rhs_vjp<T, OTA, INST>(y3, p, in, axpy(scale(gb, third), dt, v4.gx));
     const VJP<T> v2 = rhs_vjp<T, OTA, INST>(y2, p, in, axpy(scale(gb, third), h, v3.gx));
-    const VJP<T> v1 = rhs_vjp<T, OTA, INST>(x, p, in, axpy(scale(gb, sixth), h, v2.gx));
+    const VJP<T> v1 = rhs_vjp_th<T, OTA, INST>(x, p, in, axpy(scale(gb, sixth), h, v2.gx), th1);
     VJP<T> r = add(add(v1, v2), add(v3, v4));
     r.gx = add(r.gx, gb);
     return r;
@@ -356,15 +393,6 @@ struct Shape {
   int64_t steps, batch, n;
 };
 
-template <typename T>
-MTC_INLINE Par<T> load_par(const T* p, const T* inv, int64_t N, int64_t n) {
-  const bool f32 = std::is_same_v<T, float>;
-  return {p[A_F * N + n],   p[A_SP * N + n],  p[A_SM * N + n],   p[A_US * N + n], p[D_F * N + n],
-          p[D_SP * N + n],  p[D_SM * N + n],  p[D_US * N + n],   p[TAU_M * N + n], p[TAU_F * N + n],
-          p[TAU_S * N + n], p[TAU_US * N + n], p[RES * N + n], p[U_REST * N + n],
-          f32 ? inv[n] : T(0), f32 ? inv[N + n] : T(0), f32 ? inv[2 * N + n] : T(0), f32 ? inv[3 * N + n] : T(0)};
-}
-
 // 1/tau_m, 1/tau_f (1 when tau_f = 0: unused), 1/tau_s, 1/tau_us per neuron (read by the float kernel).
 template <typename T>
 std::vector<T> inverse_taus(const T* p, int64_t N) {
@@ -393,20 +421,15 @@ std::vector<T> exact_constants(const T* p, int64_t N, T dt) {
   return c;
 }
 
-template <typename T, int METHOD>
-MTC_INLINE Consts<T> load_consts(const T* c, int64_t N, int64_t n) {
-  if constexpr (METHOD == EXACT) return {c[n], c[N + n], c[2 * N + n]};
-  else return {T(0), T(0), T(0)};
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Blocking. Columns (m, n) are independent recurrences. A block is `rows` consecutive batch rows x
 // `len` consecutive neurons (~4 KiB of columns per state variable); each block runs the whole time
-// loop, and at each step it streams one contiguous slice of the (T, M, N) arrays (a few pages: the
-// address translation is paid per ~1000 columns, not per 64). Blocks go to threads whole, and the
-// blocking depends on the shape only, so the numbers do not depend on the thread count.
+// loop, segment by segment (kSeg steps), and within a segment chunk by chunk (see kChunk below): a
+// segment touches kSeg contiguous slices of each (T, M, N) array, whose pages stay in the TLB for all
+// the block's chunks. Blocks go to threads whole, and the blocking depends on the shape only, so the
+// numbers do not depend on the thread count.
 // Backward: the forward stores the state only every kSeg steps (checkpoints); the backward recomputes
-// each segment's kSeg states of a block into a small buffer (L2-resident) and runs the adjoint over
+// each segment's kSeg states of a chunk into a small L1-resident buffer and runs the adjoint over
 // it. That trades one extra forward for not writing and re-reading 4 full state traces.
 // ---------------------------------------------------------------------------------------------------
 constexpr int64_t kSeg = 16;
@@ -439,6 +462,7 @@ inline Block block_at(const Blocking& bk, int64_t M, int64_t N, int64_t id) {
   return {m0, std::min(bk.rows, M - m0), n0, std::min(bk.len, N - n0)};
 }
 
+#ifndef MTC_STANDALONE
 // Large outputs are written once, front to back: ask for transparent huge pages before the first
 // touch (512x fewer page faults on freshly allocated buffers; a no-op where THP is off).
 inline void advise_huge(const at::Tensor& t) {
@@ -449,99 +473,130 @@ inline void advise_huge(const at::Tensor& t) {
   const uintptr_t start = (addr + huge - 1) & ~(huge - 1), stop = (addr + bytes) & ~(huge - 1);
   if (stop > start) madvise(reinterpret_cast<void*>(start), stop - start, MADV_HUGEPAGE);
 }
+#endif
 
-// Advance one row of a block by one step: x (4 arrays of the block's row) in place, outputs s (and
-// the membrane trace) for that row.
-template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
-MTC_INLINE void step_row(int64_t nl, T* __restrict um, T* __restrict uf, T* __restrict us, T* __restrict uu,
-                         const T* __restrict in, const T* __restrict p, int64_t N, int64_t n0,
-                         const T* __restrict cp, const T* __restrict ip, T dt, T u_th, T span, T u_c,
-                         T* __restrict so,
-                         T* __restrict ut) {
-#pragma GCC ivdep
-  for (int64_t j = 0; j < nl; ++j) {
-    const Par<T> q = load_par(p, ip, N, n0 + j);
-    const S4<T> y = step<T, METHOD, OTA, INST>(S4<T>{um[j], uf[j], us[j], uu[j]}, q, in[j], dt,
-                                                load_consts<T, METHOD>(cp, N, n0 + j));
-    um[j] = y.m; uf[j] = y.f; us[j] = y.s; uu[j] = y.u;
-    so[j] = transduce<T, CLIP>(y.m, u_th, span, u_c);  // unconditional (scratch when unused): a branch
-    ut[j] = y.m;                                        // here would stop the vectorisation
-  }
+// Chunks: kChunk consecutive neurons of one batch row (256 bytes per row of values). Within a block,
+// time advances segment by segment (kSeg steps); each chunk runs a whole segment at once, so its
+// working set stays in L1 while the pages of the (T, M, N) arrays a segment touches (kSeg rows each)
+// stay in the TLB for all the block's chunks. Backward: per segment, a chunk recomputes its kSeg
+// states from the checkpoint and runs the adjoint over them at once -- segment states, the 4 state
+// adjoints, the 14 parameter-gradient accumulators, the per-neuron constants: ~30 KiB for float
+// (a whole block's, ~340 KiB, did not fit in L1: it lived in L2 and was evicted by every context
+// switch on a shared machine). The width is a compile-time constant, so each of these arrays is one base
+// register plus constant offsets in the vectorised loops (with a run-time stride, the ~40 pointers
+// of the adjoint did not fit in registers and were reloaded from the stack every iteration).
+template <typename T>
+constexpr int64_t kChunk = 256 / int64_t(sizeof(T));
+
+// Rows of a chunk's gathered per-neuron constants: the N_ROWS parameters, then 1/tau (m, f, s, us),
+// then exp(-dt/tau) (f, s, us; exact method only).
+enum ChunkRow : int64_t { C_INV = N_ROWS, C_EXP = N_ROWS + 4, C_ROWS = N_ROWS + 7 };
+
+template <typename T>
+MTC_INLINE Par<T> chunk_par(const T* q, int64_t j) {
+  constexpr int64_t W = kChunk<T>;
+  return {q[A_F * W + j],    q[A_SP * W + j],   q[A_SM * W + j],       q[A_US * W + j],       q[D_F * W + j],
+          q[D_SP * W + j],   q[D_SM * W + j],   q[D_US * W + j],       q[TAU_M * W + j],      q[TAU_F * W + j],
+          q[TAU_S * W + j],  q[TAU_US * W + j], q[RES * W + j],        q[U_REST * W + j],     q[C_INV * W + j],
+          q[(C_INV + 1) * W + j], q[(C_INV + 2) * W + j], q[(C_INV + 3) * W + j]};
 }
 
-// The adjoint of one step for one row of a block (see step_vjp): a_* the state adjoints (in place),
-// gso/guo the gradients of s and of the membrane trace at this step (zeros when absent), gi the input
-// gradient out, ac the block's parameter-gradient rows (stride cols).
-template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
-MTC_INLINE void vjp_row(int64_t nl, const T* __restrict pm, const T* __restrict pf, const T* __restrict ps,
-                        const T* __restrict pu, const T* __restrict mnew, const T* __restrict in,
-                        const T* __restrict gso, const T* __restrict guo, const T* __restrict p, int64_t N,
-                        int64_t n0, const T* __restrict cp, const T* __restrict ip, T dt, T u_th, T span,
-                        T u_c, T* __restrict gi,
-                        T* __restrict a_m, T* __restrict a_f, T* __restrict a_s, T* __restrict a_u,
-                        T* __restrict ac, int64_t cols) {
-#pragma GCC ivdep
-  for (int64_t j = 0; j < nl; ++j) {
-    // adjoint of U_m after the step: from the next step, the output s and the trace
-    const T gmo = a_m[j] + gso[j] * transduce_grad<T, CLIP>(mnew[j], u_th, span, u_c) + guo[j];
-    const VJP<T> v = step_vjp<T, METHOD, OTA, INST>(S4<T>{pm[j], pf[j], ps[j], pu[j]}, load_par(p, ip, N, n0 + j),
-                                                     in[j], dt, load_consts<T, METHOD>(cp, N, n0 + j),
-                                                     S4<T>{gmo, a_f[j], a_s[j], a_u[j]});
-    const PGrad<T> g = v.gp;
-    gi[j] = v.gin;
-    a_m[j] = v.gx.m; a_f[j] = v.gx.f; a_s[j] = v.gx.s; a_u[j] = v.gx.u;
-    ac[A_F * cols + j] += g.af; ac[A_SP * cols + j] += g.asp; ac[A_SM * cols + j] += g.asm_;
-    ac[A_US * cols + j] += g.aus; ac[D_F * cols + j] += g.df; ac[D_SP * cols + j] += g.dsp;
-    ac[D_SM * cols + j] += g.dsm; ac[D_US * cols + j] += g.dus; ac[TAU_M * cols + j] += g.taum;
-    ac[TAU_F * cols + j] += g.tauf; ac[TAU_S * cols + j] += g.taus; ac[TAU_US * cols + j] += g.tauu;
-    ac[RES * cols + j] += g.res; ac[U_REST * cols + j] += g.urest;
-  }
+template <typename T, int METHOD>
+MTC_INLINE Consts<T> chunk_consts(const T* q, int64_t j) {
+  constexpr int64_t W = kChunk<T>;
+  if constexpr (METHOD == EXACT) return {q[C_EXP * W + j], q[(C_EXP + 1) * W + j], q[(C_EXP + 2) * W + j]};
+  else return {T(0), T(0), T(0)};
+}
+
+// Gather neurons [n, n + w) of the parameter rows, inverses and exact constants into a chunk's rows.
+template <typename T>
+void gather_chunk(const T* p, const T* ip, const T* cp, int64_t N, int64_t n, int64_t w, T* q) {
+  constexpr int64_t W = kChunk<T>;
+  std::fill(q, q + C_ROWS * W, T(1));  // lanes past w: harmless values (never read back)
+  for (int64_t row = 0; row < N_ROWS; ++row) std::copy(p + row * N + n, p + row * N + n + w, q + row * W);
+  for (int64_t row = 0; row < 4; ++row) std::copy(ip + row * N + n, ip + row * N + n + w, q + (C_INV + row) * W);
+  if (cp) for (int64_t row = 0; row < 3; ++row) std::copy(cp + row * N + n, cp + row * N + n + w, q + (C_EXP + row) * W);
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Forward
 // ---------------------------------------------------------------------------------------------------
+// Advance one chunk by `steps` steps from its state x (4 x W, in place), writing s and the membrane
+// trace at each step (in, so: row stride MN; ut: row stride ut_stride, 0 for a scratch row).
+template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
+MTC_INLINE void forward_chunk(int64_t w, int64_t steps, T* __restrict x, const T* __restrict in, int64_t MN,
+                              const T* __restrict q, T dt, T u_th, T span, T u_c, T* __restrict so,
+                              T* __restrict ut, int64_t ut_stride) {
+  constexpr int64_t W = kChunk<T>;
+  for (int64_t i = 0; i < steps; ++i) {
+    const T* __restrict ini = in + i * MN;
+    T* __restrict soi = so + i * MN;
+    T* __restrict uti = ut + i * ut_stride;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < w; ++j) {
+      const S4<T> y = step<T, METHOD, OTA, INST>(S4<T>{x[j], x[W + j], x[2 * W + j], x[3 * W + j]}, chunk_par(q, j),
+                                                  ini[j], dt, chunk_consts<T, METHOD>(q, j));
+      x[j] = y.m; x[W + j] = y.f; x[2 * W + j] = y.s; x[3 * W + j] = y.u;
+      soi[j] = transduce<T, CLIP>(y.m, u_th, span, u_c);  // unconditional (scratch when unused): a branch
+      uti[j] = y.m;                                        // here would stop the vectorisation
+    }
+  }
+}
+
 template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
 void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m0, const T* f0,
                     const T* s0, const T* us0, const T* p, T* s_out, T* u_trace,
                     T* ckpt /* (ceil(T/kSeg), 4, M, N) or null */, T* mT, T* fT, T* sT, T* usT) {
+  constexpr int64_t W = kChunk<T>;
   const int64_t N = sh.n, M = sh.batch, MN = M * N;
   const Blocking bk = blocking<T>(M, N);
   const std::vector<T> consts = exact_constants<T, METHOD, INST>(p, N, T(o.dt));
-  const T* cp = consts.data();
+  const T* cp = METHOD == EXACT ? consts.data() : nullptr;
   const std::vector<T> inverses = inverse_taus<T>(p, N);
   const T* ip = inverses.data();
+  const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
+  const int64_t nc = (bk.len + W - 1) / W;  // chunks per row of a block
   at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
-    const int64_t cols = bk.cols();
-    std::vector<T> buf(5 * cols);
-    T *um = buf.data(), *uf = um + cols, *us = uf + cols, *uu = us + cols, *scratch = uu + cols;
+    // per block: the chunks' constants (nc x C_ROWS x W) and states (rows x nc x 4 x W)
+    std::vector<T> qbuf(nc * C_ROWS * W), state(bk.rows * nc * 4 * W), scratch(W);
     for (int64_t id = begin; id < end; ++id) {
       const Block b = block_at(bk, M, N, id);
+      const int64_t nck = (b.nl + W - 1) / W;
+      for (int64_t c = 0; c < nck; ++c)
+        gather_chunk(p, ip, cp, N, b.n0 + c * W, std::min(W, b.nl - c * W), qbuf.data() + c * C_ROWS * W);
+      const T* starts[4] = {m0, f0, s0, us0};
+      T* finals[4] = {mT, fT, sT, usT};
       for (int64_t r = 0; r < b.nr; ++r) {
-        const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
-        std::copy(m0 + c, m0 + c + b.nl, um + k); std::copy(f0 + c, f0 + c + b.nl, uf + k);
-        std::copy(s0 + c, s0 + c + b.nl, us + k); std::copy(us0 + c, us0 + c + b.nl, uu + k);
+        for (int64_t c = 0; c < nck; ++c) {
+          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+          T* x = state.data() + (r * nc + c) * 4 * W;
+          for (int v = 0; v < 4; ++v) std::copy(starts[v] + col, starts[v] + col + w, x + v * W);
+        }
       }
-      for (int64_t t = 0; t < sh.steps; ++t) {
-        if (ckpt && t % kSeg == 0) {
-          T* dst = ckpt + (t / kSeg) * 4 * MN;
-          for (int64_t r = 0; r < b.nr; ++r) {
-            const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
-            std::copy(um + k, um + k + b.nl, dst + c); std::copy(uf + k, uf + k + b.nl, dst + MN + c);
-            std::copy(us + k, us + k + b.nl, dst + 2 * MN + c); std::copy(uu + k, uu + k + b.nl, dst + 3 * MN + c);
+      for (int64_t sg = 0; sg < nseg; ++sg) {
+        const int64_t t0 = sg * kSeg, t1 = std::min(sh.steps, t0 + kSeg);
+        for (int64_t r = 0; r < b.nr; ++r) {
+          for (int64_t c = 0; c < nck; ++c) {
+            const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+            T* x = state.data() + (r * nc + c) * 4 * W;
+            if (ckpt) {
+              T* dst = ckpt + sg * 4 * MN + col;
+              for (int v = 0; v < 4; ++v) std::copy(x + v * W, x + v * W + w, dst + v * MN);
+            }
+            const int64_t off = t0 * MN + col;
+            forward_chunk<T, METHOD, OTA, CLIP, INST>(w, t1 - t0, x, i_in + off, MN, qbuf.data() + c * C_ROWS * W, dt,
+                                                      u_th, span, u_c, s_out + off,
+                                                      u_trace ? u_trace + off : scratch.data(), u_trace ? MN : 0);
           }
         }
-        for (int64_t r = 0; r < b.nr; ++r) {
-          const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * bk.len;
-          step_row<T, METHOD, OTA, CLIP, INST>(b.nl, um + k, uf + k, us + k, uu + k, i_in + off, p, N, b.n0, cp, ip,
-                                               dt, u_th, span, u_c, s_out + off, u_trace ? u_trace + off : scratch);
-        }
       }
       for (int64_t r = 0; r < b.nr; ++r) {
-        const int64_t c = (b.m0 + r) * N + b.n0, k = r * bk.len;
-        std::copy(um + k, um + k + b.nl, mT + c); std::copy(uf + k, uf + k + b.nl, fT + c);
-        std::copy(us + k, us + k + b.nl, sT + c); std::copy(uu + k, uu + k + b.nl, usT + c);
+        for (int64_t c = 0; c < nck; ++c) {
+          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+          const T* x = state.data() + (r * nc + c) * 4 * W;
+          for (int v = 0; v < 4; ++v) std::copy(x + v * W, x + v * W + w, finals[v] + col);
+        }
       }
     }
   });
@@ -558,85 +613,138 @@ struct OutGrad {
   bool scalar;
 };
 
+// Recompute the states of one segment of a chunk: x holds (steps + 1) levels of 4 x W values, level 0
+// the checkpoint; level i + 1 = step(level i) with the input of step t0 + i (in, row stride MN); th
+// (steps levels of 4 x W) gets the elements' tanh at level i, for the adjoint. Bit-identical to the
+// forward: the same arithmetic on the same values.
+template <typename T, int METHOD, bool OTA, bool INST>
+MTC_INLINE void recompute_chunk(int64_t w, int64_t steps, T* __restrict x, T* __restrict th,
+                                const T* __restrict in, int64_t MN, const T* __restrict q, T dt) {
+  constexpr int64_t W = kChunk<T>;
+  for (int64_t i = 0; i < steps; ++i) {
+    const T* __restrict xi = x + i * 4 * W;
+    T* __restrict xo = x + (i + 1) * 4 * W;
+    T* __restrict ti = th + i * 4 * W;
+    const T* __restrict ini = in + i * MN;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < w; ++j) {
+      const S4<T> xj{xi[j], xi[W + j], xi[2 * W + j], xi[3 * W + j]};
+      const Par<T> pj = chunk_par(q, j);
+      const Th4<T> e = elements<T, INST>(xj, pj);
+      const S4<T> y = step_th<T, METHOD, OTA, INST>(xj, pj, ini[j], dt, chunk_consts<T, METHOD>(q, j), e);
+      xo[j] = y.m; xo[W + j] = y.f; xo[2 * W + j] = y.s; xo[3 * W + j] = y.u;
+      ti[j] = e.f; ti[W + j] = e.sp; ti[2 * W + j] = e.sm; ti[3 * W + j] = e.us;
+    }
+  }
+}
+
+// The adjoint of one step for one chunk (see step_vjp): x the 4 x W states before the step (the
+// membrane after it follows at x + 4W), gso/guo the gradients of s and of the membrane trace at this
+// step (a constant row when absent or broadcast), th the elements' tanh before the step, gi the input
+// gradient out, adj the 4 x W state
+// adjoints (in place), ac the 14 x W parameter-gradient accumulators.
+template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
+MTC_INLINE void vjp_chunk(int64_t w, const T* __restrict x, const T* __restrict th, const T* __restrict in,
+                          const T* __restrict gso,
+                          const T* __restrict guo, const T* __restrict q, T dt, T u_th, T span, T u_c,
+                          T* __restrict gi, T* __restrict adj, T* __restrict ac) {
+  constexpr int64_t W = kChunk<T>;
+#pragma GCC ivdep
+  for (int64_t j = 0; j < w; ++j) {
+    // adjoint of U_m after the step: from the next step, the output s and the trace
+    const T gmo = adj[j] + gso[j] * transduce_grad<T, CLIP>(x[4 * W + j], u_th, span, u_c) + guo[j];
+    const VJP<T> v = step_vjp<T, METHOD, OTA, INST>(S4<T>{x[j], x[W + j], x[2 * W + j], x[3 * W + j]},
+                                                     chunk_par(q, j), in[j], dt, chunk_consts<T, METHOD>(q, j),
+                                                     S4<T>{gmo, adj[W + j], adj[2 * W + j], adj[3 * W + j]},
+                                                     Th4<T>{th[j], th[W + j], th[2 * W + j], th[3 * W + j]});
+    const PGrad<T> g = v.gp;
+    gi[j] = v.gin;
+    adj[j] = v.gx.m; adj[W + j] = v.gx.f; adj[2 * W + j] = v.gx.s; adj[3 * W + j] = v.gx.u;
+    ac[A_F * W + j] += g.af; ac[A_SP * W + j] += g.asp; ac[A_SM * W + j] += g.asm_;
+    ac[A_US * W + j] += g.aus; ac[D_F * W + j] += g.df; ac[D_SP * W + j] += g.dsp;
+    ac[D_SM * W + j] += g.dsm; ac[D_US * W + j] += g.dus; ac[TAU_M * W + j] += g.taum;
+    ac[TAU_F * W + j] += g.tauf; ac[TAU_S * W + j] += g.taus; ac[TAU_US * W + j] += g.tauu;
+    ac[RES * W + j] += g.res; ac[U_REST * W + j] += g.urest;
+  }
+}
+
 template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
 void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<T> g_u, const T* g_mT,
                      const T* g_fT, const T* g_sT, const T* g_usT, const T* i_in, const T* p,
                      const T* ckpt, T* g_i, T* g_m0, T* g_f0, T* g_s0, T* g_us0,
                      T* g_p /* (N_ROWS, M, N) */) {
+  constexpr int64_t W = kChunk<T>;
   const int64_t N = sh.n, M = sh.batch, MN = M * N;
   const Blocking bk = blocking<T>(M, N);
   const std::vector<T> consts = exact_constants<T, METHOD, INST>(p, N, T(o.dt));
-  const T* cp = consts.data();
+  const T* cp = METHOD == EXACT ? consts.data() : nullptr;
   const std::vector<T> inverses = inverse_taus<T>(p, N);
   const T* ip = inverses.data();
   const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
+  const int64_t nc = (bk.len + W - 1) / W;  // chunks per row of a block
   at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
-    const int64_t cols = bk.cols(), len = bk.len;
-    // states at the start of each step of a segment and after its last step: (kSeg + 1) x 4 x cols
-    std::vector<T> seg((kSeg + 1) * 4 * cols);
-    std::vector<T> adj(4 * cols), acc_buf(N_ROWS * cols);
-    std::vector<T> gs_fill(len, g_s.scalar ? g_s.ptr[0] : T(0)), gu_fill(len, g_u.scalar ? g_u.ptr[0] : T(0));
-    std::vector<T> scratch_buf(2 * len);
-    T* scratch = scratch_buf.data();
-    T *gm = adj.data(), *gf = gm + cols, *gs = gf + cols, *gu = gs + cols;
-    T* acc = acc_buf.data();
-    auto level = [&](int64_t i, int v) { return seg.data() + (i * 4 + v) * cols; };
+    // per chunk: segment states (kSeg + 1 levels of 4 x W); per block: the chunks' constants
+    // (nc x C_ROWS x W), state adjoints (rows x nc x 4 x W) and accumulators (rows x nc x N_ROWS x W)
+    std::vector<T> seg((kSeg + 1) * 4 * W), ths(kSeg * 4 * W), qbuf(nc * C_ROWS * W);
+    std::vector<T> adj_buf(bk.rows * nc * 4 * W), acc_buf(bk.rows * nc * N_ROWS * W);
+    const std::vector<T> gs_fill(W, g_s.scalar ? g_s.ptr[0] : T(0)), gu_fill(W, g_u.scalar ? g_u.ptr[0] : T(0));
+    T *x = seg.data(), *th = ths.data();
     for (int64_t id = begin; id < end; ++id) {
       const Block b = block_at(bk, M, N, id);
+      const int64_t nck = (b.nl + W - 1) / W;
+      for (int64_t c = 0; c < nck; ++c)
+        gather_chunk(p, ip, cp, N, b.n0 + c * W, std::min(W, b.nl - c * W), qbuf.data() + c * C_ROWS * W);
       std::fill(acc_buf.begin(), acc_buf.end(), T(0));
       for (int64_t r = 0; r < b.nr; ++r) {
-        const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
-        for (int64_t j = 0; j < b.nl; ++j) {
-          gm[k + j] = g_mT ? g_mT[c + j] : T(0);
-          gf[k + j] = g_fT ? g_fT[c + j] : T(0);
-          gs[k + j] = g_sT ? g_sT[c + j] : T(0);
-          gu[k + j] = g_usT ? g_usT[c + j] : T(0);
+        for (int64_t c = 0; c < nck; ++c) {
+          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+          T* adj = adj_buf.data() + (r * nc + c) * 4 * W;
+          const T* finals[4] = {g_mT, g_fT, g_sT, g_usT};
+          for (int v = 0; v < 4; ++v) {
+            if (finals[v]) std::copy(finals[v] + col, finals[v] + col + w, adj + v * W);
+            else std::fill(adj + v * W, adj + v * W + w, T(0));
+          }
         }
       }
       for (int64_t sg = nseg - 1; sg >= 0; --sg) {
         const int64_t t0 = sg * kSeg, t1 = std::min(sh.steps, t0 + kSeg);
-        // recompute the segment's states from its checkpoint (bit-identical to the forward's)
         const T* src = ckpt + sg * 4 * MN;
         for (int64_t r = 0; r < b.nr; ++r) {
-          const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
-          for (int v = 0; v < 4; ++v) std::copy(src + v * MN + c, src + v * MN + c + b.nl, level(0, v) + k);
-        }
-        for (int64_t t = t0; t < t1; ++t) {
-          const int64_t i = t - t0;
-          for (int64_t r = 0; r < b.nr; ++r) {
-            const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * len;
-            for (int v = 0; v < 4; ++v) std::copy(level(i, v) + k, level(i, v) + k + b.nl, level(i + 1, v) + k);
-            step_row<T, METHOD, OTA, CLIP, INST>(b.nl, level(i + 1, 0) + k, level(i + 1, 1) + k, level(i + 1, 2) + k,
-                                                 level(i + 1, 3) + k, i_in + off, p, N, b.n0, cp, ip, dt, u_th, span,
-                                                 u_c, scratch, scratch + len);
-          }
-        }
-        for (int64_t t = t1 - 1; t >= t0; --t) {
-          const int64_t i = t - t0;
-          for (int64_t r = 0; r < b.nr; ++r) {
-            const int64_t off = t * MN + (b.m0 + r) * N + b.n0, k = r * len;
-            // absent or broadcast gradients read a constant row (0 or the value): no branch in the loop
-            const T* gso = (g_s.ptr && !g_s.scalar) ? g_s.ptr + off : gs_fill.data();
-            const T* guo = (g_u.ptr && !g_u.scalar) ? g_u.ptr + off : gu_fill.data();
-            vjp_row<T, METHOD, OTA, CLIP, INST>(b.nl, level(i, 0) + k, level(i, 1) + k, level(i, 2) + k,
-                                                level(i, 3) + k, level(i + 1, 0) + k, i_in + off, gso, guo, p, N,
-                                                b.n0, cp, ip, dt, u_th, span, u_c, g_i + off, gm + k, gf + k, gs + k,
-                                                gu + k, acc + k, cols);
+          for (int64_t c = 0; c < nck; ++c) {
+            const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+            const T* q = qbuf.data() + c * C_ROWS * W;
+            T* adj = adj_buf.data() + (r * nc + c) * 4 * W;
+            T* acc = acc_buf.data() + (r * nc + c) * N_ROWS * W;
+            for (int v = 0; v < 4; ++v) std::copy(src + v * MN + col, src + v * MN + col + w, x + v * W);
+            recompute_chunk<T, METHOD, OTA, INST>(w, t1 - t0, x, th, i_in + t0 * MN + col, MN, q, dt);
+            for (int64_t t = t1 - 1; t >= t0; --t) {
+              const int64_t off = t * MN + col;
+              // absent or broadcast gradients read a constant row (0 or the value): no branch in the loop
+              const T* gso = (g_s.ptr && !g_s.scalar) ? g_s.ptr + off : gs_fill.data();
+              const T* guo = (g_u.ptr && !g_u.scalar) ? g_u.ptr + off : gu_fill.data();
+              vjp_chunk<T, METHOD, OTA, CLIP, INST>(w, x + (t - t0) * 4 * W, th + (t - t0) * 4 * W, i_in + off,
+                                                    gso, guo, q, dt, u_th, span, u_c, g_i + off, adj, acc);
+            }
           }
         }
       }
       for (int64_t r = 0; r < b.nr; ++r) {
-        const int64_t c = (b.m0 + r) * N + b.n0, k = r * len;
-        std::copy(gm + k, gm + k + b.nl, g_m0 + c); std::copy(gf + k, gf + k + b.nl, g_f0 + c);
-        std::copy(gs + k, gs + k + b.nl, g_s0 + c); std::copy(gu + k, gu + k + b.nl, g_us0 + c);
-        for (int64_t row = 0; row < N_ROWS; ++row)
-          std::copy(acc + row * cols + k, acc + row * cols + k + b.nl, g_p + row * MN + c);
+        for (int64_t c = 0; c < nck; ++c) {
+          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
+          const T* adj = adj_buf.data() + (r * nc + c) * 4 * W;
+          const T* acc = acc_buf.data() + (r * nc + c) * N_ROWS * W;
+          T* outs[4] = {g_m0, g_f0, g_s0, g_us0};
+          for (int v = 0; v < 4; ++v) std::copy(adj + v * W, adj + v * W + w, outs[v] + col);
+          for (int64_t row = 0; row < N_ROWS; ++row)
+            std::copy(acc + row * W, acc + row * W + w, g_p + row * MN + col);
+        }
       }
     }
   });
 }
 
+#ifndef MTC_STANDALONE
 // ---------------------------------------------------------------------------------------------------
 // Dispatch over the compile-time variants
 // ---------------------------------------------------------------------------------------------------
@@ -789,3 +897,6 @@ TORCH_LIBRARY(mtc_analog, m) {
   m.def("rollout_forward", &rollout_forward);
   m.def("rollout_backward", &rollout_backward);
 }
+#else
+}  // namespace
+#endif  // MTC_STANDALONE

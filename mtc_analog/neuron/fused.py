@@ -47,11 +47,13 @@ Inside ``vjp``, with ``A = w_m/tau_m``, ``q_k = A R a_k (1 - tanh_k^2)``: ``dL/d
 ``us: -q_{us}``; each filter rate ``g(U_m - U_x)/tau_x`` adds ``w_x g'/tau_x`` to m, ``-w_x g'/tau_x``
 to x and ``-w_x g/tau_x^2`` to tau_x.
 
-Memory and loop order: each block of ~4 KiB of columns runs the whole time loop, streaming one
-contiguous slice of the time-major arrays per step. When a gradient is needed the forward stores the
-state only every 16 steps (checkpoints: 4 x T/16 x B x N values); the backward recomputes each
-16-step segment from its checkpoint into a small cache-resident buffer (bit-identical to the forward)
-and runs the adjoint over it. Without a gradient nothing but the outputs (and the membrane trace, if
+Memory and loop order: each block of ~4 KiB of columns runs the whole time loop in 16-step
+segments, and each segment chunk by chunk (64 float32 / 32 float64 neurons of one batch row): a chunk's
+state, constants and accumulators stay in L1 for the whole segment, and the pages of the time-major
+arrays the segment touches stay in the TLB for all the block's chunks. When a gradient is needed the
+forward stores the state only every 16 steps (checkpoints: 4 x T/16 x B x N values); the backward
+recomputes each chunk's 16-step segment from its checkpoint into an L1-resident buffer (bit-identical
+to the forward, keeping the four elements' tanh values for the adjoint) and runs the adjoint over it. Without a gradient nothing but the outputs (and the membrane trace, if
 asked) is stored, so 240k-step regime simulations cost O(B N) extra memory.
 
 Build: the extension is compiled by ``scripts/setup.sh`` (``python -m mtc_analog.neuron.fused``) or
@@ -70,7 +72,7 @@ its float results may differ from the v3 build's in the last bits), and ``-ffp-c
 compiler-chosen FMAs). On x86-64 with glibc >= 2.35 the float64 loops call libmvec's SIMD
 tanh/exp/sinh (and the float32 loops its exp/sinh); the vector variant is fixed by the ISA at compile
 time, and glibc selects the same implementation of it on every CPU of that level. float32 tanh is a
-rational approximation in plain arithmetic (max error 3.4e-7), and float32 divides by tau through
+rational approximation in plain arithmetic with explicit (correctly rounded) fma (max error 3.4e-7), and float32 divides by tau through
 per-neuron reciprocals: both faster and CPU-independent; float64 keeps libm's tanh and true
 divisions so that it matches the reference loop to rounding. So one x86-64-v3 build (same source, compiler and flags) gives
 bit-identical numbers on any x86-64-v3 machine, AVX-512 ones included. Rows of columns are
