@@ -1,5 +1,6 @@
 """Training end to end on a tiny budget: outputs, best-on-validation, evaluation, exact resume."""
 
+import dataclasses
 import json
 
 import pytest
@@ -100,3 +101,28 @@ def test_dead_neuron_penalty_pulls_only_neurons_that_never_reach_threshold():
     per_neuron = u.grad.sum(dim=(0, 1))
     assert per_neuron[0] < 0 and per_neuron[2] < 0  # raising a dead neuron's peak lowers the penalty
     assert per_neuron[1] == 0 and u.grad[0].abs().sum() == 0
+
+
+def test_run_from_before_the_dead_neuron_penalty_resumes_without_it(tmp_path):
+    """A last.safetensors written before ``activity_floor`` existed trained without the penalty: resuming
+    it must continue without it (the new default 0.1 would change the run), reaching the same weights."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    # neurons that start dead (bias far below rheobase), so that the penalty would act if it were on
+    net = NetworkConfig(neuron="mtc", hidden=(3,), dt=0.5, substeps=1, input_scale=0.5, bias_init=-3.0)
+    budget = dataclasses.replace(BUDGET, activity_floor=0.0)
+    train(net, TASK, budget, tmp_path / "straight", progress=False, make_figure=False)
+    train(net, TASK, budget, tmp_path / "old", progress=False, make_figure=False, stop_after_epoch=0)
+    last = tmp_path / "old" / "last.safetensors"
+    with safe_open(str(last), framework="pt") as f:
+        metadata = dict(f.metadata())
+    training = json.loads(metadata["training"])
+    del training["train_config"]["activity_floor"]  # as written before the option existed
+    metadata["training"] = json.dumps(training)
+    save_file(load_file(str(last)), str(last), metadata=metadata)
+    train(net, TASK, BUDGET, tmp_path / "old", resume=True, progress=False, make_figure=False)
+    a = load_checkpoint(tmp_path / "straight" / "last.safetensors").network.state_dict()
+    b = load_checkpoint(tmp_path / "old" / "last.safetensors").network.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)

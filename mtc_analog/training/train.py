@@ -119,7 +119,9 @@ def train(
         previous = load_checkpoint(out / LAST)
         net_cfg = previous.network.config
         task_cfg = previous.task
-        train_cfg = TrainConfig(**previous.training["train_config"])
+        stored = dict(previous.training["train_config"])
+        stored.setdefault("activity_floor", 0.0)  # runs from before the dead-neuron penalty trained without it
+        train_cfg = TrainConfig(**stored)
         start_epoch = int(previous.training["epoch"]) + 1
         train_cfg = _resume_budget(train_cfg, start_epoch, resume_epochs, out / LAST)
         history = list(previous.training.get("history", []))
