@@ -162,6 +162,8 @@ def test_cli_runs_a_study_and_bad_input_is_one_line(checkpoint, tmp_path, capsys
         (["--instances", "0"], "--instances must be an integer >= 1"),
         (["--min-yield", "1.5"], "--min-yield"),
         (["--target", "nosuch"], "nosuch"),
+        (["--mismatch", "transistor"], "has no transistors to draw (use --mismatch cell)"),
+        (["--mismatch", "transistor", "--target", "sky130", "--sigma-rel", "0.05"], "use them with --mismatch cell"),
     ]
     for extra, message in cases:
         code = main(["montecarlo", str(checkpoint), "--workers", "0", "--out", str(tmp_path / "bad"), *FAST, *extra])
@@ -206,6 +208,11 @@ def test_sky130_draws_per_transistor_reproducibly_and_zero_sigma_is_nominal(sky_
     again = run_montecarlo(sky_checkpoint, tmp_path / "b", sky_settings(), mc, execution=ex)
     other = run_montecarlo(sky_checkpoint, tmp_path / "c", sky_settings(), MonteCarloSettings(2, 8), execution=ex)
     key = "membrane_nrmse"
+    with pytest.raises(InputError, match="only cell-level spreads: use --mismatch cell"):
+        run_montecarlo(sky_checkpoint, tmp_path / "x", sky_settings(), MonteCarloSettings(1, 7, STATS), execution=ex)
+    cell = run_montecarlo(sky_checkpoint, tmp_path / "cell", sky_settings(), MonteCarloSettings(2, 7, mismatch="cell"),
+                          execution=ex)
+    assert cell["mismatch_mode"] == "cell" and values(cell, "membrane_nrmse") != values(first, "membrane_nrmse")
     assert values(again, key) == values(first, key)  # bit-identical
     assert values(other, key) != values(first, key)
     assert len(set(values(first, key))) == 2 and first["nominal_circuit"][key] not in values(first, key)

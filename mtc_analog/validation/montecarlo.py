@@ -166,9 +166,6 @@ def run_instance(item: dict[str, Any]) -> dict[str, Any]:
     if seed is not None and item.get("mode", "cell") == "transistor":
         from ..spice.target import get_target
 
-        if not (stats.sigma_vt_n > 0 or stats.sigma_vt_p > 0) and (stats.sigma_rel > 0 or stats.sigma_offset > 0):
-            raise InputError("transistor-level mismatch needs sigma_vt_n / sigma_vt_p (the statistics give only "
-                             "cell-level spreads: use --mismatch cell)")
         impl = get_target(settings.circuit_target).with_device_mismatch(tuple(seed), stats.sigma_vt_n, stats.sigma_vt_p)
     elif seed is not None:
         circuit = apply_mismatch(circuit, stats.sigma_rel, tuple(seed), stats.sigma_offset)
@@ -286,6 +283,10 @@ def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: Validation
         target = load_target(None)
         settings = dataclasses.replace(settings, target=target)
     statistics = mc.statistics or statistics_for_target(settings.circuit_target, target)
+    if (mismatch_mode(mc.mismatch, settings.circuit_target) == "transistor" and statistics.sigma_vt_n == 0
+            and statistics.sigma_vt_p == 0 and (statistics.sigma_rel > 0 or statistics.sigma_offset > 0)):
+        raise InputError("transistor-level mismatch needs per-transistor sigmas (sigma_vt_n / sigma_vt_p); these "
+                         "statistics give only cell-level spreads: use --mismatch cell")
     items, labels = study_items(checkpoint, settings, mc, statistics)
     own = execution is None
     if own:
