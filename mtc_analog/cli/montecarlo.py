@@ -33,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
             default.sigma_offset if args.sigma_offset is None else args.sigma_offset * 1e-3,
             "given on the command line" + ("" if args.sigma_rel is not None and args.sigma_offset is not None
                                            else f" (the rest: {default.source})"))
-    mc = MonteCarloSettings(instances=args.instances, seed=args.seed, statistics=statistics)
+    if statistics is not None and args.mismatch == "transistor":
+        raise InputError("--sigma-rel / --sigma-offset are cell-level spreads: use them with --mismatch cell")
+    mismatch = "cell" if statistics is not None and args.mismatch is None else (args.mismatch or "auto")
+    mc = MonteCarloSettings(instances=args.instances, seed=args.seed, statistics=statistics, mismatch=mismatch)
     summary = run_montecarlo(args.checkpoint, args.out, settings, mc, force=args.force,
                              progress=lambda line: print(f"[montecarlo] {line}", flush=True))
     print_summary(summary, Path(args.out))
@@ -49,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "montecarlo", help="Monte-Carlo mismatch study of a trained checkpoint's circuit (montecarlo.html)",
         description="Draw N mismatched circuits of the trained network (seeded (S, k) per instance: log-normal tail "
-                    "currents and capacitors, OTA input offsets, spreads from the target's transistor mismatch), "
+                    "currents and capacitors, OTA input offsets, spreads from the target's transistor mismatch; "
+                    "on sky130 by default one threshold shift per transistor, --mismatch), "
                     "simulate each in ngspice on validate's test stream, compare with the nominal model, and "
                     "write distributions of task NRMSE, Gamma, output NRMSE and firing-rate error plus the yield "
                     "to DIR/montecarlo.json and DIR/montecarlo.html. A re-run resumes from DIR/instances/.")
@@ -63,6 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="hardware target YAML/JSON overriding the named target's units and limits")
     parser.add_argument("--filter", default=None, choices=FILTERS,
                         help="filter kind of the circuit's neurons (default: the kind the network was trained with)")
+    parser.add_argument("--mismatch", default=None, choices=("transistor", "cell"),
+                        help="draw per transistor (a threshold shift for every device of every OTA cell, from the "
+                             "target's mismatch sigmas; the default where the circuit target has transistors: sky130) "
+                             "or per cell (tail currents, capacitors, OTA offsets; the default on behavioral and with "
+                             "--sigma-rel/--sigma-offset)")
     parser.add_argument("--sigma-rel", type=float, default=None,
                         help="relative spread of every bias current and capacitor (default: from the target's "
                              "transistor mismatch, ~0.04)")

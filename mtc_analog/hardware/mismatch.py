@@ -63,14 +63,20 @@ def check_sigmas(sigma_rel: float, sigma_offset: float = 0.0) -> None:
 @dataclass(frozen=True)
 class MismatchStatistics:
     """Spreads of one Monte-Carlo draw: ``sigma_rel`` [1] of ln(current) and ln(capacitance),
-    ``sigma_offset`` [V] of every operating voltage (OTA input offset); ``source`` says where they come from."""
+    ``sigma_offset`` [V] of every operating voltage (OTA input offset); ``source`` says where they come from.
+    ``sigma_vt_n`` / ``sigma_vt_p`` [V]: the per-transistor threshold sigmas they derive from (what a
+    transistor-level Monte Carlo draws, one per transistor; 0 when not known)."""
 
     sigma_rel: float
     sigma_offset: float = 0.0
     source: str = "given"
+    sigma_vt_n: float = 0.0
+    sigma_vt_p: float = 0.0
 
     def __post_init__(self) -> None:
         check_sigmas(self.sigma_rel, self.sigma_offset)
+        for name in ("sigma_vt_n", "sigma_vt_p"):
+            check_sigmas(0.0, getattr(self, name))  # finite, >= 0, <= 100 mV
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,7 +93,7 @@ def statistics_from_vt(sigma_vt_n: float, sigma_vt_p: float, kappa: float, u_t: 
     """
     sigma_rel = kappa * math.sqrt(2.0) * sigma_vt_n / u_t
     sigma_offset = math.sqrt(2.0 * sigma_vt_n ** 2 + 2.0 * sigma_vt_p ** 2)
-    return MismatchStatistics(sigma_rel, sigma_offset, source)
+    return MismatchStatistics(sigma_rel, sigma_offset, source, sigma_vt_n, sigma_vt_p)
 
 
 def statistics_for_target(circuit_target: str, hardware: HardwareTarget) -> MismatchStatistics:

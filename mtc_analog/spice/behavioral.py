@@ -52,13 +52,33 @@ def neuron_params(fast_filter: bool) -> list[str]:
     return names
 
 
+def mismatch_param(label: str, name: str) -> str:
+    """Neuron parameter carrying parameter ``name`` of its cell ``X_<label>`` (see :func:`neuron_subckt`)."""
+    return f"mm_{label}_{name}"
+
+
 def neuron_subckt(filter_kind: str, fast_filter: bool, level: str = "",
-                  leak: str = "R_l m vrest {rl}", notes: Sequence[str] = ()) -> str:
+                  leak: str = "R_l m vrest {rl}", notes: Sequence[str] = (),
+                  cell_params: Any = None) -> str:
     """Text of the MTC neuron subcircuit for one filter kind, with or without the fast filter.
 
     Every circuit level shares this structure (membrane capacitor, leak, one OTA per element with its
     sign as input polarity, one follower-integrator per filter); a level names itself in ``level``,
-    passes its own ``leak`` statement and extra comment lines (``notes``)."""
+    passes its own ``leak`` statement and extra comment lines (``notes``).
+
+    ``cell_params`` (a level whose cells take per-device parameters, e.g. sky130's threshold shifts):
+    ``cell_params(label)`` -> the parameter names of the cell instanced as ``X_<label>`` (``leak``, an
+    element name, ``filt_<timescale>``); each becomes a neuron parameter ``mm_<label>_<name>`` (default 0,
+    declared on one continuation line per cell) passed down on that cell's line."""
+    header: list[str] = []
+
+    def wired(line: str, label: str) -> str:
+        names = cell_params(label) if cell_params is not None else ()
+        if not names:
+            return line
+        header.append("+ " + " ".join(f"{mismatch_param(label, n)}=0" for n in names))
+        return line + "\n+ " + " ".join(f"{n}={{{mismatch_param(label, n)}}}" for n in names)
+
     name = neuron_variant_name(filter_kind, fast_filter)
     ports = neuron_ports(fast_filter)
     lines = [
@@ -71,7 +91,7 @@ def neuron_subckt(filter_kind: str, fast_filter: bool, level: str = "",
         f".subckt {name} {' '.join(ports)} params: "
         + " ".join(f"{p}=0" if p not in ("cm", "rl", "vs") else f"{p}=1" for p in neuron_params(fast_filter)),
         "C_m m 0 {cm}",
-        leak,
+        wired(leak, "leak"),
     ]
     for element in ELEMENTS:
         port = _STATE_PORT[element.variable]
@@ -81,16 +101,19 @@ def neuron_subckt(filter_kind: str, fast_filter: bool, level: str = "",
         sub = "ota_vref_minus" if element.sign > 0 else "ota_vref_plus"
         lines += [
             f"* element {element.name}: sign {element.sign:+d}, reads {element.variable} ({element.timescale} timescale)",
-            f"X_{element.name} m {port} {sub} ib={{ib_{element.name}}} vref={{vref_{element.name}}} vs={{vs}}",
+            wired(f"X_{element.name} m {port} {sub} ib={{ib_{element.name}}} vref={{vref_{element.name}}} vs={{vs}}",
+                  element.name),
         ]
     for timescale in TIMESCALES:
         if timescale == "fast" and not fast_filter:
             continue
         port = _FILTER_PORT[timescale]
-        lines.append(
-            f"X_filt_{timescale} m {port} filter_{filter_kind} c={{c_filt_{timescale}}} ib={{ib_filt_{timescale}}} vs={{vs}}"
-        )
+        lines.append(wired(
+            f"X_filt_{timescale} m {port} filter_{filter_kind} c={{c_filt_{timescale}}} ib={{ib_filt_{timescale}}} vs={{vs}}",
+            f"filt_{timescale}"))
     lines.append(f".ends {name}")
+    at = next(k for k, line in enumerate(lines) if line.startswith(".subckt")) + 1
+    lines[at:at] = header
     return "\n".join(lines) + "\n"
 
 

@@ -28,6 +28,9 @@ folded into model parameters by :func:`mtc_analog.hardware.calibration.calibrate
 
 from __future__ import annotations
 
+import math
+import zlib
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -59,12 +62,62 @@ CELL_FILES = ("ota5t.lib", "ota_lin.lib", "follower_integrator.lib", "synapse.li
 
 
 
+#: Transistors of each OTA cell: (parameter of its threshold shift [V], nfet/pfet, mult = parallel copies),
+#: as the cell files name them (netlists/sky130/ota5t.lib, ota_lin.lib).
+CELL_DEVICES = {
+    "ota5t": (("dvt1", "nfet", 1), ("dvt2", "nfet", 1), ("dvt3", "pfet", 1), ("dvt4", "pfet", 1),
+              ("dvtt", "nfet", 1), ("dvtb", "nfet", 1)),
+    "ota_lin": (("dmb", "nfet", 2), ("dmta", "nfet", 1), ("dmtb", "nfet", 1), ("da1", "nfet", 5), ("das1", "nfet", 5),
+                ("da2", "nfet", 1), ("das2", "nfet", 1), ("db1", "nfet", 1), ("dbs1", "nfet", 1), ("db2", "nfet", 5),
+                ("dbs2", "nfet", 5), ("dm3", "pfet", 1), ("dm4", "pfet", 1)),
+}
+
+
+def neuron_cells(filter_kind: str, fast_filter: bool) -> dict[str, str]:
+    """label -> OTA cell kind of every cell ``X_<label>`` inside the sky130 neuron subcircuit."""
+    cells = {"leak": "ota_lin", **{e.name: "ota5t" for e in behavioral.ELEMENTS}}
+    for timescale in behavioral.TIMESCALES:
+        if timescale != "fast" or fast_filter:
+            cells[f"filt_{timescale}"] = "ota5t" if filter_kind == "ota" else "ota_lin"
+    return cells
+
+
 def neuron_subckt(filter_kind: str, fast_filter: bool) -> str:
     """Text of the sky130 MTC neuron subcircuit: the behavioural structure (same name, ports, parameters)
-    with a leak a chip can have, a follower-connected ``ota_lin`` of g = 1/rl, instead of a resistor."""
+    with a leak a chip can have, a follower-connected ``ota_lin`` of g = 1/rl, instead of a resistor, and
+    every cell's per-transistor threshold shifts as neuron parameters ``mm_<cell>_<device>`` (default 0)."""
+    cells = neuron_cells(filter_kind, fast_filter)
     return behavioral.neuron_subckt(
         filter_kind, fast_filter, level=" on sky130", leak="X_leak m vrest m ota_lin g={1/rl}",
-        notes=("* C_m ideal; leak = follower-connected ota_lin (g = 1/rl); elements = 5T OTAs (sign = input polarity).",))
+        notes=("* C_m ideal; leak = follower-connected ota_lin (g = 1/rl); elements = 5T OTAs (sign = input polarity).",
+               "* mm_<cell>_<device> [V]: threshold shift of one transistor of cell X_<cell> (Monte-Carlo draws; 0 = nominal)."),
+        cell_params=lambda label: [name for name, _, _ in CELL_DEVICES[cells[label]]])
+
+
+@dataclass(frozen=True)
+class DeviceMismatch:
+    """Per-transistor threshold mismatch of a Monte-Carlo instance: every transistor of every OTA cell gets
+    ``dvt = sigma / sqrt(mult) * z`` (``sigma_n`` / ``sigma_p`` [V] of one W/L 4/3 um device; a mult=m
+    device is m parallel copies, whose shifts average), z ~ N(0, 1) from
+    ``numpy.random.default_rng([*seed, crc32(cell key)])``. The key is the cell's place in the network
+    (neuron instance + cell label, synapse out/in nodes, readout node), so a cell gets the same draw
+    whatever the netlist chunking or the walk order."""
+
+    seed: tuple[int, ...]
+    sigma_n: float
+    sigma_p: float
+
+    def draw(self, key: str, kind: str) -> list[tuple[str, float]]:
+        devices = CELL_DEVICES[kind]
+        rng = np.random.default_rng([*self.seed, zlib.crc32(key.encode())])
+        z = rng.standard_normal(len(devices))
+        return [(name, (self.sigma_n if dev == "nfet" else self.sigma_p) / math.sqrt(mult) * float(zk))
+                for (name, dev, mult), zk in zip(devices, z)]
+
+    def params(self, key: str, kind: str, prefix: str = "") -> str:
+        """``name=value`` of one cell's draws (``prefix`` before each name), for an instance line."""
+        return " ".join(f"{prefix}{name}={spice_number(v, f'mismatch {key} / {name}', 'V')}"
+                        for name, v in self.draw(key, kind))
 
 
 class Sky130Target(BehavioralTarget):
@@ -76,10 +129,29 @@ class Sky130Target(BehavioralTarget):
     #: cost ~12 timepoints per TMAX here (243 vs ~10 per t_u at TMAX 0.1 t_u; see netlists/sky130/README.md).
     breakpoint_free_inputs = True
 
-    def __init__(self, corner: str = "tt") -> None:
+    def __init__(self, corner: str = "tt", mismatch: DeviceMismatch | None = None) -> None:
         if corner not in sky130_models.CORNERS:
             raise NetlistValueError(f"unknown sky130 corner {corner!r}: expected one of {sky130_models.CORNERS}")
         self.corner = corner
+        self.mismatch = mismatch
+
+    def with_device_mismatch(self, seed: Sequence[int], sigma_n: float, sigma_p: float) -> "Sky130Target":
+        """Hook for transistor-level Monte Carlo: this target with per-transistor threshold draws
+        (:class:`DeviceMismatch`) written onto every OTA cell instance (neurons, synapses, readout)."""
+        for name, sigma in (("sigma_n", sigma_n), ("sigma_p", sigma_p)):
+            if not (math.isfinite(sigma) and 0 <= sigma <= 0.1):
+                raise InputError(f"{name} = {sigma!r} V: need a finite threshold mismatch in [0, 0.1] V")
+        return Sky130Target(self.corner, DeviceMismatch(tuple(int(s) for s in seed), float(sigma_n), float(sigma_p)))
+
+    def neuron_lines(self, instance: str, nodes: Any, circuit: Any, v_s: float, vrest_node: str,
+                     leak_node: str | None = None) -> list[str]:
+        lines = super().neuron_lines(instance, nodes, circuit, v_s, vrest_node, leak_node)
+        if self.mismatch is not None:
+            kind = self.neuron_variant(circuit).split("_")[2]
+            cells = neuron_cells(kind, circuit.filters.get("fast") is not None)
+            lines[0] += "".join(f"\n+ {self.mismatch.params(f'{instance}/{label}', cell, f'mm_{label}_')}"
+                                for label, cell in cells.items())
+        return lines
 
     def operating_point_cells(self, body: Sequence[str]) -> list[dict[str, Any]]:
         """Every OTA of ``body`` with the internal nodes the operating-point guard reads (:mod:`.sky130_probes`)."""
@@ -114,13 +186,20 @@ class Sky130Target(BehavioralTarget):
             raise NetlistValueError(f"synapses {prefix}: gm has shape {gm.shape}, expected {(len(out_nodes), len(in_nodes))}")
         text = spice_numbers(np.abs(gm), f"synapses {prefix} / g_m", "S")
         rows, cols = np.nonzero(gm)
-        return [f"XS{prefix}_{i}_{j} {out_nodes[i]} {in_nodes[j]} {vrest_node} "
-                f"{'synapse_pos' if gm[i, j] > 0 else 'synapse_neg'} gm={text[i, j]}"
-                for i, j in zip(rows.tolist(), cols.tolist())]
+        lines = [f"XS{prefix}_{i}_{j} {out_nodes[i]} {in_nodes[j]} {vrest_node} "
+                 f"{'synapse_pos' if gm[i, j] > 0 else 'synapse_neg'} gm={text[i, j]}"
+                 for i, j in zip(rows.tolist(), cols.tolist())]
+        if self.mismatch is not None:  # keyed by the nodes: the same draw in a chunk and in the whole network
+            lines = [f"{line}\n+ {self.mismatch.params(f'synapse/{out_nodes[i]}/{in_nodes[j]}', 'ota_lin')}"
+                     for line, i, j in zip(lines, rows.tolist(), cols.tolist())]
+        return lines
 
     def readout_lines(self, prefix: str, out_node: str, r_load: float, vrest_node: str) -> list[str]:
         r = spice_number(r_load, f"readout {prefix} / R_load", "ohm", positive=True)
-        return [f"XR{prefix} {spice_name(out_node)} {vrest_node} readout_load rload={r}"]
+        line = f"XR{prefix} {spice_name(out_node)} {vrest_node} readout_load rload={r}"
+        if self.mismatch is not None:
+            line += f"\n+ {self.mismatch.params(f'readout/{out_node}', 'ota_lin')}"
+        return [line]
 
     def characterise_network(self, circuit: Any, **options: Any) -> Any:
         """Hook for the calibrated model: every cell of a mapped network measured in situ

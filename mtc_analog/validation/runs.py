@@ -140,8 +140,10 @@ def map_for_validation(network: Any, settings: ValidationSettings) -> tuple[Any,
     return circuit, changes
 
 
-def simulate_circuit(circuit: Any, x: np.ndarray, settings: ValidationSettings) -> tuple[Any, dict[str, Any]]:
-    """ngspice transient of ``circuit`` on ``x``; (Waveforms, node map)."""
+def simulate_circuit(circuit: Any, x: np.ndarray, settings: ValidationSettings,
+                     target: Any = None) -> tuple[Any, dict[str, Any]]:
+    """ngspice transient of ``circuit`` on ``x``; (Waveforms, node map). ``target``: a circuit target object
+    instead of ``settings.circuit_target`` (e.g. one with a Monte-Carlo instance's device mismatch)."""
     from ..execution import Execution
     from ..spice.split import simulate_network
 
@@ -149,7 +151,7 @@ def simulate_circuit(circuit: Any, x: np.ndarray, settings: ValidationSettings) 
     with Execution(scheduler=settings.scheduler, workers=settings.workers, progress=False,
                    requirements=("ngspice",)) as execution:
         return simulate_network(circuit, x, max_neurons=settings.max_neurons, timeout_s=settings.timeout_s,
-                                target_name=settings.circuit_target, execution=execution,
+                                target_name=settings.circuit_target if target is None else target, execution=execution,
                                 operating_point=settings.operating_point)
 
 
