@@ -94,3 +94,18 @@ def test_softplus_parameterisation_matches_record():
     layer = MTCLayer(2)
     p = layer.parameters_record()
     torch.testing.assert_close(p.a_f, F.softplus(layer.raw_gains["a_f"]))
+
+
+def test_load_parameters_is_the_inverse_of_parameters_record():
+    source = MTCLayer(5, dt=0.25, method="rk4", train_timescales=True, init_jitter=0.3)
+    record = source.parameters_record()
+    values = {k: torch.as_tensor(v).detach().double().expand(5).clone() for k, v in record._asdict().items()}
+    values["a_s_minus"][2] = 0.0  # a pruned device: stays (numerically) 0
+    values["tau_m"] = torch.linspace(0.8, 1.2, 5, dtype=torch.float64)  # per-neuron constants are allowed
+    target = MTCLayer(5, dt=0.25, method="rk4", train_timescales=True).double()
+    target.load_parameters(MTCParameters(**values))
+    loaded = target.parameters_record()
+    for name, value in values.items():
+        torch.testing.assert_close(torch.as_tensor(getattr(loaded, name)).double().expand(5), value, rtol=1e-12, atol=1e-25)
+    with pytest.raises(ValueError, match="tau_s < tau_us"):
+        target.load_parameters(MTCParameters(**{**values, "tau_us": values["tau_s"]}))

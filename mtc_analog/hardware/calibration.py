@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
 from ..neuron.equations import ELEMENTS, FILTER_VARIABLES, MTCParameters
 from .target import HardwareTarget
 
@@ -62,16 +63,17 @@ def calibrate_neuron(params: MTCParameters, fits: CellFits, target: HardwareTarg
         fit = fits.elements.get(element.name)
         if fit is None:
             continue
-        values[element.gain] = 0.5 * (fit.i_sat_plus + fit.i_sat_minus) / target.i_unit
+        # the target's unit conversions (the mapping's, inverted): one source for I_u, V_s, V_rest, t_u
+        values[element.gain] = target.model_current(0.5 * (fit.i_sat_plus + fit.i_sat_minus))
         # offsets are measured from the target's V_rest (the mapping's V_ref = V_rest + d V_s), not the neuron's rest
-        values[element.offset] = (fit.v_ref + fit.v_off - target.v_rest) / target.v_s
+        values[element.offset] = target.model_voltage(fit.v_ref + fit.v_off)
     g_total = fits.g_leak + fits.g_outputs  # every conductance to (about) rest on the membrane node
-    values["u_rest"] = (v_rest + fits.v_leak_off * fits.g_leak / g_total - target.v_rest) / target.v_s
-    values["resistance"] = target.i_unit / (g_total * target.v_s)
-    values["tau_m"] = fits.c_membrane / (g_total * target.t_unit)
+    values["u_rest"] = target.model_voltage(v_rest + fits.v_leak_off * fits.g_leak / g_total)
+    values["resistance"] = target.g_unit / g_total  # R [model] = (1 / g) / (V_s / I_u)
+    values["tau_m"] = target.model_time(fits.c_membrane / g_total)
     for timescale, (_, tau_name) in FILTER_VARIABLES.items():
         if timescale in fits.g_filters:
-            values[tau_name] = fits.c_filters[timescale] / (fits.g_filters[timescale] * target.t_unit)
+            values[tau_name] = target.model_time(fits.c_filters[timescale] / fits.g_filters[timescale])
     return MTCParameters(**values)
 
 
@@ -133,12 +135,14 @@ def calibrate_network(spec, fits: NetworkFits, target: HardwareTarget):
     import dataclasses
 
     if len(fits.neurons) != len(spec.layers):
-        raise ValueError(f"fits cover {len(fits.neurons)} layers, the network has {len(spec.layers)}")
+        raise InputError(f"calibration: fits cover {len(fits.neurons)} layer(s), the network has {len(spec.layers)}; "
+                         "characterise the same network that is calibrated")
     tc = fits.transconductors
     layers = []
     for index, (layer, neuron_fits) in enumerate(zip(spec.layers, fits.neurons)):
         if len(neuron_fits) != layer.size:
-            raise ValueError(f"layer {index}: fits for {len(neuron_fits)} neurons, the layer has {layer.size}")
+            raise InputError(f"calibration, layer {index}: fits for {len(neuron_fits)} neuron(s), the layer has "
+                             f"{layer.size}; characterise the same network that is calibrated")
         rows = []
         for i, cell in enumerate(neuron_fits):
             if tc is not None and tc.synapse_g_out is not None:  # the synapses' outputs load the membrane too

@@ -111,6 +111,33 @@ class MTCLayer(nn.Module):
             u_rest=self.u_rest,
         )
 
+    @torch.no_grad()
+    def load_parameters(self, params: MTCParameters) -> None:
+        """Make the layer compute ``params`` (scalars or per-neuron values): the inverse of
+        :meth:`parameters_record`, exact (no initial-gain floor; a gain of 0 becomes ~1e-30). The per-layer
+        constants (tau_m, tau_f, R, U_rest) become per-neuron buffers."""
+        like = self.offsets["d_f"]
+
+        def tensor(values: Any) -> torch.Tensor:
+            return torch.as_tensor(values, dtype=torch.float64).expand(self.n).to(like.dtype).clone()
+
+        def softplus_inverse(values: Any) -> torch.Tensor:
+            a = torch.as_tensor(values, dtype=torch.float64).clamp_min(1e-30)
+            return tensor(a + torch.log(-torch.expm1(-a)))
+
+        tau_s = torch.as_tensor(params.tau_s, dtype=torch.float64)
+        gap = torch.log(torch.as_tensor(params.tau_us, dtype=torch.float64)) - torch.log(tau_s)
+        if bool((gap <= 0).any()):
+            raise ValueError(f"need tau_s < tau_us for every neuron, got tau_s={params.tau_s}, tau_us={params.tau_us}")
+        for gain, raw in self.raw_gains.items():
+            raw.copy_(softplus_inverse(getattr(params, gain)))
+        for offset, value in self.offsets.items():
+            value.copy_(tensor(getattr(params, offset)))
+        self.log_tau_s.copy_(tensor(torch.log(tau_s)))
+        self.raw_tau_gap.copy_(softplus_inverse(gap))
+        for name in ("tau_m", "tau_f", "resistance", "u_rest"):
+            setattr(self, name, tensor(getattr(params, name)))  # a registered buffer, now per neuron
+
     def initial_state(self, batch_shape: tuple[int, ...], like: torch.Tensor) -> MTCState:
         zero = torch.zeros(*batch_shape, self.n, dtype=like.dtype, device=like.device) + self.u_rest
         return MTCState(zero, zero, zero, zero)

@@ -46,36 +46,18 @@ def characterisation_hook(settings: Any) -> Any:
 def network_from_spec(network: Any, spec: Any) -> Any:
     """A copy of ``network`` (a SpikingRegressor) that computes ``spec`` (per-neuron parameters allowed).
 
-    Gains go back through the inverse softplus, timescales through ``log tau_s`` and the gap to
-    ``log tau_us``; the per-layer constants (tau_m, tau_f, R, U_rest) become per-neuron buffers. For
-    inference (the copy is not meant to be trained further)."""
+    The neuron parameters go through :meth:`~mtc_analog.neuron.layer.MTCLayer.load_parameters` (the inverse
+    of the layer's parameterisation). For inference (the copy is not meant to be trained further)."""
     import torch
 
     twin = copy.deepcopy(network)
     twin.config = dataclasses.replace(network.config, tau_lp=float(spec.readout.lowpass_tau))
 
-    def inverse_softplus(a: np.ndarray) -> np.ndarray:
-        a = np.maximum(np.asarray(a, dtype=float), 1e-30)  # a gain of 0 (a pruned device) stays ~0
-        return a + np.log(-np.expm1(-a))
-
     with torch.no_grad():
         for proj, layer, layer_spec in zip(twin.projections, twin.layers, spec.layers):
-            like = proj.weight
-            tensor = lambda values: torch.as_tensor(np.asarray(values, dtype=float), dtype=like.dtype)  # noqa: E731
-            proj.weight.copy_(tensor(layer_spec.weight))
-            proj.bias.copy_(tensor(layer_spec.bias))
-            p = layer_spec.params
-            for gain in ("a_f", "a_s_plus", "a_s_minus", "a_us"):
-                layer.raw_gains[gain].copy_(tensor(inverse_softplus(getattr(p, gain))))
-            for offset in ("d_f", "d_s_plus", "d_s_minus", "d_us"):
-                layer.offsets[offset].copy_(tensor(getattr(p, offset)))
-            gap = np.log(np.asarray(p.tau_us, dtype=float)) - np.log(np.asarray(p.tau_s, dtype=float))
-            if np.any(gap <= 0):
-                raise ValueError("calibrated tau_s >= tau_us: the layer's parameterisation cannot hold it")
-            layer.log_tau_s.copy_(tensor(np.log(p.tau_s)))
-            layer.raw_tau_gap.copy_(tensor(inverse_softplus(gap)))
-            for name in ("tau_m", "tau_f", "resistance", "u_rest"):
-                setattr(layer, name, tensor(getattr(p, name)))  # a registered buffer, now per neuron
+            proj.weight.copy_(torch.as_tensor(np.asarray(layer_spec.weight, dtype=float), dtype=proj.weight.dtype))
+            proj.bias.copy_(torch.as_tensor(np.asarray(layer_spec.bias, dtype=float), dtype=proj.bias.dtype))
+            layer.load_parameters(layer_spec.params)
         twin.readout.weight.copy_(torch.as_tensor(np.asarray(spec.readout.weight, dtype=float), dtype=twin.readout.weight.dtype))
         twin.readout.bias.copy_(torch.as_tensor(np.asarray(spec.readout.bias, dtype=float), dtype=twin.readout.bias.dtype))
     return twin
