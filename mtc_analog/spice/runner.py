@@ -215,12 +215,20 @@ def run_jobs(
         executor = _executor(min(workers, len(pending)))
         futures = {}
         try:
+            finished_at: dict[cf.Future, float] = {}
             for k in pending:
-                futures[executor.submit(_simulate_worker, text_for(k), str(log_paths[k]))] = k
+                future = executor.submit(_simulate_worker, text_for(k), str(log_paths[k]))
+                future.add_done_callback(lambda f: finished_at.setdefault(f, time.monotonic()))
+                futures[future] = k
             next_pending = []
             deadline = None if timeout_s is None else time.monotonic() + timeout_s * max(1, -(-len(pending) // workers))
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             done, not_done = cf.wait(futures, timeout=remaining)
+            if deadline is not None:
+                # On a loaded machine this thread can wake long after its timeout, when a run has finished late:
+                # the run's own completion time (stamped by the executor's thread) decides, not the wake-up.
+                late = {f for f in done if finished_at.get(f, deadline) > deadline}
+                done, not_done = done - late, set(not_done) | late
             if not_done:
                 _kill_workers(executor)
                 k = futures[next(iter(not_done))]
