@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .baselines import AdLIFLayer, LIFLayer
 from .errors import InputError
@@ -332,7 +333,9 @@ class SpikingRegressor(nn.Module):
             if not torch.isfinite(tensor).all():
                 raise InputError(f"network parameter {name!r} holds NaN/Inf values; the model is unusable")
 
-    def forward(self, x: torch.Tensor, record_membrane: bool = False) -> NetworkOutput:
+    def forward(self, x: torch.Tensor, record_membrane: bool = False, deviation: Any = None) -> NetworkOutput:
+        """``deviation``: what a circuit does to the parameters (a :class:`~mtc_analog.hardware.deviation.
+        NetworkDeviation`: a mismatch draw, a target's calibration), MTC only; None: the nominal model."""
         c = self.config
         if x.dim() != 3 or x.shape[-1] != c.n_in:
             raise InputError(f"network input must be time-major (T, B, {c.n_in}), got shape {tuple(x.shape)}")
@@ -340,12 +343,24 @@ class SpikingRegressor(nn.Module):
             raise InputError(f"network input holds {int((~torch.isfinite(x)).sum())} NaN/Inf value(s)")
         h = x.repeat_interleave(c.substeps, dim=0) if c.substeps > 1 else x
         hidden_s, hidden_u = [], []
-        for proj, layer in zip(self.projections, self.layers):
-            record = layer(proj(h), record_membrane=record_membrane)
+        if deviation is not None and c.neuron != "mtc":
+            raise InputError(f"a circuit deviation applies to MTC networks only; this one is {c.neuron!r}")
+        for index, (proj, layer) in enumerate(zip(self.projections, self.layers)):
+            if deviation is None:
+                record = layer(proj(h), record_membrane=record_membrane)
+            else:
+                dev = deviation.layers[index]
+                current = F.linear(h, proj.weight * _factor(dev.weight, proj.weight), proj.bias * _factor(dev.bias, proj.bias))
+                record = layer(current, record_membrane=record_membrane, deviation=dev)
             h = record.s
             hidden_s.append(record.s)
             hidden_u.append(record.u_m)
-        lowpass = lowpass_cascade(self.readout(h), c.dt / c.tau_lp, c.lowpass_order, c.lowpass)
+        if deviation is None:
+            readout = self.readout(h)
+        else:
+            readout = F.linear(h, self.readout.weight * _factor(deviation.readout_weight, self.readout.weight),
+                               self.readout.bias * _factor(deviation.readout_bias, self.readout.bias))
+        lowpass = lowpass_cascade(readout, c.dt / c.tau_lp, c.lowpass_order, c.lowpass)
         prediction = lowpass[c.substeps - 1 :: c.substeps]
         return NetworkOutput(prediction, hidden_s, hidden_u if record_membrane else None, lowpass)
 
@@ -371,6 +386,10 @@ class SpikingRegressor(nn.Module):
                               lowpass_tau=float(c.tau_lp), lowpass_order=int(c.lowpass_order))
         return NetworkSpec(n_in=c.n_in, layers=layers, readout=readout, dt=float(c.dt),
                            substeps=int(c.substeps), method=c.method)
+
+
+def _factor(values: Any, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=like.dtype, device=like.device)
 
 
 #: Units and definitions written next to the activity metrics.

@@ -71,6 +71,23 @@ class MTCParameters(NamedTuple):
     u_rest: Any = 0.0  #: resting potential [V_s]
 
 
+#: Parameters that are voltages (offsets, rest): a circuit deviation (input offset) shifts them; every
+#: other field (gains, time constants, R) it scales (:mod:`mtc_analog.hardware.deviation`).
+SHIFTED_FIELDS = ("d_f", "d_s_plus", "d_s_minus", "d_us", "u_rest")
+
+
+def deviate(params: MTCParameters, deviation: Any) -> MTCParameters:
+    """``params`` with a deviation record applied (``deviation.params``: field -> per-neuron factor, or shift
+    for :data:`SHIFTED_FIELDS`): ``a' = a f``, ``d' = d + s``. Torch tensors keep their gradient."""
+    import torch
+
+    values = {}
+    for name, value in params._asdict().items():
+        change = torch.as_tensor(deviation.params[name], dtype=torch.as_tensor(value).dtype)
+        values[name] = value + change if name in SHIFTED_FIELDS else value * change
+    return MTCParameters(**values)
+
+
 class MTCState(NamedTuple):
     """State of an MTC neuron: membrane and the three filtered copies of it [V_s]."""
 

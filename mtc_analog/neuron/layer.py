@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .equations import MTCParameters, MTCState
+from .equations import MTCParameters, MTCState, deviate
 from .step import BACKENDS, METHODS, Rollout, Transduction, mtc_rollout
 
 
@@ -142,12 +142,17 @@ class MTCLayer(nn.Module):
         zero = torch.zeros(*batch_shape, self.n, dtype=like.dtype, device=like.device) + self.u_rest
         return MTCState(zero, zero, zero, zero)
 
-    def forward(self, i_in: torch.Tensor, state: MTCState | None = None, record_membrane: bool = False) -> Rollout:
+    def forward(self, i_in: torch.Tensor, state: MTCState | None = None, record_membrane: bool = False,
+                deviation: Any = None) -> Rollout:
+        """``deviation``: a circuit's deviation record for this layer (:func:`~mtc_analog.neuron.equations.deviate`,
+        e.g. one mismatch draw): applied to the parameters, gradients flow through them."""
         if i_in.dim() < 2:
             raise ValueError(f"MTCLayer expects time-major input (T, ..., {self.n}), got shape {tuple(i_in.shape)}")
         if i_in.shape[-1] != self.n:
             raise ValueError(f"MTCLayer of {self.n} neurons got input with last dimension {i_in.shape[-1]}")
         params = self.parameters_record()
+        if deviation is not None:
+            params = deviate(params, deviation)
         return mtc_rollout(
             i_in, params, self.dt, state, self.method, self.filter, self.transduction, record_membrane,
             backend=self.backend,

@@ -39,24 +39,26 @@ class SplitEvaluation:
     output: NetworkOutput | None = None
 
 
-def stream(network: SpikingRegressor, x: np.ndarray, record_membrane: bool = True) -> NetworkOutput:
-    """Run the network over one time-major input stream ``x`` (T, n_in), batch 1, without gradients."""
+def stream(network: SpikingRegressor, x: np.ndarray, record_membrane: bool = True, deviation: Any = None) -> NetworkOutput:
+    """Run the network over one time-major input stream ``x`` (T, n_in), batch 1, without gradients
+    (``deviation``: as :meth:`SpikingRegressor.forward`, e.g. a target's calibrated cells)."""
     was_training = network.training
     network.eval()
     try:
         with torch.no_grad():
-            return network(torch.as_tensor(np.asarray(x, dtype=np.float32))[:, None, :], record_membrane=record_membrane)
+            return network(torch.as_tensor(np.asarray(x, dtype=np.float32))[:, None, :], record_membrane=record_membrane,
+                           deviation=deviation)
     finally:
         network.train(was_training)
 
 
 def evaluate_split(network: SpikingRegressor, task: TaskData, split: str = "test",
-                   washout: int = DEFAULT_EVAL_WASHOUT, keep_output: bool = False) -> SplitEvaluation:
-    """NRMSE and activity metrics of ``network`` on ``split`` of ``task``."""
+                   washout: int = DEFAULT_EVAL_WASHOUT, keep_output: bool = False, deviation: Any = None) -> SplitEvaluation:
+    """NRMSE and activity metrics of ``network`` on ``split`` of ``task`` (``deviation``: see :func:`stream`)."""
     part = task.split(split)
     first = max(0, part.start - washout)
     stop = part.start + len(part)
-    output = stream(network, task.x[first:stop])
+    output = stream(network, task.x[first:stop], deviation=deviation)
     lead = part.start - first
     prediction = output.prediction[lead:, 0].cpu().numpy()
     target = part.y

@@ -1,0 +1,221 @@
+"""What a circuit does to the model's parameters, as a transform (training on the hardware).
+
+    deviation = mismatch_deviation(spec, statistics, seed=(S, k), target=target)   # instance k of a Monte Carlo
+    deviation = calibration_deviation(table, spec)                                # the target's measured cells
+    both = compose(calibration, deviation)
+    perturbed_spec = apply_to_spec(spec, deviation)
+
+A :class:`NetworkDeviation` holds, per hidden layer and per model quantity (model units):
+
+.. math::  a' = a \\, f_a \\quad (\\text{gains, time constants, } R, \\text{ weights, biases}), \\qquad
+           d' = d + s_d \\quad (\\text{offsets } d_x, \\; U_{rest})
+
+A multiplicative form is exact for the mismatch the Monte Carlo draws: a bias current or a capacitor
+multiplied by ``exp(sigma z)`` multiplies its model gain, weight or time constant by a factor that does not
+depend on the trained value; an input offset ``sigma_off z`` adds ``sigma_off z / V_s`` to an offset or a rest
+voltage. So a deviation drawn once applies to any value the optimiser proposes, with gradients through
+the trained parameters (the factors are constants).
+
+:func:`mismatch_deviation` draws through :func:`~mtc_analog.hardware.mismatch.apply_mismatch` on the mapped
+network, so seed ``(S, k)`` gives exactly the draws of instance ``k`` of a cell-mode Monte Carlo seeded ``S``:
+one source for the statistics and the walk order. The transduction stage and the readout low-pass are not
+part of a deviation (the model has one transduction and one low-pass per network).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..neuron.equations import SHIFTED_FIELDS, MTCParameters
+from ..spec import NetworkSpec
+from .mapping import map_network, unmap_network
+from .mismatch import MismatchStatistics, apply_mismatch
+from .target import HardwareTarget
+
+#: Model quantities that a deviation shifts (model voltage units, V_s); every other field scales.
+SHIFTED = SHIFTED_FIELDS
+SCALED = tuple(name for name in MTCParameters._fields if name not in SHIFTED)
+
+
+@dataclass(frozen=True)
+class LayerDeviation:
+    """One hidden layer: ``params`` maps every :class:`MTCParameters` field to a per-neuron array (a factor
+    for :data:`SCALED` fields, a shift for :data:`SHIFTED` ones); ``weight`` / ``bias`` factors."""
+
+    params: dict[str, np.ndarray]
+    weight: np.ndarray  #: (N, n_prev) factors
+    bias: np.ndarray  #: (N,) factors
+
+
+@dataclass(frozen=True)
+class NetworkDeviation:
+    """Every hidden layer's :class:`LayerDeviation` and the readout's weight / bias factors."""
+
+    layers: tuple[LayerDeviation, ...]
+    readout_weight: np.ndarray  #: (n_out, N_last) factors
+    readout_bias: np.ndarray  #: (n_out,) factors
+
+    def is_identity(self) -> bool:
+        """Exactly no change: every factor 1.0 and every shift 0.0."""
+        factors = [self.readout_weight, self.readout_bias]
+        for layer in self.layers:
+            factors += [layer.weight, layer.bias, *(v for k, v in layer.params.items() if k not in SHIFTED)]
+            if any(np.any(v != 0.0) for k, v in layer.params.items() if k in SHIFTED):
+                return False
+        return all(bool(np.all(f == 1.0)) for f in factors)
+
+
+def identity(spec: NetworkSpec) -> NetworkDeviation:
+    """The deviation that changes nothing (factors 1, shifts 0)."""
+    layers = tuple(LayerDeviation({k: np.full(layer.size, 0.0 if k in SHIFTED else 1.0) for k in MTCParameters._fields},
+                                  np.ones_like(np.asarray(layer.weight, dtype=float)), np.ones(layer.size))
+                   for layer in spec.layers)
+    return NetworkDeviation(layers, np.ones_like(np.asarray(spec.readout.weight, dtype=float)),
+                            np.ones(np.asarray(spec.readout.bias).shape[0]))
+
+
+def _ratio(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    new, old = np.asarray(new, dtype=float), np.asarray(old, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(old != 0.0, new / np.where(old != 0.0, old, 1.0), 1.0)
+
+
+def between(nominal: NetworkSpec, actual: NetworkSpec) -> NetworkDeviation:
+    """The deviation that turns ``nominal`` into ``actual`` (same shapes; zero values keep factor 1)."""
+    layers = []
+    for a, b in zip(nominal.layers, actual.layers):
+        params = {}
+        for name in MTCParameters._fields:
+            old = np.broadcast_to(np.asarray(getattr(a.params, name), dtype=float), (a.size,))
+            new = np.broadcast_to(np.asarray(getattr(b.params, name), dtype=float), (a.size,))
+            params[name] = (new - old) if name in SHIFTED else _ratio(new, old)
+        layers.append(LayerDeviation(params, _ratio(b.weight, a.weight), _ratio(b.bias, a.bias)))
+    return NetworkDeviation(tuple(layers), _ratio(actual.readout.weight, nominal.readout.weight),
+                            _ratio(actual.readout.bias, nominal.readout.bias))
+
+
+def mismatch_deviation(spec: NetworkSpec, statistics: MismatchStatistics, seed: int | Sequence[int],
+                       target: HardwareTarget) -> NetworkDeviation:
+    """The deviation of one mismatch draw: the network mapped onto ``target``, perturbed by
+    :func:`~mtc_analog.hardware.mismatch.apply_mismatch` with ``seed``, mapped back, relative to nominal.
+
+    Statistics with zero spreads give factors exactly 1 and shifts exactly 0."""
+    circuit = map_network(spec, target)
+    nominal = unmap_network(circuit)
+    drawn = unmap_network(apply_mismatch(circuit, statistics.sigma_rel, seed, statistics.sigma_offset, target))
+    return between(nominal, drawn)
+
+
+def compose(first: NetworkDeviation, then: NetworkDeviation) -> NetworkDeviation:
+    """``then`` applied after ``first``: factors multiply, shifts add."""
+    layers = tuple(LayerDeviation({k: (a.params[k] + b.params[k]) if k in SHIFTED else a.params[k] * b.params[k]
+                                   for k in a.params}, a.weight * b.weight, a.bias * b.bias)
+                   for a, b in zip(first.layers, then.layers))
+    return NetworkDeviation(layers, first.readout_weight * then.readout_weight, first.readout_bias * then.readout_bias)
+
+
+def apply_to_spec(spec: NetworkSpec, deviation: NetworkDeviation) -> NetworkSpec:
+    """A copy of ``spec`` with ``deviation`` applied (numpy; the torch forward applies the same formula)."""
+    layers = []
+    for layer, dev in zip(spec.layers, deviation.layers):
+        values = {}
+        for name in MTCParameters._fields:
+            value = np.broadcast_to(np.asarray(getattr(layer.params, name), dtype=float), (layer.size,))
+            values[name] = value + dev.params[name] if name in SHIFTED else value * dev.params[name]
+        layers.append(dataclasses.replace(layer, params=MTCParameters(**values), weight=np.asarray(layer.weight) * dev.weight,
+                                          bias=np.asarray(layer.bias) * dev.bias))
+    readout = dataclasses.replace(spec.readout, weight=np.asarray(spec.readout.weight) * deviation.readout_weight,
+                                  bias=np.asarray(spec.readout.bias) * deviation.readout_bias)
+    return dataclasses.replace(spec, layers=layers, readout=readout)
+
+
+# ---- calibration tables (the hardware mode) -----------------------------------------------------------
+
+CALIBRATION_SUFFIX = ".calibration.json"
+#: Fewest measured devices a table entry is pooled from (fewer: the entry stays neutral).
+MIN_POOL = 4
+#: Quantities of a calibration table beside the MTCParameters fields.
+TABLE_EXTRA = ("weight", "bias", "readout_weight", "readout_bias")
+
+
+@dataclass(frozen=True)
+class CalibrationTable:
+    """A target's measured cell deviations, one value per quantity (the median over every characterised
+    cell): ``values[name]`` is a factor for :data:`SCALED` fields and weights / biases, a shift [V_s] for
+    :data:`SHIFTED` fields. ``spread`` holds the interquartile range of each; ``source`` says how it was measured."""
+
+    target: str
+    values: dict[str, float]
+    spread: dict[str, float]
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def calibration_path(target_name: str) -> Path:
+    return Path(__file__).parent / "targets" / f"{target_name.partition(':')[0]}{CALIBRATION_SUFFIX}"
+
+
+def load_calibration(target_name: str) -> CalibrationTable:
+    """The calibration table shipped for ``target_name`` (``hardware/targets/<name>.calibration.json``)."""
+    path = calibration_path(target_name)
+    if not path.exists():
+        have = sorted(p.name[: -len(CALIBRATION_SUFFIX)] for p in path.parent.glob(f"*{CALIBRATION_SUFFIX}"))
+        raise InputError(f"--hardware {target_name}: target {target_name!r} has no calibration data ({path.name} not found); "
+                         f"targets with calibration data: {', '.join(have) or 'none'} "
+                         "(measure one with `python -m mtc_analog.validation.calibration_table`)")
+    data = json.loads(path.read_text())
+    table = CalibrationTable(data["target"], {k: float(v) for k, v in data["values"].items()},
+                             {k: float(v) for k, v in data.get("spread", {}).items()}, data.get("source", ""))
+    for name in (*MTCParameters._fields, *TABLE_EXTRA):
+        value = table.values.get(name)
+        if value is None or not math.isfinite(value) or (name not in SHIFTED and value <= 0):
+            raise InputError(f"{path}: calibration value {name!r} = {value!r} is missing or invalid "
+                             "(need a finite factor > 0, or a finite shift for offsets)")
+    return table
+
+
+def table_from(nominal: NetworkSpec, calibrated: NetworkSpec, target: str, source: str) -> CalibrationTable:
+    """A :class:`CalibrationTable` from one characterised network: per quantity the median deviation over
+    every neuron / device whose nominal value is not zero, and its interquartile range."""
+    deviation = between(nominal, calibrated)
+    pools: dict[str, list[np.ndarray]] = {name: [] for name in (*MTCParameters._fields, *TABLE_EXTRA)}
+    for layer, dev in zip(nominal.layers, deviation.layers):
+        for name in MTCParameters._fields:
+            value = np.broadcast_to(np.asarray(getattr(layer.params, name), dtype=float), (layer.size,))
+            pools[name].append(dev.params[name][value != 0.0] if name not in SHIFTED else dev.params[name])
+        pools["weight"].append(dev.weight[np.asarray(layer.weight) != 0.0])
+        pools["bias"].append(dev.bias[np.asarray(layer.bias) != 0.0])
+    pools["readout_weight"].append(deviation.readout_weight[np.asarray(nominal.readout.weight) != 0.0])
+    pools["readout_bias"].append(deviation.readout_bias[np.asarray(nominal.readout.bias) != 0.0])
+    values, spread, few = {}, {}, []
+    for name, parts in pools.items():
+        pool = np.concatenate([np.ravel(p) for p in parts]) if parts else np.array([])
+        if pool.size < MIN_POOL:  # e.g. the readout bias, one device: its ratio says nothing about another value
+            values[name], spread[name] = (0.0 if name in SHIFTED else 1.0), 0.0
+            few.append(name)
+            continue
+        values[name] = float(np.median(pool))
+        spread[name] = float(np.subtract(*np.percentile(pool, [75, 25])))
+    if few:
+        source += f"; left neutral (fewer than {MIN_POOL} devices measured): {', '.join(few)}"
+    return CalibrationTable(target, values, spread, source)
+
+
+def calibration_deviation(table: CalibrationTable, spec: NetworkSpec) -> NetworkDeviation:
+    """The table's deviation broadcast over ``spec``'s shapes (every neuron and device alike)."""
+    base = identity(spec)
+    layers = tuple(LayerDeviation({k: np.full_like(v, table.values[k]) for k, v in layer.params.items()},
+                                  np.full_like(layer.weight, table.values["weight"]), np.full_like(layer.bias, table.values["bias"]))
+                   for layer in base.layers)
+    return NetworkDeviation(layers, np.full_like(base.readout_weight, table.values["readout_weight"]),
+                            np.full_like(base.readout_bias, table.values["readout_bias"]))
