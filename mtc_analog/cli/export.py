@@ -70,8 +70,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..training.fidelity_gap import print_gap_warning
 
+    from ..training.hardware_aware import print_target_warning
+
     ckpt = load_checkpoint(args.source)
     print_gap_warning(args.source)
+    print_target_warning(args.source, args.target)
     spec = ckpt.network.to_spec()
     if args.filter:
         for layer in spec.layers:

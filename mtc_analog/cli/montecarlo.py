@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--sigma-rel / --sigma-offset are cell-level spreads: use them with --mismatch cell")
     mismatch = "cell" if statistics is not None and args.mismatch is None else (args.mismatch or "auto")
     mc = MonteCarloSettings(instances=args.instances, seed=args.seed, statistics=statistics, mismatch=mismatch)
+    from ..training.hardware_aware import print_target_warning
+
+    print_target_warning(args.checkpoint, args.target)
     summary = run_montecarlo(args.checkpoint, args.out, settings, mc, force=args.force,
                              progress=lambda line: print(f"[montecarlo] {line}", flush=True))
     print_summary(summary, Path(args.out))

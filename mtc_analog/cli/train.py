@@ -58,6 +58,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"MTC: weight of the dead-neuron penalty, mean relu(U_th - peak U_m)^2 over neurons whose "
                         f"membrane never reaches threshold in a batch (0: off; default {t.activity_floor:g})")
     b.add_argument("--threads", type=int, default=t.threads, help="torch threads per run")
+    h = parser.add_argument_group("hardware-aware training (MTC)")
+    h.add_argument("--hardware", default=t.hardware, metavar="TARGET",
+                   help="train on TARGET's calibrated cell model (its calibration table, e.g. sky130); recorded in the "
+                        "checkpoint; also the target the trained network is pruned for")
+    h.add_argument("--mismatch-aware", action="store_true",
+                   help="draw a fresh device-mismatch instance per batch (the Monte Carlo's statistics and draw, of "
+                        "--hardware or the behavioural target)")
+    h.add_argument("--mismatch-sigma-rel", type=float, default=None,
+                   help="override the relative spread of currents and capacitors [1] (<= 1)")
+    h.add_argument("--mismatch-sigma-offset", type=float, default=None,
+                   help="override the OTA input-offset spread [V] (<= 0.1)")
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -95,7 +106,10 @@ def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed:
     epochs = TrainConfig.epochs if args.epochs is None else args.epochs  # None: not given (see --resume)
     train_cfg = TrainConfig(epochs=epochs, batches_per_epoch=args.batches_per_epoch, batch=args.batch,
                             window=args.window, washout=args.washout, lr=args.lr, clip=args.clip,
-                            activity_floor=args.activity_floor, seed=seed, threads=args.threads)
+                            activity_floor=args.activity_floor, seed=seed, threads=args.threads,
+                            hardware=args.hardware, mismatch_aware=args.mismatch_aware,
+                            mismatch_sigma_rel=args.mismatch_sigma_rel, mismatch_sigma_offset=args.mismatch_sigma_offset,
+                            **({"hardware_target": args.hardware} if args.hardware else {}))
     net.validate()
     task.validate()
     train_cfg.validate()
@@ -147,6 +161,16 @@ def run(args: argparse.Namespace) -> int:
           f"val NRMSE {metrics['val_nrmse']:.4f}  spike rate {metrics.get('spike_rate', float('nan')):.4g}  "
           f"duty cycle {metrics.get('duty_cycle', float('nan')):.4g}  synops/step {metrics.get('synops_per_step', float('nan')):.4g} "
           f"({metrics.get('synop_kind', '?')})  wall {metrics['train_wall_s']:.1f} s  -> {args.out}/metrics.json")
+    if metrics.get("hardware_model"):
+        hw = metrics["hardware_model"]
+        parts = []
+        if hw.get("calibration"):
+            parts.append(f"scored on {hw['calibration']['target']}'s calibrated cell model (ideal model: test NRMSE "
+                         f"{metrics['test_nrmse_ideal_model']:.4f})")
+        if hw.get("mismatch"):
+            parts.append(f"mismatch drawn per batch: sigma_rel {hw['mismatch']['sigma_rel']:.3g}, sigma_offset "
+                         f"{1e3 * hw['mismatch']['sigma_offset']:.2f} mV")
+        print("hardware-aware: " + "; ".join(parts))
     if metrics.get("discretisation_gap") is not None:
         from ..training.census import census_line
         from ..training.fidelity_gap import GAP_TOLERANCE

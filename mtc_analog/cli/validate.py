@@ -121,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
     from ..training.fidelity_gap import print_gap_warning
 
     settings = settings_from_args(args, args.filter)
+    from ..training.hardware_aware import print_target_warning
+
     print_gap_warning(args.checkpoint)
+    print_target_warning(args.checkpoint, args.target)
     report, _ = validate_checkpoint(args.checkpoint, args.out, settings, run_dt_study=args.dt_study,
                                     force=args.force, progress=lambda line: print(f"[validate] {line}", flush=True))
     print_summary(report, Path(args.out))

@@ -56,6 +56,13 @@ class TrainConfig:
     #: MTC: weight of the dead-neuron penalty (:func:`dead_neuron_penalty`); 0 disables it. At lr 5e-2
     #: about half of 64 neurons otherwise end dead (membrane never at U_th, zero gradient)
     activity_floor: float = 0.1
+    #: MTC: train on this circuit target's calibrated cell model (its calibration table; --hardware sky130);
+    #: None: the ideal model. Recorded here, so exporting to another target can warn
+    hardware: str | None = None
+    #: MTC: a fresh mismatch draw of the target's statistics per batch (training/hardware_aware.py)
+    mismatch_aware: bool = False
+    mismatch_sigma_rel: float | None = None  #: overrides the target's current/capacitor spread [1]
+    mismatch_sigma_offset: float | None = None  #: overrides the target's OTA offset spread [V]
 
     def validate(self) -> None:
         for name in ("epochs", "batches_per_epoch", "batch", "window", "threads"):
@@ -67,6 +74,13 @@ class TrainConfig:
             raise InputError(f"lr = {self.lr} must be a finite positive number")
         if not (math.isfinite(self.activity_floor) and self.activity_floor >= 0):
             raise InputError(f"activity_floor = {self.activity_floor} must be a finite number >= 0 (0: off)")
+        if self.mismatch_sigma_rel is not None or self.mismatch_sigma_offset is not None:
+            from ..hardware.mismatch import check_sigmas
+
+            check_sigmas(0.0 if self.mismatch_sigma_rel is None else self.mismatch_sigma_rel,
+                         0.0 if self.mismatch_sigma_offset is None else self.mismatch_sigma_offset)
+            if not self.mismatch_aware:
+                raise InputError("--mismatch-sigma-rel / --mismatch-sigma-offset need --mismatch-aware")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,6 +159,10 @@ def train(
     network = SpikingRegressor(net_cfg)
     if state_dict is not None:
         network.load_state_dict(state_dict)
+    from .hardware_aware import HardwareModel
+
+    hardware = HardwareModel.from_config(train_cfg, network)  # before any work: a missing table is an error
+    nominal = None if hardware is None else hardware.nominal()
     optimizer = torch.optim.Adam(network.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -162,7 +180,8 @@ def train(
                 group["lr"] = cosine_lr(train_cfg.lr, epoch * train_cfg.batches_per_epoch + b, total_steps)
             optimizer.zero_grad(set_to_none=True)
             revive = train_cfg.activity_floor > 0 and network.neuron == "mtc"
-            output = network(x, record_membrane=revive)
+            deviation = None if hardware is None else hardware.draw(network, epoch, b)
+            output = network(x, record_membrane=revive, deviation=deviation)
             loss = torch.mean((output.prediction[train_cfg.washout:] - y[train_cfg.washout:]) ** 2)
             if revive:
                 steps = train_cfg.washout * net_cfg.substeps
@@ -178,7 +197,7 @@ def train(
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", best_val=f"{best_val:.4f}")
-        val = _safe_val(network, task, train_cfg)
+        val = _safe_val(network, task, train_cfg, nominal)
         record = {"epoch": epoch, "train_mse": float(np.nanmean(losses)) if losses else float("nan"),
                   "val_nrmse": val, "wall_s": time.perf_counter() - epoch_start}
         history.append(record)
@@ -198,8 +217,12 @@ def train(
     best = load_checkpoint(out / BEST)
     wall = wall_before + (time.perf_counter() - wall_start)
     fidelity = _circuit_fidelity(best.network, task, train_cfg)
-    test = evaluate_split(best.network, task, "test", train_cfg.eval_washout, keep_output=False)
-    val_eval = evaluate_split(best.network, task, "val", train_cfg.eval_washout)
+    test = evaluate_split(best.network, task, "test", train_cfg.eval_washout, keep_output=False, deviation=nominal)
+    val_eval = evaluate_split(best.network, task, "val", train_cfg.eval_washout, deviation=nominal)
+    if nominal is not None:
+        fidelity["test_nrmse_ideal_model"] = evaluate_split(best.network, task, "test", train_cfg.eval_washout).metrics["test_nrmse"]
+    if hardware is not None:
+        fidelity["hardware_model"] = hardware.describe()
     metrics = {
         "neuron": net_cfg.neuron,
         "horizon": task_cfg.horizon,
@@ -280,6 +303,10 @@ def _resume_budget(cfg: TrainConfig, done: int, epochs: int | None, path: Path) 
 
 
 FIDELITY_DEFINITIONS: dict[str, str] = {
+    "test_nrmse_ideal_model": "--hardware runs: test NRMSE of the ideal model (no calibration applied); test_nrmse and "
+                              "val_nrmse are then the target's calibrated cell model's",
+    "hardware_model": "what the forward pass trained against: the calibration table and the mismatch statistics "
+                      "(training/hardware_aware.py)",
     "discretisation_gap": "output NRMSE of the model at its dt against the same weights at dt/8 with the reference "
                           "integrator, on the validation split (mtc_analog.training.fidelity_gap); <= 0.02 wanted",
     "pruned_devices": "weights/biases/gains whose mapped current is below the hardware target's floor i_min, "
@@ -318,9 +345,9 @@ def cfg_window_too_long(task: TaskData, cfg: TrainConfig) -> bool:
     return cfg.washout + cfg.window > len(task.train)
 
 
-def _safe_val(network: SpikingRegressor, task: TaskData, cfg: TrainConfig) -> float:
+def _safe_val(network: SpikingRegressor, task: TaskData, cfg: TrainConfig, deviation: Any = None) -> float:
     try:
-        value = evaluate_split(network, task, "val", cfg.eval_washout).metrics["val_nrmse"]
+        value = evaluate_split(network, task, "val", cfg.eval_washout, deviation=deviation).metrics["val_nrmse"]
     except InputError:  # NaN predictions
         return math.inf
     return value if math.isfinite(value) else math.inf
