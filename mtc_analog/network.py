@@ -350,17 +350,24 @@ class SpikingRegressor(nn.Module):
                 record = layer(proj(h), record_membrane=record_membrane)
             else:
                 dev = deviation.layers[index]
-                current = F.linear(h, proj.weight * _factor(dev.weight, proj.weight), proj.bias * _factor(dev.bias, proj.bias))
+                bias = proj.bias * _factor(dev.bias, proj.bias)
+                if getattr(dev, "bias_shift", None) is not None:
+                    bias = bias + _factor(dev.bias_shift, proj.bias)
+                current = F.linear(h, proj.weight * _factor(dev.weight, proj.weight), bias)
                 record = layer(current, record_membrane=record_membrane, deviation=dev)
             h = record.s
             hidden_s.append(record.s)
             hidden_u.append(record.u_m)
+        tau_lp = c.tau_lp
         if deviation is None:
             readout = self.readout(h)
         else:
-            readout = F.linear(h, self.readout.weight * _factor(deviation.readout_weight, self.readout.weight),
-                               self.readout.bias * _factor(deviation.readout_bias, self.readout.bias))
-        lowpass = lowpass_cascade(readout, c.dt / c.tau_lp, c.lowpass_order, c.lowpass)
+            bias = self.readout.bias * _factor(deviation.readout_bias, self.readout.bias)
+            if getattr(deviation, "readout_bias_shift", None) is not None:
+                bias = bias + _factor(deviation.readout_bias_shift, self.readout.bias)
+            readout = F.linear(h, self.readout.weight * _factor(deviation.readout_weight, self.readout.weight), bias)
+            tau_lp = c.tau_lp * float(getattr(deviation, "lowpass_tau", 1.0))
+        lowpass = lowpass_cascade(readout, c.dt / tau_lp, c.lowpass_order, c.lowpass)
         prediction = lowpass[c.substeps - 1 :: c.substeps]
         return NetworkOutput(prediction, hidden_s, hidden_u if record_membrane else None, lowpass)
 

@@ -14,7 +14,7 @@ from mtc_analog.cli import main
 from mtc_analog.errors import InputError
 from mtc_analog.hardware import load_target, map_network, unmap_network
 from mtc_analog.hardware.deviation import (apply_to_spec, between, calibration_deviation, compose, identity,
-                                           load_calibration, mismatch_deviation, table_from)
+                                           TABLE_SHIFTS, load_calibration, mismatch_deviation, table_from)
 from mtc_analog.hardware.mismatch import MismatchStatistics, apply_mismatch, statistics_for_target
 from mtc_analog.network import NetworkConfig, SpikingRegressor
 from mtc_analog.tasks.mackey_glass import TaskConfig, make_task
@@ -98,8 +98,8 @@ def test_sky130_calibration_table_is_measured_and_a_table_of_nothing_is_neutral(
     assert 1.0 < table.values["a_f"] < 1.2  # element OTAs deliver a few % more than their bias
     assert table.values["tau_m"] > 1.1  # parasitic capacitance on the membrane node
     spec = network.to_spec()
-    neutral = table_from(spec, spec, "x", "test")
-    assert all(v == (0.0 if k in ("d_f", "d_s_plus", "d_s_minus", "d_us", "u_rest") else 1.0)
+    neutral = table_from([(spec, spec)], "x", "test")
+    assert all(v == (0.0 if k in TABLE_SHIFTS else 1.0)
                for k, v in neutral.values.items())
     assert not calibration_deviation(table, spec).is_identity()
 
@@ -171,3 +171,15 @@ def test_model_yield_counts_instances_and_zero_spread_yields_everything(network)
     values = [r["task_nrmse"] for r in drawn["per_instance"]]
     assert len(set(values)) == 4 and 0.0 <= drawn["yield_task"] <= 1.0
     assert 0.0 <= drawn["finetuned"]["yield_task"] <= 1.0
+
+
+def test_calibration_and_a_draw_together_run_as_the_calibrated_perturbed_spec(network, stimulus):
+    """The torch forward and the numpy spec transform agree, bias shifts and the low-pass factor included."""
+    spec = network.to_spec()
+    target = load_target("sky130")
+    chip = compose(calibration_deviation(load_calibration("sky130"), spec),
+                   mismatch_deviation(spec, statistics_for_target("sky130", target), (1, 2), target))
+    assert chip.lowpass_tau != 1.0 and float(np.abs(chip.readout_bias_shift).max()) > 0
+    twin = network_from_spec(network, apply_to_spec(spec, chip))
+    with torch.no_grad():
+        assert torch.allclose(network(stimulus, deviation=chip).prediction, twin(stimulus).prediction, atol=1e-5)

@@ -7,8 +7,10 @@
 
 A :class:`NetworkDeviation` holds, per hidden layer and per model quantity (model units):
 
-.. math::  a' = a \\, f_a \\quad (\\text{gains, time constants, } R, \\text{ weights, biases}), \\qquad
-           d' = d + s_d \\quad (\\text{offsets } d_x, \\; U_{rest})
+.. math::  a' = a \\, f_a \\quad (\\text{gains, time constants, } R, \\text{ weights}), \\qquad
+           d' = d + s_d \\quad (\\text{offsets } d_x, \\; U_{rest}), \\qquad b' = b \\, f_b + s_b \\quad (\\text{biases})
+
+and a factor on the readout low-pass time constant (all stages alike: the model has one).
 
 A multiplicative form is exact for the mismatch the Monte Carlo draws: a bias current or a capacitor
 multiplied by ``exp(sigma z)`` multiplies its model gain, weight or time constant by a factor that does not
@@ -18,8 +20,8 @@ the trained parameters (the factors are constants).
 
 :func:`mismatch_deviation` draws through :func:`~mtc_analog.hardware.mismatch.apply_mismatch` on the mapped
 network, so seed ``(S, k)`` gives exactly the draws of instance ``k`` of a cell-mode Monte Carlo seeded ``S``:
-one source for the statistics and the walk order. The transduction stage and the readout low-pass are not
-part of a deviation (the model has one transduction and one low-pass per network).
+one source for the statistics and the walk order. The transduction stage is not part of a deviation (the model
+has one per layer); a mismatch draw moves the low-pass stages apart, the deviation keeps their mean.
 """
 
 from __future__ import annotations
@@ -48,11 +50,13 @@ SCALED = tuple(name for name in MTCParameters._fields if name not in SHIFTED)
 @dataclass(frozen=True)
 class LayerDeviation:
     """One hidden layer: ``params`` maps every :class:`MTCParameters` field to a per-neuron array (a factor
-    for :data:`SCALED` fields, a shift for :data:`SHIFTED` ones); ``weight`` / ``bias`` factors."""
+    for :data:`SCALED` fields, a shift for :data:`SHIFTED` ones); ``weight`` / ``bias`` factors and a bias shift
+    (an offset current, [I_u]: what a calibration measures where the bias is near zero)."""
 
     params: dict[str, np.ndarray]
     weight: np.ndarray  #: (N, n_prev) factors
     bias: np.ndarray  #: (N,) factors
+    bias_shift: np.ndarray | None = None  #: (N,) [I_u], applied after the factor; None: 0
 
 
 @dataclass(frozen=True)
@@ -62,15 +66,21 @@ class NetworkDeviation:
     layers: tuple[LayerDeviation, ...]
     readout_weight: np.ndarray  #: (n_out, N_last) factors
     readout_bias: np.ndarray  #: (n_out,) factors
+    readout_bias_shift: np.ndarray | None = None  #: (n_out,) [I_u]; None: 0
+    lowpass_tau: float = 1.0  #: factor on the readout low-pass time constant
 
     def is_identity(self) -> bool:
         """Exactly no change: every factor 1.0 and every shift 0.0."""
-        factors = [self.readout_weight, self.readout_bias]
+        factors = [self.readout_weight, self.readout_bias, np.asarray(self.lowpass_tau)]
+        shifts = [_or_zero(self.readout_bias_shift)]
         for layer in self.layers:
             factors += [layer.weight, layer.bias, *(v for k, v in layer.params.items() if k not in SHIFTED)]
-            if any(np.any(v != 0.0) for k, v in layer.params.items() if k in SHIFTED):
-                return False
-        return all(bool(np.all(f == 1.0)) for f in factors)
+            shifts += [_or_zero(layer.bias_shift), *(v for k, v in layer.params.items() if k in SHIFTED)]
+        return all(bool(np.all(f == 1.0)) for f in factors) and all(bool(np.all(s == 0.0)) for s in shifts)
+
+
+def _or_zero(values: np.ndarray | None) -> np.ndarray:
+    return np.zeros(1) if values is None else np.asarray(values, dtype=float)
 
 
 def identity(spec: NetworkSpec) -> NetworkDeviation:
@@ -99,7 +109,8 @@ def between(nominal: NetworkSpec, actual: NetworkSpec) -> NetworkDeviation:
             params[name] = (new - old) if name in SHIFTED else _ratio(new, old)
         layers.append(LayerDeviation(params, _ratio(b.weight, a.weight), _ratio(b.bias, a.bias)))
     return NetworkDeviation(tuple(layers), _ratio(actual.readout.weight, nominal.readout.weight),
-                            _ratio(actual.readout.bias, nominal.readout.bias))
+                            _ratio(actual.readout.bias, nominal.readout.bias),
+                            lowpass_tau=float(actual.readout.lowpass_tau / nominal.readout.lowpass_tau))
 
 
 def mismatch_deviation(spec: NetworkSpec, statistics: MismatchStatistics, seed: int | Sequence[int],
@@ -115,11 +126,14 @@ def mismatch_deviation(spec: NetworkSpec, statistics: MismatchStatistics, seed: 
 
 
 def compose(first: NetworkDeviation, then: NetworkDeviation) -> NetworkDeviation:
-    """``then`` applied after ``first``: factors multiply, shifts add."""
+    """``then`` applied after ``first``: factors multiply, shifts add (a bias shift is scaled by the later factor)."""
     layers = tuple(LayerDeviation({k: (a.params[k] + b.params[k]) if k in SHIFTED else a.params[k] * b.params[k]
-                                   for k in a.params}, a.weight * b.weight, a.bias * b.bias)
+                                   for k in a.params}, a.weight * b.weight, a.bias * b.bias,
+                                  _or_zero(a.bias_shift) * b.bias + _or_zero(b.bias_shift))
                    for a, b in zip(first.layers, then.layers))
-    return NetworkDeviation(layers, first.readout_weight * then.readout_weight, first.readout_bias * then.readout_bias)
+    return NetworkDeviation(layers, first.readout_weight * then.readout_weight, first.readout_bias * then.readout_bias,
+                            _or_zero(first.readout_bias_shift) * then.readout_bias + _or_zero(then.readout_bias_shift),
+                            first.lowpass_tau * then.lowpass_tau)
 
 
 def apply_to_spec(spec: NetworkSpec, deviation: NetworkDeviation) -> NetworkSpec:
@@ -131,9 +145,11 @@ def apply_to_spec(spec: NetworkSpec, deviation: NetworkDeviation) -> NetworkSpec
             value = np.broadcast_to(np.asarray(getattr(layer.params, name), dtype=float), (layer.size,))
             values[name] = value + dev.params[name] if name in SHIFTED else value * dev.params[name]
         layers.append(dataclasses.replace(layer, params=MTCParameters(**values), weight=np.asarray(layer.weight) * dev.weight,
-                                          bias=np.asarray(layer.bias) * dev.bias))
+                                          bias=np.asarray(layer.bias) * dev.bias + _or_zero(dev.bias_shift)))
     readout = dataclasses.replace(spec.readout, weight=np.asarray(spec.readout.weight) * deviation.readout_weight,
-                                  bias=np.asarray(spec.readout.bias) * deviation.readout_bias)
+                                  bias=np.asarray(spec.readout.bias) * deviation.readout_bias
+                                  + _or_zero(deviation.readout_bias_shift),
+                                  lowpass_tau=float(spec.readout.lowpass_tau) * deviation.lowpass_tau)
     return dataclasses.replace(spec, layers=layers, readout=readout)
 
 
@@ -142,15 +158,18 @@ def apply_to_spec(spec: NetworkSpec, deviation: NetworkDeviation) -> NetworkSpec
 CALIBRATION_SUFFIX = ".calibration.json"
 #: Fewest measured devices a table entry is pooled from (fewer: the entry stays neutral).
 MIN_POOL = 4
-#: Quantities of a calibration table beside the MTCParameters fields.
-TABLE_EXTRA = ("weight", "bias", "readout_weight", "readout_bias")
+#: Quantities of a calibration table beside the MTCParameters fields: factors on weights and the low-pass
+#: time constant; shifts [I_u] of hidden biases (per neuron) and of the readout bias per readout input (the
+#: readout's offset current grows with the number of transconductors summed into it).
+TABLE_EXTRA = ("weight", "readout_weight", "lowpass_tau", "bias_shift", "readout_bias_shift_per_input")
+TABLE_SHIFTS = (*SHIFTED, "bias_shift", "readout_bias_shift_per_input")
 
 
 @dataclass(frozen=True)
 class CalibrationTable:
     """A target's measured cell deviations, one value per quantity (the median over every characterised
-    cell): ``values[name]`` is a factor for :data:`SCALED` fields and weights / biases, a shift [V_s] for
-    :data:`SHIFTED` fields. ``spread`` holds the interquartile range of each; ``source`` says how it was measured."""
+    cell): ``values[name]`` is a factor for :data:`SCALED` fields, weights and the low-pass, a shift for
+    :data:`TABLE_SHIFTS` ([V_s] offsets and rest, [I_u] biases). ``spread`` holds the interquartile range of each; ``source`` says how it was measured."""
 
     target: str
     values: dict[str, float]
@@ -178,44 +197,52 @@ def load_calibration(target_name: str) -> CalibrationTable:
                              {k: float(v) for k, v in data.get("spread", {}).items()}, data.get("source", ""))
     for name in (*MTCParameters._fields, *TABLE_EXTRA):
         value = table.values.get(name)
-        if value is None or not math.isfinite(value) or (name not in SHIFTED and value <= 0):
+        if value is None or not math.isfinite(value) or (name not in TABLE_SHIFTS and value <= 0):
             raise InputError(f"{path}: calibration value {name!r} = {value!r} is missing or invalid "
                              "(need a finite factor > 0, or a finite shift for offsets)")
     return table
 
 
-def table_from(nominal: NetworkSpec, calibrated: NetworkSpec, target: str, source: str) -> CalibrationTable:
-    """A :class:`CalibrationTable` from one characterised network: per quantity the median deviation over
-    every neuron / device whose nominal value is not zero, and its interquartile range."""
-    deviation = between(nominal, calibrated)
+def table_from(pairs: Sequence[tuple[NetworkSpec, NetworkSpec]], target: str, source: str) -> CalibrationTable:
+    """A :class:`CalibrationTable` from characterised networks, ``(nominal, calibrated)`` spec pairs: per
+    quantity the median deviation over every neuron / device whose nominal value is not zero, and its
+    interquartile range (fewer than :data:`MIN_POOL` values: the entry stays neutral and ``source`` says so)."""
     pools: dict[str, list[np.ndarray]] = {name: [] for name in (*MTCParameters._fields, *TABLE_EXTRA)}
-    for layer, dev in zip(nominal.layers, deviation.layers):
-        for name in MTCParameters._fields:
-            value = np.broadcast_to(np.asarray(getattr(layer.params, name), dtype=float), (layer.size,))
-            pools[name].append(dev.params[name][value != 0.0] if name not in SHIFTED else dev.params[name])
-        pools["weight"].append(dev.weight[np.asarray(layer.weight) != 0.0])
-        pools["bias"].append(dev.bias[np.asarray(layer.bias) != 0.0])
-    pools["readout_weight"].append(deviation.readout_weight[np.asarray(nominal.readout.weight) != 0.0])
-    pools["readout_bias"].append(deviation.readout_bias[np.asarray(nominal.readout.bias) != 0.0])
+    for nominal, calibrated in pairs:
+        deviation = between(nominal, calibrated)
+        for layer, cal, dev in zip(nominal.layers, calibrated.layers, deviation.layers):
+            for name in MTCParameters._fields:
+                value = np.broadcast_to(np.asarray(getattr(layer.params, name), dtype=float), (layer.size,))
+                pools[name].append(dev.params[name][value != 0.0] if name not in SHIFTED else dev.params[name])
+            pools["weight"].append(dev.weight[np.asarray(layer.weight) != 0.0])
+            pools["bias_shift"].append(np.asarray(cal.bias, dtype=float) - np.asarray(layer.bias, dtype=float))
+        pools["readout_weight"].append(deviation.readout_weight[np.asarray(nominal.readout.weight) != 0.0])
+        inputs = np.asarray(nominal.readout.weight).shape[1]
+        pools["readout_bias_shift_per_input"].append(
+            (np.asarray(calibrated.readout.bias, dtype=float) - np.asarray(nominal.readout.bias, dtype=float)) / inputs)
+        pools["lowpass_tau"].append(np.array([deviation.lowpass_tau]))
     values, spread, few = {}, {}, []
     for name, parts in pools.items():
         pool = np.concatenate([np.ravel(p) for p in parts]) if parts else np.array([])
-        if pool.size < MIN_POOL:  # e.g. the readout bias, one device: its ratio says nothing about another value
-            values[name], spread[name] = (0.0 if name in SHIFTED else 1.0), 0.0
+        minimum = 1 if name in ("readout_bias_shift_per_input", "lowpass_tau") else MIN_POOL  # one per network
+        if pool.size < minimum:
+            values[name], spread[name] = (0.0 if name in TABLE_SHIFTS else 1.0), 0.0
             few.append(name)
             continue
         values[name] = float(np.median(pool))
         spread[name] = float(np.subtract(*np.percentile(pool, [75, 25])))
     if few:
-        source += f"; left neutral (fewer than {MIN_POOL} devices measured): {', '.join(few)}"
+        source += f"; left neutral (too few devices measured): {', '.join(few)}"
     return CalibrationTable(target, values, spread, source)
 
 
 def calibration_deviation(table: CalibrationTable, spec: NetworkSpec) -> NetworkDeviation:
     """The table's deviation broadcast over ``spec``'s shapes (every neuron and device alike)."""
     base = identity(spec)
-    layers = tuple(LayerDeviation({k: np.full_like(v, table.values[k]) for k, v in layer.params.items()},
-                                  np.full_like(layer.weight, table.values["weight"]), np.full_like(layer.bias, table.values["bias"]))
+    v = table.values
+    layers = tuple(LayerDeviation({k: np.full_like(x, v[k]) for k, x in layer.params.items()},
+                                  np.full_like(layer.weight, v["weight"]), layer.bias, np.full_like(layer.bias, v["bias_shift"]))
                    for layer in base.layers)
-    return NetworkDeviation(layers, np.full_like(base.readout_weight, table.values["readout_weight"]),
-                            np.full_like(base.readout_bias, table.values["readout_bias"]))
+    inputs = base.readout_weight.shape[1]
+    return NetworkDeviation(layers, np.full_like(base.readout_weight, v["readout_weight"]), base.readout_bias,
+                            np.full_like(base.readout_bias, v["readout_bias_shift_per_input"] * inputs), v["lowpass_tau"])

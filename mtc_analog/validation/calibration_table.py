@@ -1,8 +1,8 @@
 """Measure a circuit target's calibration table (what ``train --hardware TARGET`` trains against).
 
-    python -m mtc_analog.validation.calibration_table runs/demo/train/best.safetensors --target sky130
+    python -m mtc_analog.validation.calibration_table runs/demo/train/best.safetensors runs/mtc64/best.safetensors --target sky130
 
-Every cell of the checkpoint's network, mapped onto ``TARGET`` as ``validate`` maps it, is characterised in
+Every cell of each checkpoint's network, mapped onto ``TARGET`` as ``validate`` maps it, is characterised in
 ngspice (the target's ``characterise_network`` hook, :mod:`mtc_analog.spice.characterise`); the measured
 fits are folded into a calibrated spec (:func:`~mtc_analog.hardware.calibration.calibrate_network`) and the
 deviation calibrated / nominal is pooled per quantity into a :class:`~mtc_analog.hardware.deviation.
@@ -21,17 +21,17 @@ from pathlib import Path
 from ..errors import MTCAnalogError
 
 
-def measure(checkpoint: str, target_name: str, samples: int = 70, washout: int = 20, workers: int | None = None):
-    """The :class:`CalibrationTable` of ``target_name`` measured on ``checkpoint``'s network."""
+def characterised_pair(checkpoint: str, target_name: str, samples: int = 70, washout: int = 20,
+                       workers: int | None = None):
+    """``(nominal spec as built, calibrated spec)`` of ``checkpoint``'s network on ``target_name``."""
     from ..execution import Execution
     from ..hardware import load_target, unmap_network
     from ..hardware.calibration import calibrate_network
-    from ..hardware.deviation import table_from
+    from ..neuron.spikes import spike_level
     from ..tasks.mackey_glass import make_task
     from ..training.checkpoint import load_checkpoint
-    from .runs import ValidationSettings, map_for_validation, model_traces, scoring_stream
     from .calibrated import characterisation_hook
-    from ..neuron.spikes import spike_level
+    from .runs import ValidationSettings, map_for_validation, model_traces, scoring_stream
 
     loaded = load_checkpoint(checkpoint)
     network, task = loaded.network, make_task(loaded.task)
@@ -49,25 +49,32 @@ def measure(checkpoint: str, target_name: str, samples: int = 70, washout: int =
                     input_range=(float(x.min()), float(x.max())),
                     readout_range=(float(lowpass.min()), float(lowpass.max())), timeout_s=600.0)
     nominal = unmap_network(circuit)
-    calibrated = calibrate_network(nominal, fits, circuit.target)
-    size = sum(layer.size for layer in nominal.layers)
+    return nominal, calibrate_network(nominal, fits, circuit.target)
+
+
+def measure(checkpoints: list[str], target_name: str, workers: int | None = None):
+    """The :class:`CalibrationTable` of ``target_name`` pooled over ``checkpoints``' networks."""
+    from ..hardware.deviation import table_from
+
+    pairs = [characterised_pair(path, target_name, workers=workers) for path in checkpoints]
+    sizes = "+".join(str(sum(layer.size for layer in nominal.layers)) for nominal, _ in pairs)
     stamp = datetime.date.today().isoformat()
-    source = (f"{target_name}: every cell of the {size}-neuron network of {Path(checkpoint).name} characterised in "
-              f"ngspice (mtc_analog.validation.calibration_table, {stamp}); median over cells")
-    return table_from(nominal, calibrated, target_name.partition(":")[0], source)
+    source = (f"{target_name}: every cell of {len(pairs)} network(s) ({sizes} neurons) characterised in ngspice "
+              f"(mtc_analog.validation.calibration_table, {stamp}); median over cells")
+    return table_from(pairs, target_name.partition(":")[0], source)
 
 
 def main(argv: list[str] | None = None) -> int:
     from ..hardware.deviation import calibration_path
 
     parser = argparse.ArgumentParser(prog="python -m mtc_analog.validation.calibration_table", description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", help="a trained MTC checkpoint whose network is characterised")
+    parser.add_argument("checkpoints", nargs="+", help="trained MTC checkpoints whose networks are characterised")
     parser.add_argument("--target", default="sky130", help="circuit target with a characterisation hook (default sky130)")
     parser.add_argument("--out", default=None, help="where to write the table (default: the package's targets folder)")
     parser.add_argument("--workers", type=int, default=None, help="parallel characterisation workers")
     args = parser.parse_args(argv)
     try:
-        table = measure(args.checkpoint, args.target, workers=args.workers)
+        table = measure(args.checkpoints, args.target, workers=args.workers)
         out = Path(args.out) if args.out else calibration_path(args.target)
         out.write_text(json.dumps(table.to_dict(), indent=1, sort_keys=True) + "\n")
     except (MTCAnalogError, OSError) as exc:

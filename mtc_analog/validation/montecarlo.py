@@ -130,15 +130,30 @@ def _loaded(checkpoint: str, digest: str) -> tuple[Any, Any]:
     return loaded.network, make_task(loaded.task)
 
 
+def nominal_model_kind(checkpoint: Any, circuit_target: str) -> str | None:
+    """The calibration target of the nominal model: a checkpoint trained with ``--hardware T`` is, as trained,
+    T's calibrated cell model, so on circuit target T every instance is compared with that (None: the ideal model)."""
+    from ..training.hardware_aware import trained_target
+
+    trained = trained_target(checkpoint)
+    return trained if trained is not None and trained.partition(":")[0] == circuit_target.partition(":")[0] else None
+
+
 @functools.lru_cache(maxsize=2)
-def _nominal_model(checkpoint: str, digest: str, samples: int, washout: int) -> Any:
-    """The nominal model's traces on the scoring stream (the same for every instance)."""
+def _nominal_model(checkpoint: str, digest: str, samples: int, washout: int, calibrated_for: str | None = None) -> Any:
+    """The nominal model's traces on the scoring stream (the same for every instance); ``calibrated_for``: the
+    target whose calibration table the model runs with (:func:`nominal_model_kind`)."""
     from ..neuron.spikes import spike_level
     from .runs import model_traces, scoring_stream
 
     network, task = _loaded(checkpoint, digest)
     x, _, _ = scoring_stream(task, samples, washout)
-    return model_traces(network, x, spike_level(network.config))
+    deviation = None
+    if calibrated_for is not None:
+        from ..hardware.deviation import calibration_deviation, load_calibration
+
+        deviation = calibration_deviation(load_calibration(calibrated_for), network.to_spec())
+    return model_traces(network, x, spike_level(network.config), deviation=deviation)
 
 
 def run_instance(item: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +184,7 @@ def run_instance(item: dict[str, Any]) -> dict[str, Any]:
         impl = get_target(settings.circuit_target).with_device_mismatch(tuple(seed), stats.sigma_vt_n, stats.sigma_vt_p)
     elif seed is not None:
         circuit = apply_mismatch(circuit, stats.sigma_rel, tuple(seed), stats.sigma_offset)
-    model = _nominal_model(item["checkpoint"], item["digest"], settings.samples, settings.washout)
+    model = _nominal_model(item["checkpoint"], item["digest"], settings.samples, settings.washout, item.get("calibrated_for"))
     start = time.perf_counter()
     waves, nodes = simulate_circuit(circuit, x, settings, target=impl)
     wall = time.perf_counter() - start
@@ -288,6 +303,11 @@ def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: Validation
         raise InputError("transistor-level mismatch needs per-transistor sigmas (sigma_vt_n / sigma_vt_p); these "
                          "statistics give only cell-level spreads: use --mismatch cell")
     items, labels = study_items(checkpoint, settings, mc, statistics)
+    from ..training.checkpoint import load_checkpoint
+
+    calibrated_for = nominal_model_kind(load_checkpoint(checkpoint), settings.circuit_target)
+    for item in items:
+        item["calibrated_for"] = calibrated_for
     own = execution is None
     if own:
         requirements = ("ngspice", "sky130") if settings.circuit_target.startswith("sky130") else ("ngspice",)
@@ -308,6 +328,8 @@ def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: Validation
         "checkpoint": str(checkpoint), "seed": mc.seed, "statistics": statistics.to_dict(), "mismatch_mode": mode,
         "circuit_target": settings.circuit_target, "hardware_target": target.name,
         "circuit_filter": settings.circuit_filter, "samples_scored": settings.samples, "washout": settings.washout,
+        "nominal_model": f"{calibrated_for}'s calibrated cell model (trained --hardware {calibrated_for})"
+                         if calibrated_for else "the ideal model",
         "thresholds": settings.thresholds.to_dict(), "labels": labels, "provenance": stamp,
     })
     progress("writing the report")
@@ -383,7 +405,8 @@ def print_summary(summary: dict[str, Any], out: Path, stream: Any = None) -> Non
     stream = stream or sys.stdout
     print(f"{summary['instances']} instances on {summary['circuit_target']} (seed {summary['seed']}, "
           f"{summary.get('mismatch_mode', 'cell')}-level mismatch); "
-          f"nominal model task NRMSE {summary['task_nrmse_model_nominal']:.4f}", file=stream)
+          f"nominal model task NRMSE {summary['task_nrmse_model_nominal']:.4f} "
+          f"({summary.get('nominal_model', 'the ideal model')})", file=stream)
     print(f"  {'figure':<28} {'median':>9} {'5 %':>9} {'95 %':>9} {'worst':>9}", file=stream)
     for key, d in summary["metrics"].items():
         print(f"  {key:<28} {d['median']:>9.4f} {d['p5']:>9.4f} {d['p95']:>9.4f} {d['worst']:>9.4f}", file=stream)

@@ -84,11 +84,12 @@ def scoring_stream(task: Any, samples: int, washout: int) -> tuple[np.ndarray, n
 # ------------------------------------------------------------------------------------------ model
 
 
-def model_traces(network: Any, x: np.ndarray, threshold: float, label: str = "model") -> Traces:
-    """Run ``network`` (a SpikingRegressor) on ``x`` (T, n_in), batch 1, and collect its traces."""
+def model_traces(network: Any, x: np.ndarray, threshold: float, label: str = "model", deviation: Any = None) -> Traces:
+    """Run ``network`` (a SpikingRegressor) on ``x`` (T, n_in), batch 1, and collect its traces (``deviation``:
+    as :meth:`~mtc_analog.network.SpikingRegressor.forward`)."""
     from ..training.evaluate import stream
 
-    output = stream(network, x, record_membrane=True)
+    output = stream(network, x, record_membrane=True, deviation=deviation)
     membranes = [u[:, 0, :].double().numpy() for u in output.hidden_u]
     grid = model_time_grid(membranes[0].shape[0], network.config.dt)
     return Traces(
