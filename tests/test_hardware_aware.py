@@ -183,3 +183,17 @@ def test_calibration_and_a_draw_together_run_as_the_calibrated_perturbed_spec(ne
     twin = network_from_spec(network, apply_to_spec(spec, chip))
     with torch.no_grad():
         assert torch.allclose(network(stimulus, deviation=chip).prediction, twin(stimulus).prediction, atol=1e-5)
+
+
+def test_readout_refit_recovers_a_known_readout_and_a_strong_prior_keeps_the_trained_one():
+    from mtc_analog.validation.readout_refit import refit_readout
+
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((400, 5))
+    w_true, b_true = np.array([0.5, -1.0, 0.25, 0.0, 2.0]), 0.3
+    w, b = refit_readout(features, features @ w_true + b_true, penalty=1e-9)
+    np.testing.assert_allclose(w, w_true, atol=1e-6)
+    assert b == pytest.approx(b_true, abs=1e-6)
+    prior = np.ones(5)
+    w, _ = refit_readout(features, features @ w_true + b_true, prior=(prior, 0.0), penalty=1e9)
+    np.testing.assert_allclose(w, prior, atol=1e-4)

@@ -235,3 +235,11 @@ def test_sky130_draws_per_transistor_reproducibly_and_zero_sigma_is_nominal(sky_
     z = run_montecarlo(sky_checkpoint, tmp_path / "z", sky_settings(), MonteCarloSettings(1, 7, zero), execution=ex)
     for k in ("membrane_nrmse", "output_nrmse_vs_model", "task_nrmse_circuit"):
         assert values(z, k) == [z["nominal_circuit"][k]]
+
+
+def test_every_instance_gets_a_chip_in_the_loop_readout_refit(serial_run):
+    refit = serial_run["readout_refit"]
+    assert refit is not None and 0.0 <= refit["yield_task_before"] <= 1.0 and 0.0 <= refit["yield_task_after"] <= 1.0
+    model = serial_run["nominal_circuit"]["task_nrmse_model_holdout"]
+    assert refit["limit"] == pytest.approx(1.10 * model)
+    assert math.isfinite(refit["median_after"]) and refit["median_after"] > 0

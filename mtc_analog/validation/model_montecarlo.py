@@ -24,38 +24,21 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-import torch
-
 from ..hardware.deviation import CalibrationTable, calibration_deviation, compose, mismatch_deviation
 from ..hardware.mismatch import MismatchStatistics
 from ..hardware.target import HardwareTarget
-
-#: Ridge penalty of the readout refit, relative to the mean feature energy.
-RIDGE = 1e-4
-
+from .readout_refit import lowpassed_outputs, nrmse, refit_readout
 
 def _nrmse(prediction: np.ndarray, target: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((prediction - target) ** 2)) / np.std(target))
+    return nrmse(prediction, target)
 
 
 def _hidden_lowpassed(network: Any, x: np.ndarray, deviation: Any) -> np.ndarray:
     """The last hidden layer's outputs through the readout's low-pass, one row per input sample."""
-    from ..network import lowpass_cascade
     from ..training.evaluate import stream
 
-    c = network.config
     output = stream(network, x, record_membrane=False, deviation=deviation)
-    h = output.hidden_s[-1]
-    filtered = lowpass_cascade(h, c.dt / c.tau_lp, c.lowpass_order, c.lowpass)
-    return filtered[c.substeps - 1:: c.substeps, 0, :].double().numpy()
-
-
-def _refit(features: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
-    design = np.hstack([features, np.ones((features.shape[0], 1))])
-    penalty = RIDGE * float(np.mean(features ** 2)) * features.shape[0]
-    gram = design.T @ design + penalty * np.diag([1.0] * features.shape[1] + [0.0])
-    coef = np.linalg.solve(gram, design.T @ target)
-    return coef[:-1], float(coef[-1])
+    return lowpassed_outputs(output.hidden_s[-1][:, 0, :].double().numpy(), network.config)
 
 
 def _split_rows(task: Any, split: str, washout: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -74,7 +57,7 @@ def evaluate_instance(network: Any, task: Any, deviation: Any, washout: int, fin
     if finetune:
         xt, yt, lt = _split_rows(task, "train", 0)
         skip = min(washout, len(yt) // 4)  # the first samples carry the start-up transient
-        weights, bias = _refit(_hidden_lowpassed(network, xt, deviation)[skip:], np.asarray(yt, dtype=float)[skip:, 0])
+        weights, bias = refit_readout(_hidden_lowpassed(network, xt, deviation)[skip:], np.asarray(yt, dtype=float)[skip:, 0])
         test_features = _hidden_lowpassed(network, x, deviation)[lead:]
         record["task_nrmse_finetuned"] = _nrmse((test_features @ weights + bias)[:, None], y)
     return record
