@@ -362,10 +362,15 @@ class SpikingRegressor(nn.Module):
         if deviation is None:
             readout = self.readout(h)
         else:
-            bias = self.readout.bias * _factor(deviation.readout_bias, self.readout.bias)
+            weight, bias = self.readout.weight, self.readout.bias * _factor(deviation.readout_bias, self.readout.bias)
             if getattr(deviation, "readout_bias_shift", None) is not None:
                 bias = bias + _factor(deviation.readout_bias_shift, self.readout.bias)
-            readout = F.linear(h, self.readout.weight * _factor(deviation.readout_weight, self.readout.weight), bias)
+            if getattr(deviation, "readout_load", None) is not None:  # summing-node loading: grows with sum |w|
+                c0, c1, d0, d1 = deviation.readout_load
+                load = weight.abs().sum(dim=1)
+                bias = bias + d0 + d1 * load
+                weight = weight / (c0 + c1 * load)[:, None]
+            readout = F.linear(h, weight * _factor(deviation.readout_weight, weight), bias)
             tau_lp = c.tau_lp * float(getattr(deviation, "lowpass_tau", 1.0))
         lowpass = lowpass_cascade(readout, c.dt / tau_lp, c.lowpass_order, c.lowpass)
         prediction = lowpass[c.substeps - 1 :: c.substeps]

@@ -102,6 +102,13 @@ def test_sky130_calibration_table_is_measured_and_a_table_of_nothing_is_neutral(
     assert all(v == (0.0 if k in TABLE_SHIFTS else 1.0)
                for k, v in neutral.values.items())
     assert not calibration_deviation(table, spec).is_identity()
+    # the readout's summing node: 1 / gain and the bias shift are lines in S = sum |w| (measured on 5 networks)
+    assert table.values["readout_weight_c1"] > 0 and table.values["readout_bias_d1"] < 0
+    built = apply_to_spec(spec, calibration_deviation(table, spec))
+    load = float(np.abs(spec.readout.weight).sum())
+    c0, c1, d0, d1 = (table.values[k] for k in ("readout_weight_c0", "readout_weight_c1", "readout_bias_d0", "readout_bias_d1"))
+    np.testing.assert_allclose(built.readout.weight, spec.readout.weight / (c0 + c1 * load), rtol=1e-12)
+    np.testing.assert_allclose(built.readout.bias, spec.readout.bias + d0 + d1 * load, rtol=1e-12)
 
 
 def test_hardware_mode_without_calibration_data_is_a_clear_error(tmp_path, capsys):
@@ -179,7 +186,7 @@ def test_calibration_and_a_draw_together_run_as_the_calibrated_perturbed_spec(ne
     target = load_target("sky130")
     chip = compose(calibration_deviation(load_calibration("sky130"), spec),
                    mismatch_deviation(spec, statistics_for_target("sky130", target), (1, 2), target))
-    assert chip.lowpass_tau != 1.0 and float(np.abs(chip.readout_bias_shift).max()) > 0
+    assert chip.lowpass_tau != 1.0 and chip.readout_load is not None
     twin = network_from_spec(network, apply_to_spec(spec, chip))
     with torch.no_grad():
         assert torch.allclose(network(stimulus, deviation=chip).prediction, twin(stimulus).prediction, atol=1e-5)

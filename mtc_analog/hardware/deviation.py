@@ -68,9 +68,15 @@ class NetworkDeviation:
     readout_bias: np.ndarray  #: (n_out,) factors
     readout_bias_shift: np.ndarray | None = None  #: (n_out,) [I_u]; None: 0
     lowpass_tau: float = 1.0  #: factor on the readout low-pass time constant
+    #: the readout's summing-node loading (a calibration's): ``(c0, c1, d0, d1)`` with, per output and
+    #: ``S = sum_j |w_j|`` of its trained weights, weights ``x 1 / (c0 + c1 S)`` and bias ``+ d0 + d1 S`` [I_u]
+    #: (every readout transconductor's output conductance and offset scale with its bias, i.e. with |w|)
+    readout_load: tuple[float, float, float, float] | None = None
 
     def is_identity(self) -> bool:
         """Exactly no change: every factor 1.0 and every shift 0.0."""
+        if self.readout_load is not None and tuple(self.readout_load) != (1.0, 0.0, 0.0, 0.0):
+            return False
         factors = [self.readout_weight, self.readout_bias, np.asarray(self.lowpass_tau)]
         shifts = [_or_zero(self.readout_bias_shift)]
         for layer in self.layers:
@@ -133,7 +139,8 @@ def compose(first: NetworkDeviation, then: NetworkDeviation) -> NetworkDeviation
                    for a, b in zip(first.layers, then.layers))
     return NetworkDeviation(layers, first.readout_weight * then.readout_weight, first.readout_bias * then.readout_bias,
                             _or_zero(first.readout_bias_shift) * then.readout_bias + _or_zero(then.readout_bias_shift),
-                            first.lowpass_tau * then.lowpass_tau)
+                            first.lowpass_tau * then.lowpass_tau,
+                            first.readout_load if first.readout_load is not None else then.readout_load)
 
 
 def apply_to_spec(spec: NetworkSpec, deviation: NetworkDeviation) -> NetworkSpec:
@@ -146,9 +153,14 @@ def apply_to_spec(spec: NetworkSpec, deviation: NetworkDeviation) -> NetworkSpec
             values[name] = value + dev.params[name] if name in SHIFTED else value * dev.params[name]
         layers.append(dataclasses.replace(layer, params=MTCParameters(**values), weight=np.asarray(layer.weight) * dev.weight,
                                           bias=np.asarray(layer.bias) * dev.bias + _or_zero(dev.bias_shift)))
-    readout = dataclasses.replace(spec.readout, weight=np.asarray(spec.readout.weight) * deviation.readout_weight,
-                                  bias=np.asarray(spec.readout.bias) * deviation.readout_bias
-                                  + _or_zero(deviation.readout_bias_shift),
+    weight = np.asarray(spec.readout.weight, dtype=float)
+    bias = np.asarray(spec.readout.bias, dtype=float) * deviation.readout_bias + _or_zero(deviation.readout_bias_shift)
+    if deviation.readout_load is not None:
+        c0, c1, d0, d1 = deviation.readout_load
+        load = np.abs(weight).sum(axis=1)
+        bias = bias + d0 + d1 * load
+        weight = weight / (c0 + c1 * load)[:, None]
+    readout = dataclasses.replace(spec.readout, weight=weight * deviation.readout_weight, bias=bias,
                                   lowpass_tau=float(spec.readout.lowpass_tau) * deviation.lowpass_tau)
     return dataclasses.replace(spec, layers=layers, readout=readout)
 
@@ -161,8 +173,10 @@ MIN_POOL = 4
 #: Quantities of a calibration table beside the MTCParameters fields: factors on weights and the low-pass
 #: time constant; shifts [I_u] of hidden biases (per neuron) and of the readout bias per readout input (the
 #: readout's offset current grows with the number of transconductors summed into it).
-TABLE_EXTRA = ("weight", "readout_weight", "lowpass_tau", "bias_shift", "readout_bias_shift_per_input")
-TABLE_SHIFTS = (*SHIFTED, "bias_shift", "readout_bias_shift_per_input")
+TABLE_EXTRA = ("weight", "lowpass_tau", "bias_shift", "readout_weight_c0", "readout_weight_c1", "readout_bias_d0",
+               "readout_bias_d1")
+#: Table entries that are not positive factors (shifts, loading slopes).
+TABLE_SHIFTS = (*SHIFTED, "bias_shift", "readout_weight_c1", "readout_bias_d0", "readout_bias_d1")
 
 
 @dataclass(frozen=True)
@@ -207,7 +221,10 @@ def table_from(pairs: Sequence[tuple[NetworkSpec, NetworkSpec]], target: str, so
     """A :class:`CalibrationTable` from characterised networks, ``(nominal, calibrated)`` spec pairs: per
     quantity the median deviation over every neuron / device whose nominal value is not zero, and its
     interquartile range (fewer than :data:`MIN_POOL` values: the entry stays neutral and ``source`` says so)."""
-    pools: dict[str, list[np.ndarray]] = {name: [] for name in (*MTCParameters._fields, *TABLE_EXTRA)}
+    pools: dict[str, list[np.ndarray]] = {name: [] for name in (*MTCParameters._fields, "weight", "bias_shift", "lowpass_tau")}
+    loads: list[float] = []
+    readout_factors: list[float] = []
+    readout_shifts: list[float] = []
     for nominal, calibrated in pairs:
         deviation = between(nominal, calibrated)
         for layer, cal, dev in zip(nominal.layers, calibrated.layers, deviation.layers):
@@ -216,24 +233,43 @@ def table_from(pairs: Sequence[tuple[NetworkSpec, NetworkSpec]], target: str, so
                 pools[name].append(dev.params[name][value != 0.0] if name not in SHIFTED else dev.params[name])
             pools["weight"].append(dev.weight[np.asarray(layer.weight) != 0.0])
             pools["bias_shift"].append(np.asarray(cal.bias, dtype=float) - np.asarray(layer.bias, dtype=float))
-        pools["readout_weight"].append(deviation.readout_weight[np.asarray(nominal.readout.weight) != 0.0])
-        inputs = np.asarray(nominal.readout.weight).shape[1]
-        pools["readout_bias_shift_per_input"].append(
-            (np.asarray(calibrated.readout.bias, dtype=float) - np.asarray(nominal.readout.bias, dtype=float)) / inputs)
+        loads.append(float(np.abs(np.asarray(nominal.readout.weight, dtype=float)[0]).sum()))  # output 0 (n_out = 1)
+        used = np.asarray(nominal.readout.weight) != 0.0
+        readout_factors.append(float(np.median(deviation.readout_weight[used])) if used.any() else 1.0)
+        readout_shifts.append(float(np.sum(np.asarray(calibrated.readout.bias, dtype=float)[:1]
+                                           - np.asarray(nominal.readout.bias, dtype=float)[:1])))
         pools["lowpass_tau"].append(np.array([deviation.lowpass_tau]))
+    # the readout's summing node: 1 / factor and the bias shift are straight lines in S = sum |w| (one point per
+    # network; with one network, or networks of one S, the slopes stay 0)
+    (c0, c1), (d0, d1) = _line(loads, [1.0 / f for f in readout_factors]), _line(loads, readout_shifts)
     values, spread, few = {}, {}, []
     for name, parts in pools.items():
         pool = np.concatenate([np.ravel(p) for p in parts]) if parts else np.array([])
-        minimum = 1 if name in ("readout_bias_shift_per_input", "lowpass_tau") else MIN_POOL  # one per network
+        minimum = 1 if name == "lowpass_tau" else MIN_POOL  # one per network
         if pool.size < minimum:
             values[name], spread[name] = (0.0 if name in TABLE_SHIFTS else 1.0), 0.0
             few.append(name)
             continue
         values[name] = float(np.median(pool))
         spread[name] = float(np.subtract(*np.percentile(pool, [75, 25])))
+    values.update(readout_weight_c0=c0, readout_weight_c1=c1, readout_bias_d0=d0, readout_bias_d1=d1)
+    residual = [abs(1.0 / (c0 + c1 * s) - f) for s, f in zip(loads, readout_factors)]
+    spread.update(readout_weight_c0=max(residual), readout_weight_c1=0.0, readout_bias_d0=max(
+        abs(d0 + d1 * s - v) for s, v in zip(loads, readout_shifts)), readout_bias_d1=0.0)
+    source += (f"; readout loading fitted over {len(loads)} network(s), sum |w| = "
+               + ", ".join(f"{s:.1f}" for s in loads) + " (spread: the fit's largest residual)")
     if few:
         source += f"; left neutral (too few devices measured): {', '.join(few)}"
     return CalibrationTable(target, values, spread, source)
+
+
+def _line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Least-squares ``y = a + b x`` (b = 0 when x has one distinct value)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if np.ptp(x) == 0:
+        return float(np.mean(y)), 0.0
+    b, a = np.polyfit(x, y, 1)
+    return float(a), float(b)
 
 
 def calibration_deviation(table: CalibrationTable, spec: NetworkSpec) -> NetworkDeviation:
@@ -243,6 +279,5 @@ def calibration_deviation(table: CalibrationTable, spec: NetworkSpec) -> Network
     layers = tuple(LayerDeviation({k: np.full_like(x, v[k]) for k, x in layer.params.items()},
                                   np.full_like(layer.weight, v["weight"]), layer.bias, np.full_like(layer.bias, v["bias_shift"]))
                    for layer in base.layers)
-    inputs = base.readout_weight.shape[1]
-    return NetworkDeviation(layers, np.full_like(base.readout_weight, v["readout_weight"]), base.readout_bias,
-                            np.full_like(base.readout_bias, v["readout_bias_shift_per_input"] * inputs), v["lowpass_tau"])
+    return NetworkDeviation(layers, base.readout_weight, base.readout_bias, None, v["lowpass_tau"],
+                            (v["readout_weight_c0"], v["readout_weight_c1"], v["readout_bias_d0"], v["readout_bias_d1"]))
