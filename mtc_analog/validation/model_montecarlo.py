@@ -16,6 +16,7 @@ it was trained with ``--hardware``).
 Chip-in-the-loop calibration (simulated): per instance, only what a chip can re-program, the readout weights
 and bias, is refitted by ridge regression against that instance's own hidden response on the training split
 (the low-pass is linear with unit DC gain, so the fit is on low-passed hidden outputs); scored on the test split.
+Its yield is judged against the nominal model given the same refit (a ridge readout can beat the trained one).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def model_yield(network: Any, task: Any, statistics: MismatchStatistics, target:
     ``nominal_calibrated``: the network's nominal model is the calibrated one (trained with ``--hardware``)."""
     spec = network.to_spec()
     chip = calibration_deviation(calibration, spec) if calibration is not None else None
-    nominal = evaluate_instance(network, task, chip if nominal_calibrated else None, washout, False)["task_nrmse"]
+    reference = evaluate_instance(network, task, chip if nominal_calibrated else None, washout, finetune)
+    nominal = reference["task_nrmse"]
     calibrated = evaluate_instance(network, task, chip, washout, False)["task_nrmse"] if chip is not None else None
     rows = []
     for k in range(instances):
@@ -97,6 +99,10 @@ def model_yield(network: Any, task: Any, statistics: MismatchStatistics, target:
         tuned = [r["task_nrmse_finetuned"] for r in rows]
         lost = [max(v - nominal, 0.0) for v in values]
         regained = [min(max(v - t, 0.0), loss) for v, t, loss in zip(values, tuned, lost)]  # up to what was lost
-        study["finetuned"] = {"yield_task": float(np.mean([v <= limit for v in tuned])), "task_nrmse": _distribution(tuned),
+        # judged against the nominal model given the same refit: a ridge readout on the training split can beat
+        # the trained one, and a chip must not pass for that alone
+        nominal_refit = reference["task_nrmse_finetuned"]
+        study["finetuned"] = {"yield_task": float(np.mean([v <= task_factor * nominal_refit for v in tuned])),
+                              "task_nrmse_nominal_model_refit": nominal_refit, "task_nrmse": _distribution(tuned),
                               "recovered_fraction": float(sum(regained) / sum(lost)) if sum(lost) > 0 else math.nan}
     return study
