@@ -162,7 +162,7 @@ def test_hardware_training_is_recorded_and_another_target_is_warned_in_one_line(
                  "--samples", "20", "--clip"])
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if "trained on sky130" in line]
-    assert code == 0 and len(warnings) == 1 and "--hardware behavioral" in warnings[0]
+    assert code == 0 and len(warnings) == 1 and "retrain without --hardware" in warnings[0]
     code = main(["export", str(out / "best.safetensors"), "--target", "sky130", "--out", str(tmp_path / "net2"),
                  "--samples", "20", "--clip"])
     assert code == 0 and "trained on" not in capsys.readouterr().err

@@ -100,9 +100,13 @@ def target_warning(checkpoint: Any, circuit_target: str) -> str | None:
     trained = trained_target(checkpoint)
     if trained is None or trained.partition(":")[0] == circuit_target.partition(":")[0]:
         return None
+    from ..hardware.deviation import calibration_path
+
+    retrain = (f"retrain with --hardware {circuit_target}" if calibration_path(circuit_target).exists()
+               else f"retrain without --hardware for {circuit_target}'s cells")
     return (f"warning: this checkpoint was trained on {trained}'s calibrated cells (--hardware {trained}); on "
             f"{circuit_target} it meets cells it was not trained for: expect a larger circuit-model gap "
-            f"(use --target {trained}, or retrain with --hardware {circuit_target})")
+            f"(use --target {trained}, or {retrain})")
 
 
 def print_target_warning(checkpoint_path: Any, circuit_target: str, say: Any = None) -> str | None:
