@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..neuron.equations import SHIFTED_FIELDS, MTCParameters
+from ..neuron.equations import SHIFTED_FIELDS, MTCParameters, deviate
 from ..spec import NetworkSpec
 from .mapping import map_network, unmap_network
 from .mismatch import MismatchStatistics, apply_mismatch
@@ -104,15 +104,18 @@ def _ratio(new: np.ndarray, old: np.ndarray) -> np.ndarray:
         return np.where(old != 0.0, new / np.where(old != 0.0, old, 1.0), 1.0)
 
 
+def _columns(layer: Any) -> dict[str, np.ndarray]:
+    """A layer spec's parameters, every field as a per-neuron float array."""
+    return {name: np.broadcast_to(np.asarray(value, dtype=float), (layer.size,)) for name, value in layer.params._asdict().items()}
+
+
 def between(nominal: NetworkSpec, actual: NetworkSpec) -> NetworkDeviation:
     """The deviation that turns ``nominal`` into ``actual`` (same shapes; zero values keep factor 1)."""
     layers = []
     for a, b in zip(nominal.layers, actual.layers):
-        params = {}
-        for name in MTCParameters._fields:
-            old = np.broadcast_to(np.asarray(getattr(a.params, name), dtype=float), (a.size,))
-            new = np.broadcast_to(np.asarray(getattr(b.params, name), dtype=float), (a.size,))
-            params[name] = (new - old) if name in SHIFTED else _ratio(new, old)
+        old, new = _columns(a), _columns(b)
+        params = {name: (new[name] - old[name]) if name in SHIFTED else _ratio(new[name], old[name])
+                  for name in MTCParameters._fields}
         layers.append(LayerDeviation(params, _ratio(b.weight, a.weight), _ratio(b.bias, a.bias)))
     return NetworkDeviation(tuple(layers), _ratio(actual.readout.weight, nominal.readout.weight),
                             _ratio(actual.readout.bias, nominal.readout.bias),
@@ -147,11 +150,8 @@ def apply_to_spec(spec: NetworkSpec, deviation: NetworkDeviation) -> NetworkSpec
     """A copy of ``spec`` with ``deviation`` applied (numpy; the torch forward applies the same formula)."""
     layers = []
     for layer, dev in zip(spec.layers, deviation.layers):
-        values = {}
-        for name in MTCParameters._fields:
-            value = np.broadcast_to(np.asarray(getattr(layer.params, name), dtype=float), (layer.size,))
-            values[name] = value + dev.params[name] if name in SHIFTED else value * dev.params[name]
-        layers.append(dataclasses.replace(layer, params=MTCParameters(**values), weight=np.asarray(layer.weight) * dev.weight,
+        params = deviate(MTCParameters(**_columns(layer)), dev)  # the formula the torch forward applies
+        layers.append(dataclasses.replace(layer, params=params, weight=np.asarray(layer.weight) * dev.weight,
                                           bias=np.asarray(layer.bias) * dev.bias + _or_zero(dev.bias_shift)))
     weight = np.asarray(spec.readout.weight, dtype=float)
     bias = np.asarray(spec.readout.bias, dtype=float) * deviation.readout_bias + _or_zero(deviation.readout_bias_shift)
@@ -228,8 +228,7 @@ def table_from(pairs: Sequence[tuple[NetworkSpec, NetworkSpec]], target: str, so
     for nominal, calibrated in pairs:
         deviation = between(nominal, calibrated)
         for layer, cal, dev in zip(nominal.layers, calibrated.layers, deviation.layers):
-            for name in MTCParameters._fields:
-                value = np.broadcast_to(np.asarray(getattr(layer.params, name), dtype=float), (layer.size,))
+            for name, value in _columns(layer).items():
                 pools[name].append(dev.params[name][value != 0.0] if name not in SHIFTED else dev.params[name])
             pools["weight"].append(dev.weight[np.asarray(layer.weight) != 0.0])
             pools["bias_shift"].append(np.asarray(cal.bias, dtype=float) - np.asarray(layer.bias, dtype=float))

@@ -78,12 +78,13 @@ SHIFTED_FIELDS = ("d_f", "d_s_plus", "d_s_minus", "d_us", "u_rest")
 
 def deviate(params: MTCParameters, deviation: Any) -> MTCParameters:
     """``params`` with a deviation record applied (``deviation.params``: field -> per-neuron factor, or shift
-    for :data:`SHIFTED_FIELDS`): ``a' = a f``, ``d' = d + s``. Torch tensors keep their gradient."""
-    import torch
-
+    for :data:`SHIFTED_FIELDS`): ``a' = a f``, ``d' = d + s``. Numpy arrays or torch tensors (which keep their
+    gradient; the changes are constants)."""
     values = {}
     for name, value in params._asdict().items():
-        change = torch.as_tensor(deviation.params[name], dtype=torch.as_tensor(value).dtype)
+        change = deviation.params[name]
+        if torch is not None and isinstance(value, torch.Tensor):
+            change = torch.as_tensor(change, dtype=value.dtype, device=value.device)
         values[name] = value + change if name in SHIFTED_FIELDS else value * change
     return MTCParameters(**values)
 
