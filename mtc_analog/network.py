@@ -350,11 +350,8 @@ class SpikingRegressor(nn.Module):
                 record = layer(proj(h), record_membrane=record_membrane)
             else:
                 dev = deviation.layers[index]
-                bias = proj.bias * _factor(dev.bias, proj.bias)
-                if getattr(dev, "bias_shift", None) is not None:
-                    bias = bias + _factor(dev.bias_shift, proj.bias)
-                current = F.linear(h, proj.weight * _factor(dev.weight, proj.weight), bias)
-                record = layer(current, record_membrane=record_membrane, deviation=dev)
+                record = layer(F.linear(h, *dev.projection(proj.weight, proj.bias)), record_membrane=record_membrane,
+                               deviation=dev)
             h = record.s
             hidden_s.append(record.s)
             hidden_u.append(record.u_m)
@@ -362,16 +359,8 @@ class SpikingRegressor(nn.Module):
         if deviation is None:
             readout = self.readout(h)
         else:
-            weight, bias = self.readout.weight, self.readout.bias * _factor(deviation.readout_bias, self.readout.bias)
-            if getattr(deviation, "readout_bias_shift", None) is not None:
-                bias = bias + _factor(deviation.readout_bias_shift, self.readout.bias)
-            if getattr(deviation, "readout_load", None) is not None:  # summing-node loading: grows with sum |w|
-                c0, c1, d0, d1 = deviation.readout_load
-                load = weight.abs().sum(dim=1)
-                bias = bias + d0 + d1 * load
-                weight = weight / (c0 + c1 * load)[:, None]
-            readout = F.linear(h, weight * _factor(deviation.readout_weight, weight), bias)
-            tau_lp = c.tau_lp * float(getattr(deviation, "lowpass_tau", 1.0))
+            readout = F.linear(h, *deviation.readout(self.readout.weight, self.readout.bias))
+            tau_lp = c.tau_lp * float(deviation.lowpass_tau)
         lowpass = lowpass_cascade(readout, c.dt / tau_lp, c.lowpass_order, c.lowpass)
         prediction = lowpass[c.substeps - 1 :: c.substeps]
         return NetworkOutput(prediction, hidden_s, hidden_u if record_membrane else None, lowpass)
@@ -398,10 +387,6 @@ class SpikingRegressor(nn.Module):
                               lowpass_tau=float(c.tau_lp), lowpass_order=int(c.lowpass_order))
         return NetworkSpec(n_in=c.n_in, layers=layers, readout=readout, dt=float(c.dt),
                            substeps=int(c.substeps), method=c.method)
-
-
-def _factor(values: Any, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(values, dtype=like.dtype, device=like.device)
 
 
 #: Units and definitions written next to the activity metrics.

@@ -58,6 +58,13 @@ class LayerDeviation:
     bias: np.ndarray  #: (N,) factors
     bias_shift: np.ndarray | None = None  #: (N,) [I_u], applied after the factor; None: 0
 
+    def projection(self, weight: Any, bias: Any) -> tuple[Any, Any]:
+        """The input projection's (weight, bias) as the circuit realises them (numpy arrays or torch tensors)."""
+        bias = bias * _like(self.bias, bias)
+        if self.bias_shift is not None:
+            bias = bias + _like(self.bias_shift, bias)
+        return weight * _like(self.weight, weight), bias
+
 
 @dataclass(frozen=True)
 class NetworkDeviation:
@@ -73,6 +80,19 @@ class NetworkDeviation:
     #: (every readout transconductor's output conductance and offset scale with its bias, i.e. with |w|)
     readout_load: tuple[float, float, float, float] | None = None
 
+    def readout(self, weight: Any, bias: Any) -> tuple[Any, Any]:
+        """The readout's (weight, bias) as the circuit realises them (numpy arrays or torch tensors; the summing
+        node's loading is computed from these weights, so a gradient flows through it)."""
+        bias = bias * _like(self.readout_bias, bias)
+        if self.readout_bias_shift is not None:
+            bias = bias + _like(self.readout_bias_shift, bias)
+        if self.readout_load is not None:
+            c0, c1, d0, d1 = self.readout_load
+            load = abs(weight).sum(1)
+            bias = bias + d0 + d1 * load
+            weight = weight / (c0 + c1 * load)[:, None]
+        return weight * _like(self.readout_weight, weight), bias
+
     def is_identity(self) -> bool:
         """Exactly no change: every factor 1.0 and every shift 0.0."""
         if self.readout_load is not None and tuple(self.readout_load) != (1.0, 0.0, 0.0, 0.0):
@@ -83,6 +103,13 @@ class NetworkDeviation:
             factors += [layer.weight, layer.bias, *(v for k, v in layer.params.items() if k not in SHIFTED)]
             shifts += [_or_zero(layer.bias_shift), *(v for k, v in layer.params.items() if k in SHIFTED)]
         return all(bool(np.all(f == 1.0)) for f in factors) and all(bool(np.all(s == 0.0)) for s in shifts)
+
+
+def _like(values: Any, reference: Any) -> Any:
+    """``values`` as the reference's kind: a torch tensor of its dtype and device, else a float array."""
+    if hasattr(reference, "new_tensor"):  # torch, without importing it here
+        return reference.new_tensor(np.asarray(values, dtype=float))
+    return np.asarray(values, dtype=float)
 
 
 def _or_zero(values: np.ndarray | None) -> np.ndarray:
@@ -150,17 +177,11 @@ def apply_to_spec(spec: NetworkSpec, deviation: NetworkDeviation) -> NetworkSpec
     """A copy of ``spec`` with ``deviation`` applied (numpy; the torch forward applies the same formula)."""
     layers = []
     for layer, dev in zip(spec.layers, deviation.layers):
-        params = deviate(MTCParameters(**_columns(layer)), dev)  # the formula the torch forward applies
-        layers.append(dataclasses.replace(layer, params=params, weight=np.asarray(layer.weight) * dev.weight,
-                                          bias=np.asarray(layer.bias) * dev.bias + _or_zero(dev.bias_shift)))
-    weight = np.asarray(spec.readout.weight, dtype=float)
-    bias = np.asarray(spec.readout.bias, dtype=float) * deviation.readout_bias + _or_zero(deviation.readout_bias_shift)
-    if deviation.readout_load is not None:
-        c0, c1, d0, d1 = deviation.readout_load
-        load = np.abs(weight).sum(axis=1)
-        bias = bias + d0 + d1 * load
-        weight = weight / (c0 + c1 * load)[:, None]
-    readout = dataclasses.replace(spec.readout, weight=weight * deviation.readout_weight, bias=bias,
+        params = deviate(MTCParameters(**_columns(layer)), dev)  # the formulas the torch forward applies
+        weight, bias = dev.projection(np.asarray(layer.weight, dtype=float), np.asarray(layer.bias, dtype=float))
+        layers.append(dataclasses.replace(layer, params=params, weight=weight, bias=bias))
+    weight, bias = deviation.readout(np.asarray(spec.readout.weight, dtype=float), np.asarray(spec.readout.bias, dtype=float))
+    readout = dataclasses.replace(spec.readout, weight=weight, bias=bias,
                                   lowpass_tau=float(spec.readout.lowpass_tau) * deviation.lowpass_tau)
     return dataclasses.replace(spec, layers=layers, readout=readout)
 

@@ -63,6 +63,21 @@ def network_from_spec(network: Any, spec: Any) -> Any:
     return twin
 
 
+def characterised_spec(hook: Any, circuit: Any, settings: Any, x: np.ndarray, lowpass: np.ndarray) -> Any:
+    """Every cell of ``circuit`` measured in ngspice over the ranges it sees (input ``x``, the model's readout
+    ``lowpass``), folded into the calibrated :class:`~mtc_analog.spec.NetworkSpec`."""
+    from ..execution import Execution
+    from ..hardware import unmap_network
+    from ..hardware.calibration import calibrate_network
+
+    with Execution(scheduler=settings.scheduler, workers=settings.workers, progress=False,
+                   requirements=("ngspice",)) as execution:
+        fits = hook(circuit, execution=execution, max_neurons=settings.max_neurons,
+                    input_range=(float(x.min()), float(x.max())),
+                    readout_range=(float(lowpass.min()), float(lowpass.max())), timeout_s=settings.timeout_s or 600.0)
+    return calibrate_network(unmap_network(circuit), fits, circuit.target)
+
+
 def rate_error(model: np.ndarray, circuit: np.ndarray) -> float | None:
     """Relative firing-rate error of a model spike train against the circuit's (None: too few spikes).
 
@@ -95,9 +110,7 @@ def calibrated_validation(network: Any, task: Any, settings: Any, result: Any, p
     hook = characterisation_hook(settings)
     if hook is None:
         return None
-    from ..execution import Execution
-    from ..hardware import unmap_network
-    from ..hardware.calibration import NOT_CALIBRATED, calibrate_network
+    from ..hardware.calibration import NOT_CALIBRATED
     from .fidelity import compare
     from .runs import model_traces, scoring_stream
 
@@ -106,14 +119,8 @@ def calibrated_validation(network: Any, task: Any, settings: Any, result: Any, p
     x, y, lead = scoring_stream(task, settings.samples, settings.washout)
     say(f"characterising every cell of the {sum(layer.size for layer in circuit.layers)}-neuron circuit in ngspice")
     start = time.perf_counter()
-    with Execution(scheduler=settings.scheduler, workers=settings.workers, progress=False,
-                   requirements=("ngspice",)) as execution:
-        fits = hook(circuit, execution=execution, max_neurons=settings.max_neurons,
-                    input_range=(float(x.min()), float(x.max())),
-                    readout_range=(float(result.model.lowpass.min()), float(result.model.lowpass.max())),
-                    timeout_s=settings.timeout_s or 600.0)
+    spec = characterised_spec(hook, circuit, settings, x, result.model.lowpass)
     char_wall = time.perf_counter() - start
-    spec = calibrate_network(unmap_network(circuit), fits, circuit.target)
     calibrated = network_from_spec(network, spec)
     say("running the calibrated model on the same input")
     traces = model_traces(calibrated, x, result.spike_thresholds[0], label="calibrated model")

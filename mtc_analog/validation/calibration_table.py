@@ -24,13 +24,11 @@ from ..errors import MTCAnalogError
 def characterised_pair(checkpoint: str, target_name: str, samples: int = 70, washout: int = 20,
                        workers: int | None = None):
     """``(nominal spec as built, calibrated spec)`` of ``checkpoint``'s network on ``target_name``."""
-    from ..execution import Execution
     from ..hardware import load_target, unmap_network
-    from ..hardware.calibration import calibrate_network
     from ..neuron.spikes import spike_level
     from ..tasks.mackey_glass import make_task
     from ..training.checkpoint import load_checkpoint
-    from .calibrated import characterisation_hook
+    from .calibrated import characterisation_hook, characterised_spec
     from .runs import ValidationSettings, map_for_validation, model_traces, scoring_stream
 
     loaded = load_checkpoint(checkpoint)
@@ -44,12 +42,7 @@ def characterised_pair(checkpoint: str, target_name: str, samples: int = 70, was
     circuit, _ = map_for_validation(network, settings)
     x, _, _ = scoring_stream(task, samples, washout)
     lowpass = model_traces(network, x, spike_level(network.config)).lowpass
-    with Execution(workers=workers, progress=False, requirements=("ngspice",)) as execution:
-        fits = hook(circuit, execution=execution, max_neurons=settings.max_neurons,
-                    input_range=(float(x.min()), float(x.max())),
-                    readout_range=(float(lowpass.min()), float(lowpass.max())), timeout_s=600.0)
-    nominal = unmap_network(circuit)
-    return nominal, calibrate_network(nominal, fits, circuit.target)
+    return unmap_network(circuit), characterised_spec(hook, circuit, settings, x, lowpass)
 
 
 def measure(checkpoints: list[str], target_name: str, workers: int | None = None):
