@@ -319,9 +319,112 @@ def test_forked_workers_do_not_hang(tmp_path):
 def test_build_is_for_a_fixed_isa_not_this_cpu():
     """Same binary on every CPU of a level: the flags name a psABI level, never -march=native."""
     if fused.platform.machine() == "x86_64":
-        assert fused._ISA in ("x86-64-v3", "x86-64-v2", "x86-64")
+        assert fused._ISA in ("x86-64-v4", "x86-64-v3", "x86-64-v2", "x86-64")
         assert not any("native" in flag for flag in fused._CFLAGS)
         assert f"-march={fused._ISA}" in fused._CFLAGS
+
+
+_ISA_RESULTS = textwrap.dedent("""
+    import sys, torch
+    from mtc_analog.neuron import fused
+    from mtc_analog.neuron.equations import MTCParameters, MTCState
+    from mtc_analog.neuron.step import Transduction, mtc_rollout
+    torch.manual_seed(0)
+    n, batch, steps = 37, 5, 40  # chunks across batch rows, partial chunks, a partial 16-step segment
+    out = {"isa": fused._ISA}
+    for method in ("euler", "heun", "rk4"):
+        for filt in ("linear", "ota"):
+            for tau_f in (0.0, 0.4):
+                gen = torch.Generator().manual_seed(1)
+                rnd = lambda c, s: (c + s * torch.rand(n, generator=gen)).requires_grad_()
+                params = MTCParameters(rnd(2.0, 0.3), rnd(2.0, 0.3), rnd(1.5, 0.3), rnd(1.5, 0.3), rnd(0.0, 0.2),
+                                       rnd(0.0, 0.2), rnd(-0.9, 0.2), rnd(-0.9, 0.2), rnd(1.0, 0.1),
+                                       torch.full((n,), tau_f), rnd(50.0, 5.0), rnd(2500.0, 100.0), rnd(1.0, 0.1),
+                                       rnd(0.0, 0.1))
+                i_in = (0.5 + 1.5 * torch.randn(steps, batch, n, generator=gen)).requires_grad_()
+                state = MTCState(*(0.1 * torch.randn(batch, n, generator=gen) for _ in range(4)))
+                state = MTCState(*(s.requires_grad_() for s in state))
+                r = mtc_rollout(i_in, params, 0.25, state, method, filt, Transduction("clip"), True, backend="fused")
+                weights = torch.rand(r.s.shape, generator=gen)
+                loss = (r.s * weights).sum() + (r.u_m * weights).sum() + r.final.u_us.sum()
+                leaves = [i_in, *state] + [v for v in params if v.requires_grad]
+                out[(method, filt, tau_f)] = [r.s, r.u_m, *r.final] + list(torch.autograd.grad(loss, leaves))
+    torch.save(out, sys.argv[1])
+""")
+
+
+def _other_isa() -> str | None:
+    """A second x86-64 level this CPU runs, for the cross-build comparison (v3 on a v4 CPU, else v2)."""
+    return {"x86-64-v4": "x86-64-v3", "x86-64-v3": "x86-64-v2"}.get(fused._ISA)
+
+
+@pytest.mark.skipif(_other_isa() is None, reason="needs an x86-64-v3 or -v4 CPU (a second, lower level to compare with)")
+def test_float32_results_are_bit_identical_across_isa_builds(tmp_path):
+    """Determinism across machines: the build for this CPU's level (AVX-512 vectors on a v4 CPU) and the
+    build for the level below give bit-identical float32 outputs and gradients wherever the kernel
+    calls no libm/libmvec function (clip transduction, Euler/Heun/RK4, linear and OTA filters: the
+    training defaults among them). The second build compiles here (~1 min)."""
+    script = tmp_path / "isa_results.py"
+    script.write_text(_ISA_RESULTS)
+    results = {}
+    for isa in (fused._ISA, _other_isa()):
+        env = dict(os.environ, PYTHONPATH=ROOT, MTC_ANALOG_KERNEL_ISA=isa, CI="true")
+        path = tmp_path / f"{isa}.pt"
+        proc = subprocess.run([sys.executable, str(script), str(path)], env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[isa] = torch.load(path)
+        assert results[isa].pop("isa") == isa
+    first, second = results.values()
+    assert first.keys() == second.keys() and len(first) == 12
+    for key in first:
+        for a, b in zip(first[key], second[key], strict=True):
+            assert a.dtype == torch.float32
+            assert torch.equal(a, b), f"{key}: builds differ by up to {(a - b).abs().max().item():.3g}"
+
+
+@pytest.mark.parametrize("value, message", [("x86-64-v9", "is not an x86-64 level"), ("avx2", "is not an x86-64 level")])
+def test_an_invalid_isa_request_is_one_clear_error(value, message):
+    env = dict(os.environ, PYTHONPATH=ROOT, MTC_ANALOG_KERNEL_ISA=value, CI="true")
+    code = "from mtc_analog.neuron import fused; fused.extension()"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert f"$MTC_ANALOG_KERNEL_ISA={value} {message}" in proc.stderr and "unset it or name a level" in proc.stderr
+
+
+def test_recycled_output_buffers_never_overwrite_live_tensors():
+    """Large outputs come from a cache of freed buffers: a result still referenced keeps its values
+    through later calls, a recycled buffer gives the same results as a fresh one, and
+    release_buffers() frees what the cache holds."""
+    steps, batch, n = 200, 8, 1024  # 6.5 MB per output: above the cache's 4 MiB threshold
+    layer = MTCLayer(n, dt=0.25, method="euler", backend="fused")
+    gen = torch.Generator().manual_seed(3)
+    x1 = (0.5 + 1.5 * torch.randn(steps, batch, n, generator=gen)).requires_grad_()
+    x2 = (0.5 + 1.5 * torch.randn(steps, batch, n, generator=gen)).requires_grad_()
+    s1 = layer(x1).s
+    s1.sum().backward()
+    kept_s, kept_g = s1.detach().clone(), x1.grad.clone()
+    for _ in range(3):  # buffers of x2's calls are freed and reused; s1 and x1.grad stay alive
+        x2.grad = None
+        layer(x2).s.sum().backward()
+    assert torch.equal(s1, kept_s) and torch.equal(x1.grad, kept_g)
+    del s1
+    x1.grad = None
+    again = layer(x1).s  # now from recycled buffers
+    again.sum().backward()
+    assert torch.equal(again, kept_s) and torch.equal(x1.grad, kept_g)
+    del again, x1, x2
+    assert fused.release_buffers() > 0
+    assert fused.release_buffers() == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "lots", "nan", "inf"])
+def test_a_bad_buffer_cache_size_is_one_clear_error(value):
+    env = dict(os.environ, PYTHONPATH=ROOT, MTC_ANALOG_BUFFER_CACHE_MB=value, CI="true")
+    code = "from mtc_analog.neuron import fused; fused.extension()"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "MTC_ANALOG_BUFFER_CACHE_MB" in proc.stderr and "must be a number of MiB >= 0" in proc.stderr
 
 
 def test_cache_key_covers_what_changes_the_build(monkeypatch):
@@ -387,10 +490,10 @@ def test_a_stale_torch_build_lock_does_not_block_loading():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("method", ["euler", "rk4"])
 def test_chunks_of_several_rows_with_a_partial_chunk_and_dense_output_gradients(dtype, method):
-    """The kernel works in chunks of 256 bytes of neurons (64 float32 / 32 float64) within blocks of
-    several batch rows: 70 neurons x 9 rows = chunks of 64 + 6 (float32) or 32 + 32 + 6 (float64) per
-    row; 21 steps = one full 16-step segment and a partial one. Dense gradients of s and of the
-    membrane trace, and gradients of the final state: all equal the reference loop's."""
+    """The kernel works in chunks of 256 bytes (512 with AVX-512) of consecutive (batch row, neuron)
+    columns, across row boundaries: 70 neurons x 9 rows = 630 columns = chunks that start mid-row and
+    a partial last one; 21 steps = one full 16-step segment and a partial one. Dense gradients of s and
+    of the membrane trace, and gradients of the final state: all equal the reference loop's."""
     n, batch, steps = 70, 9, 21
     params = MTCParameters(*(v.detach().to(dtype).requires_grad_() if isinstance(v, torch.Tensor) and v.requires_grad
                              else (v.detach().to(dtype) if isinstance(v, torch.Tensor) else v) for v in _params(n, 0.0)))

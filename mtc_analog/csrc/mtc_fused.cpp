@@ -16,6 +16,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/from_blob.h>
 #include <torch/library.h>
 #else
 // MTC_STANDALONE: the kernels alone, without torch, for benchmarks/kernel_micro.cpp (instruction
@@ -30,6 +31,9 @@ void parallel_for(int64_t begin, int64_t end, int64_t, const F& f) { if (begin <
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <list>
+#include <mutex>
 #include <type_traits>
 #include <cmath>
 #include <optional>
@@ -422,8 +426,10 @@ std::vector<T> exact_constants(const T* p, int64_t N, T dt) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Blocking. Columns (m, n) are independent recurrences. A block is `rows` consecutive batch rows x
-// `len` consecutive neurons (~4 KiB of columns per state variable); each block runs the whole time
+// Blocking. Columns (m, n) are independent recurrences, at flat index m N + n of every (T, M, N) slice.
+// A block is `rows` consecutive batch rows x `len` consecutive neurons (~4 KiB of columns per state
+// variable): either whole rows (len = N) or part of one row (rows = 1), so always one contiguous
+// range of flat columns, which its chunks tile regardless of row boundaries; each block runs the whole time
 // loop, segment by segment (kSeg steps), and within a segment chunk by chunk (see kChunk below): a
 // segment touches kSeg contiguous slices of each (T, M, N) array, whose pages stay in the TLB for all
 // the block's chunks. Blocks go to threads whole, and the blocking depends on the shape only, so the
@@ -451,31 +457,111 @@ Blocking blocking(int64_t M, int64_t N) {
   return b;
 }
 
-// One block: batch rows [m0, m0 + nr), neurons [n0, n0 + nl).
+// One block: the flat columns [col0, col0 + count) (batch rows [m0, m0 + nr) x neurons [n0, n0 + nl),
+// contiguous because nl < N only when nr = 1).
 struct Block {
-  int64_t m0, nr, n0, nl;
+  int64_t col0, count;
 };
 
 inline Block block_at(const Blocking& bk, int64_t M, int64_t N, int64_t id) {
   const int64_t bm = id / bk.nbn, bn = id % bk.nbn;
   const int64_t m0 = bm * bk.rows, n0 = bn * bk.len;
-  return {m0, std::min(bk.rows, M - m0), n0, std::min(bk.len, N - n0)};
+  return {m0 * N + n0, std::min(bk.rows, M - m0) * std::min(bk.len, N - n0)};
 }
 
 #ifndef MTC_STANDALONE
-// Large outputs are written once, front to back: ask for transparent huge pages before the first
-// touch (512x fewer page faults on freshly allocated buffers; a no-op where THP is off).
-inline void advise_huge(const at::Tensor& t) {
-  const uintptr_t huge = uintptr_t(2) << 20;
-  const uintptr_t bytes = uintptr_t(t.numel()) * uintptr_t(t.element_size());
-  if (bytes < 4 * huge) return;
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t start = (addr + huge - 1) & ~(huge - 1), stop = (addr + bytes) & ~(huge - 1);
-  if (stop > start) madvise(reinterpret_cast<void*>(start), stop - start, MADV_HUGEPAGE);
+// Large buffers (the outputs s and the membrane trace, the checkpoints, dL/dI) are recycled. A fresh
+// tensor of 80 MB costs ~1 ns per element in page faults before the kernel writes a byte (zeroing
+// the pages; measured at T 300 x B 64 x N 1024); a buffer freed by an earlier call (the last
+// iteration's outputs) is already mapped. Freed buffers wait in this cache, most recent first, up to
+// `limit` bytes in all (set_buffer_cache; 0 turns it off), and are handed out again to a request of at
+// least 2/3 of their size. New ones are 2 MiB-aligned transparent huge pages (512x fewer faults and TLB
+// entries; a no-op where THP is off).
+class BufferCache {
+ public:
+  static BufferCache& instance() {
+    static BufferCache* cache = new BufferCache();  // never destroyed: tensors may be freed after exit starts
+    return *cache;
+  }
+
+  at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    int64_t numel = 1;
+    for (int64_t d : sizes) numel *= d;
+    const size_t bytes = size_t(numel) * options.dtype().itemsize();
+    if (bytes < kMinBytes) return at::empty(sizes, options);
+    size_t capacity = 0;
+    void* data = take(bytes, capacity);
+    if (!data) return at::empty(sizes, options);
+    return at::from_blob(data, sizes, [capacity](void* p) { BufferCache::instance().give(p, capacity); }, options);
+  }
+
+  void set_limit(size_t bytes) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    limit_ = bytes;
+    trim();
+  }
+
+  size_t cached_bytes() {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return cached_;
+  }
+
+ private:
+  static constexpr size_t kMinBytes = size_t(4) << 20, kHuge = size_t(2) << 20;
+  struct Entry {
+    void* data;
+    size_t capacity;
+  };
+
+  void* take(size_t bytes, size_t& capacity) {
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      auto best = free_.end();
+      for (auto it = free_.begin(); it != free_.end(); ++it)
+        if (it->capacity >= bytes && 3 * bytes >= 2 * it->capacity && (best == free_.end() || it->capacity < best->capacity))
+          best = it;
+      if (best != free_.end()) {
+        void* data = best->data;
+        capacity = best->capacity;
+        cached_ -= capacity;
+        free_.erase(best);
+        return data;
+      }
+    }
+    capacity = (bytes + kHuge - 1) / kHuge * kHuge;
+    void* data = std::aligned_alloc(kHuge, capacity);
+    if (data) madvise(data, capacity, MADV_HUGEPAGE);
+    return data;
+  }
+
+  void give(void* data, size_t capacity) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    free_.push_front({data, capacity});
+    cached_ += capacity;
+    trim();
+  }
+
+  void trim() {  // caller holds mutex_; drops the least recently freed first
+    while (cached_ > limit_ && !free_.empty()) {
+      cached_ -= free_.back().capacity;
+      std::free(free_.back().data);
+      free_.pop_back();
+    }
+  }
+
+  std::mutex mutex_;
+  std::list<Entry> free_;
+  size_t cached_ = 0, limit_ = size_t(1) << 30;
+};
+
+at::Tensor cached_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return BufferCache::instance().empty(sizes, options);
 }
 #endif
 
-// Chunks: kChunk consecutive neurons of one batch row (256 bytes per row of values). Within a block,
+// Chunks: kChunk consecutive flat columns of a block (256 bytes of values, 512 with AVX-512); a chunk
+// may span batch rows, so a small or odd N still fills whole vectors (N = 37: 2.5x faster than
+// chunks that stop at the end of a row). Within a block,
 // time advances segment by segment (kSeg steps); each chunk runs a whole segment at once, so its
 // working set stays in L1 while the pages of the (T, M, N) arrays a segment touches (kSeg rows each)
 // stay in the TLB for all the block's chunks. Backward: per segment, a chunk recomputes its kSeg
@@ -485,8 +571,15 @@ inline void advise_huge(const at::Tensor& t) {
 // switch on a shared machine). The width is a compile-time constant, so each of these arrays is one base
 // register plus constant offsets in the vectorised loops (with a run-time stride, the ~40 pointers
 // of the adjoint did not fit in registers and were reloaded from the stack every iteration).
+#ifndef MTC_CHUNK_BYTES
+#ifdef __AVX512F__
+#define MTC_CHUNK_BYTES 512  // 8 zmm registers per row of a chunk: the backward measured ~15 % faster than with 4
+#else
+#define MTC_CHUNK_BYTES 256
+#endif
+#endif
 template <typename T>
-constexpr int64_t kChunk = 256 / int64_t(sizeof(T));
+constexpr int64_t kChunk = MTC_CHUNK_BYTES / int64_t(sizeof(T));
 
 // Rows of a chunk's gathered per-neuron constants: the N_ROWS parameters, then 1/tau (m, f, s, us),
 // then exp(-dt/tau) (f, s, us; exact method only).
@@ -508,14 +601,24 @@ MTC_INLINE Consts<T> chunk_consts(const T* q, int64_t j) {
   else return {T(0), T(0), T(0)};
 }
 
-// Gather neurons [n, n + w) of the parameter rows, inverses and exact constants into a chunk's rows.
+// Gather the parameter rows, inverses and exact constants of flat columns [col, col + w) (neuron
+// col mod N onwards, wrapping at N) into a chunk's rows.
 template <typename T>
-void gather_chunk(const T* p, const T* ip, const T* cp, int64_t N, int64_t n, int64_t w, T* q) {
+void gather_chunk(const T* p, const T* ip, const T* cp, int64_t N, int64_t col, int64_t w, T* q) {
   constexpr int64_t W = kChunk<T>;
   std::fill(q, q + C_ROWS * W, T(1));  // lanes past w: harmless values (never read back)
-  for (int64_t row = 0; row < N_ROWS; ++row) std::copy(p + row * N + n, p + row * N + n + w, q + row * W);
-  for (int64_t row = 0; row < 4; ++row) std::copy(ip + row * N + n, ip + row * N + n + w, q + (C_INV + row) * W);
-  if (cp) for (int64_t row = 0; row < 3; ++row) std::copy(cp + row * N + n, cp + row * N + n + w, q + (C_EXP + row) * W);
+  auto rows = [&](const T* src, int64_t count, int64_t first) {
+    for (int64_t row = 0; row < count; ++row) {
+      int64_t n = col % N;
+      for (int64_t j = 0; j < w; ++j) {
+        q[(first + row) * W + j] = src[row * N + n];
+        if (++n == N) n = 0;
+      }
+    }
+  };
+  rows(p, N_ROWS, 0);
+  rows(ip, 4, C_INV);
+  if (cp) rows(cp, 3, C_EXP);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -555,48 +658,42 @@ void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m
   const std::vector<T> inverses = inverse_taus<T>(p, N);
   const T* ip = inverses.data();
   const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
-  const int64_t nc = (bk.len + W - 1) / W;  // chunks per row of a block
+  const int64_t nc = (bk.cols() + W - 1) / W;  // chunks per block
   at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
-    // per block: the chunks' constants (nc x C_ROWS x W) and states (rows x nc x 4 x W)
-    std::vector<T> qbuf(nc * C_ROWS * W), state(bk.rows * nc * 4 * W), scratch(W);
+    // per block: the chunks' constants (nc x C_ROWS x W) and states (nc x 4 x W)
+    std::vector<T> qbuf(nc * C_ROWS * W), state(nc * 4 * W), scratch(W);
     for (int64_t id = begin; id < end; ++id) {
       const Block b = block_at(bk, M, N, id);
-      const int64_t nck = (b.nl + W - 1) / W;
+      const int64_t nck = (b.count + W - 1) / W;
       for (int64_t c = 0; c < nck; ++c)
-        gather_chunk(p, ip, cp, N, b.n0 + c * W, std::min(W, b.nl - c * W), qbuf.data() + c * C_ROWS * W);
+        gather_chunk(p, ip, cp, N, b.col0 + c * W, std::min(W, b.count - c * W), qbuf.data() + c * C_ROWS * W);
       const T* starts[4] = {m0, f0, s0, us0};
       T* finals[4] = {mT, fT, sT, usT};
-      for (int64_t r = 0; r < b.nr; ++r) {
-        for (int64_t c = 0; c < nck; ++c) {
-          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
-          T* x = state.data() + (r * nc + c) * 4 * W;
-          for (int v = 0; v < 4; ++v) std::copy(starts[v] + col, starts[v] + col + w, x + v * W);
-        }
+      for (int64_t c = 0; c < nck; ++c) {
+        const int64_t col = b.col0 + c * W, w = std::min(W, b.count - c * W);
+        T* x = state.data() + c * 4 * W;
+        for (int v = 0; v < 4; ++v) std::copy(starts[v] + col, starts[v] + col + w, x + v * W);
       }
       for (int64_t sg = 0; sg < nseg; ++sg) {
         const int64_t t0 = sg * kSeg, t1 = std::min(sh.steps, t0 + kSeg);
-        for (int64_t r = 0; r < b.nr; ++r) {
-          for (int64_t c = 0; c < nck; ++c) {
-            const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
-            T* x = state.data() + (r * nc + c) * 4 * W;
-            if (ckpt) {
-              T* dst = ckpt + sg * 4 * MN + col;
-              for (int v = 0; v < 4; ++v) std::copy(x + v * W, x + v * W + w, dst + v * MN);
-            }
-            const int64_t off = t0 * MN + col;
-            forward_chunk<T, METHOD, OTA, CLIP, INST>(w, t1 - t0, x, i_in + off, MN, qbuf.data() + c * C_ROWS * W, dt,
-                                                      u_th, span, u_c, s_out + off,
-                                                      u_trace ? u_trace + off : scratch.data(), u_trace ? MN : 0);
+        for (int64_t c = 0; c < nck; ++c) {
+          const int64_t col = b.col0 + c * W, w = std::min(W, b.count - c * W);
+          T* x = state.data() + c * 4 * W;
+          if (ckpt) {
+            T* dst = ckpt + sg * 4 * MN + col;
+            for (int v = 0; v < 4; ++v) std::copy(x + v * W, x + v * W + w, dst + v * MN);
           }
+          const int64_t off = t0 * MN + col;
+          forward_chunk<T, METHOD, OTA, CLIP, INST>(w, t1 - t0, x, i_in + off, MN, qbuf.data() + c * C_ROWS * W, dt,
+                                                    u_th, span, u_c, s_out + off,
+                                                    u_trace ? u_trace + off : scratch.data(), u_trace ? MN : 0);
         }
       }
-      for (int64_t r = 0; r < b.nr; ++r) {
-        for (int64_t c = 0; c < nck; ++c) {
-          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
-          const T* x = state.data() + (r * nc + c) * 4 * W;
-          for (int v = 0; v < 4; ++v) std::copy(x + v * W, x + v * W + w, finals[v] + col);
-        }
+      for (int64_t c = 0; c < nck; ++c) {
+        const int64_t col = b.col0 + c * W, w = std::min(W, b.count - c * W);
+        const T* x = state.data() + c * 4 * W;
+        for (int v = 0; v < 4; ++v) std::copy(x + v * W, x + v * W + w, finals[v] + col);
       }
     }
   });
@@ -681,64 +778,58 @@ void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<
   const std::vector<T> inverses = inverse_taus<T>(p, N);
   const T* ip = inverses.data();
   const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
-  const int64_t nc = (bk.len + W - 1) / W;  // chunks per row of a block
+  const int64_t nc = (bk.cols() + W - 1) / W;  // chunks per block
   at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
     // per chunk: segment states (kSeg + 1 levels of 4 x W); per block: the chunks' constants
-    // (nc x C_ROWS x W), state adjoints (rows x nc x 4 x W) and accumulators (rows x nc x N_ROWS x W)
+    // (nc x C_ROWS x W), state adjoints (nc x 4 x W) and accumulators (nc x N_ROWS x W)
     std::vector<T> seg((kSeg + 1) * 4 * W), ths(kSeg * 4 * W), qbuf(nc * C_ROWS * W);
-    std::vector<T> adj_buf(bk.rows * nc * 4 * W), acc_buf(bk.rows * nc * N_ROWS * W);
+    std::vector<T> adj_buf(nc * 4 * W), acc_buf(nc * N_ROWS * W);
     const std::vector<T> gs_fill(W, g_s.scalar ? g_s.ptr[0] : T(0)), gu_fill(W, g_u.scalar ? g_u.ptr[0] : T(0));
     T *x = seg.data(), *th = ths.data();
     for (int64_t id = begin; id < end; ++id) {
       const Block b = block_at(bk, M, N, id);
-      const int64_t nck = (b.nl + W - 1) / W;
+      const int64_t nck = (b.count + W - 1) / W;
       for (int64_t c = 0; c < nck; ++c)
-        gather_chunk(p, ip, cp, N, b.n0 + c * W, std::min(W, b.nl - c * W), qbuf.data() + c * C_ROWS * W);
+        gather_chunk(p, ip, cp, N, b.col0 + c * W, std::min(W, b.count - c * W), qbuf.data() + c * C_ROWS * W);
       std::fill(acc_buf.begin(), acc_buf.end(), T(0));
-      for (int64_t r = 0; r < b.nr; ++r) {
-        for (int64_t c = 0; c < nck; ++c) {
-          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
-          T* adj = adj_buf.data() + (r * nc + c) * 4 * W;
-          const T* finals[4] = {g_mT, g_fT, g_sT, g_usT};
-          for (int v = 0; v < 4; ++v) {
-            if (finals[v]) std::copy(finals[v] + col, finals[v] + col + w, adj + v * W);
-            else std::fill(adj + v * W, adj + v * W + w, T(0));
-          }
+      for (int64_t c = 0; c < nck; ++c) {
+        const int64_t col = b.col0 + c * W, w = std::min(W, b.count - c * W);
+        T* adj = adj_buf.data() + c * 4 * W;
+        const T* finals[4] = {g_mT, g_fT, g_sT, g_usT};
+        for (int v = 0; v < 4; ++v) {
+          if (finals[v]) std::copy(finals[v] + col, finals[v] + col + w, adj + v * W);
+          else std::fill(adj + v * W, adj + v * W + w, T(0));
         }
       }
       for (int64_t sg = nseg - 1; sg >= 0; --sg) {
         const int64_t t0 = sg * kSeg, t1 = std::min(sh.steps, t0 + kSeg);
         const T* src = ckpt + sg * 4 * MN;
-        for (int64_t r = 0; r < b.nr; ++r) {
-          for (int64_t c = 0; c < nck; ++c) {
-            const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
-            const T* q = qbuf.data() + c * C_ROWS * W;
-            T* adj = adj_buf.data() + (r * nc + c) * 4 * W;
-            T* acc = acc_buf.data() + (r * nc + c) * N_ROWS * W;
-            for (int v = 0; v < 4; ++v) std::copy(src + v * MN + col, src + v * MN + col + w, x + v * W);
-            recompute_chunk<T, METHOD, OTA, INST>(w, t1 - t0, x, th, i_in + t0 * MN + col, MN, q, dt);
-            for (int64_t t = t1 - 1; t >= t0; --t) {
-              const int64_t off = t * MN + col;
-              // absent or broadcast gradients read a constant row (0 or the value): no branch in the loop
-              const T* gso = (g_s.ptr && !g_s.scalar) ? g_s.ptr + off : gs_fill.data();
-              const T* guo = (g_u.ptr && !g_u.scalar) ? g_u.ptr + off : gu_fill.data();
-              vjp_chunk<T, METHOD, OTA, CLIP, INST>(w, x + (t - t0) * 4 * W, th + (t - t0) * 4 * W, i_in + off,
-                                                    gso, guo, q, dt, u_th, span, u_c, g_i + off, adj, acc);
-            }
+        for (int64_t c = 0; c < nck; ++c) {
+          const int64_t col = b.col0 + c * W, w = std::min(W, b.count - c * W);
+          const T* q = qbuf.data() + c * C_ROWS * W;
+          T* adj = adj_buf.data() + c * 4 * W;
+          T* acc = acc_buf.data() + c * N_ROWS * W;
+          for (int v = 0; v < 4; ++v) std::copy(src + v * MN + col, src + v * MN + col + w, x + v * W);
+          recompute_chunk<T, METHOD, OTA, INST>(w, t1 - t0, x, th, i_in + t0 * MN + col, MN, q, dt);
+          for (int64_t t = t1 - 1; t >= t0; --t) {
+            const int64_t off = t * MN + col;
+            // absent or broadcast gradients read a constant row (0 or the value): no branch in the loop
+            const T* gso = (g_s.ptr && !g_s.scalar) ? g_s.ptr + off : gs_fill.data();
+            const T* guo = (g_u.ptr && !g_u.scalar) ? g_u.ptr + off : gu_fill.data();
+            vjp_chunk<T, METHOD, OTA, CLIP, INST>(w, x + (t - t0) * 4 * W, th + (t - t0) * 4 * W, i_in + off,
+                                                  gso, guo, q, dt, u_th, span, u_c, g_i + off, adj, acc);
           }
         }
       }
-      for (int64_t r = 0; r < b.nr; ++r) {
-        for (int64_t c = 0; c < nck; ++c) {
-          const int64_t col = (b.m0 + r) * N + b.n0 + c * W, w = std::min(W, b.nl - c * W);
-          const T* adj = adj_buf.data() + (r * nc + c) * 4 * W;
-          const T* acc = acc_buf.data() + (r * nc + c) * N_ROWS * W;
-          T* outs[4] = {g_m0, g_f0, g_s0, g_us0};
-          for (int v = 0; v < 4; ++v) std::copy(adj + v * W, adj + v * W + w, outs[v] + col);
-          for (int64_t row = 0; row < N_ROWS; ++row)
-            std::copy(acc + row * W, acc + row * W + w, g_p + row * MN + col);
-        }
+      for (int64_t c = 0; c < nck; ++c) {
+        const int64_t col = b.col0 + c * W, w = std::min(W, b.count - c * W);
+        const T* adj = adj_buf.data() + c * 4 * W;
+        const T* acc = acc_buf.data() + c * N_ROWS * W;
+        T* outs[4] = {g_m0, g_f0, g_s0, g_us0};
+        for (int v = 0; v < 4; ++v) std::copy(adj + v * W, adj + v * W + w, outs[v] + col);
+        for (int64_t row = 0; row < N_ROWS; ++row)
+          std::copy(acc + row * W, acc + row * W + w, g_p + row * MN + col);
       }
     }
   });
@@ -809,13 +900,11 @@ std::vector<at::Tensor> rollout_forward(const at::Tensor& i_in, std::vector<at::
   check_layout(i_in, state, params);
   const Shape sh{i_in.size(0), i_in.size(1), i_in.size(2)};
   const Options o{dt, u_th, u_sat - u_th, u_c};
-  auto s_out = at::empty_like(i_in);
-  advise_huge(s_out);
+  auto s_out = cached_empty(i_in.sizes(), i_in.options());
   auto none = at::empty({0}, i_in.options());
-  auto u_trace = record_membrane ? at::empty_like(i_in) : none;
-  if (record_membrane) advise_huge(u_trace);
+  auto u_trace = record_membrane ? cached_empty(i_in.sizes(), i_in.options()) : none;
   const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
-  auto ckpt = store_states ? at::empty({nseg, 4, sh.batch, sh.n}, i_in.options()) : none;
+  auto ckpt = store_states ? cached_empty({nseg, 4, sh.batch, sh.n}, i_in.options()) : none;
   auto mT = at::empty_like(state[0]), fT = at::empty_like(state[0]);
   auto sT = at::empty_like(state[0]), usT = at::empty_like(state[0]);
   AT_DISPATCH_FLOATING_TYPES(i_in.scalar_type(), "mtc_fused_forward", [&] {
@@ -859,11 +948,10 @@ std::vector<at::Tensor> rollout_backward(
                   ckpt.size(0) == nseg && ckpt.size(1) == 4 && ckpt.size(2) == sh.batch && ckpt.size(3) == sh.n,
               "mtc_fused: the saved checkpoints must be (ceil(T/", kSeg, "), 4, M, N)");
   const Options o{dt, u_th, u_sat - u_th, u_c};
-  auto g_i = at::empty_like(i_in);
-  advise_huge(g_i);
+  auto g_i = cached_empty(i_in.sizes(), i_in.options());
   auto g_m0 = at::empty_like(state[0]), g_f0 = at::empty_like(state[0]);
   auto g_s0 = at::empty_like(state[0]), g_us0 = at::empty_like(state[0]);
-  auto g_cols = at::empty({N_ROWS, sh.batch, sh.n}, i_in.options());
+  auto g_cols = cached_empty({N_ROWS, sh.batch, sh.n}, i_in.options());
   auto g_p = at::empty({N_ROWS, sh.n}, i_in.options());
   AT_DISPATCH_FLOATING_TYPES(i_in.scalar_type(), "mtc_fused_backward", [&] {
     using T = scalar_t;
@@ -891,11 +979,22 @@ std::vector<at::Tensor> rollout_backward(
   return {g_i, g_m0, g_f0, g_s0, g_us0, g_p};
 }
 
+// Sets the buffer cache's limit in bytes (0: off); what it holds beyond the limit is freed now.
+// Returns the bytes freed.
+int64_t set_buffer_cache(int64_t limit_bytes) {
+  TORCH_CHECK(limit_bytes >= 0, "mtc_fused: the buffer cache limit must be >= 0 bytes");
+  BufferCache& cache = BufferCache::instance();
+  const size_t before = cache.cached_bytes();
+  cache.set_limit(size_t(limit_bytes));
+  return int64_t(before - cache.cached_bytes());
+}
+
 }  // namespace
 
 TORCH_LIBRARY(mtc_analog, m) {
   m.def("rollout_forward", &rollout_forward);
   m.def("rollout_backward", &rollout_backward);
+  m.def("set_buffer_cache", &set_buffer_cache);
 }
 #else
 }  // namespace
