@@ -48,13 +48,18 @@ Inside ``vjp``, with ``A = w_m/tau_m``, ``q_k = A R a_k (1 - tanh_k^2)``: ``dL/d
 to x and ``-w_x g/tau_x^2`` to tau_x.
 
 Memory and loop order: each block of ~4 KiB of columns runs the whole time loop in 16-step
-segments, and each segment chunk by chunk (64 float32 / 32 float64 neurons of one batch row): a chunk's
-state, constants and accumulators stay in L1 for the whole segment, and the pages of the time-major
+segments, and each segment chunk by chunk (256 bytes of consecutive (batch row, neuron) columns, 512
+with AVX-512; a chunk may span rows, so small or odd layers still fill whole vectors): a chunk's
+state, constants and accumulators stay in L1/L2 for the whole segment, and the pages of the time-major
 arrays the segment touches stay in the TLB for all the block's chunks. When a gradient is needed the
 forward stores the state only every 16 steps (checkpoints: 4 x T/16 x B x N values); the backward
 recomputes each chunk's 16-step segment from its checkpoint into an L1-resident buffer (bit-identical
 to the forward, keeping the four elements' tanh values for the adjoint) and runs the adjoint over it. Without a gradient nothing but the outputs (and the membrane trace, if
-asked) is stored, so 240k-step regime simulations cost O(B N) extra memory.
+asked) is stored, so 240k-step regime simulations cost O(B N) extra memory. Outputs of 4 MiB and more
+(s, the trace, the checkpoints, dL/dI) come from a cache of freed buffers: a fresh buffer costs ~1 ns
+per element in page faults (a fifth of a large layer's training step), a recycled one nothing. The
+cache keeps at most ``$MTC_ANALOG_BUFFER_CACHE_MB`` (default 1/8 of memory, at most 4 GiB; 0 turns
+it off) and :func:`release_buffers` empties it.
 
 Build: the extension is compiled by ``scripts/setup.sh`` (``python -m mtc_analog.neuron.fused``) or
 else on first use, with one line on stderr ("compiling the MTC neuron kernel (once, ~1 min) into
@@ -66,16 +71,21 @@ library (an OS file lock serialises concurrent first uses and survives a killed 
 ``torch.ops.mtc_analog.rollout_forward`` and ``rollout_backward``.
 
 Determinism across machines: the kernel is compiled for a fixed instruction set, never
-``-march=native``: ``x86-64-v3`` (AVX2 + FMA + BMI, every x86-64 CPU since ~2015) when the CPU has it,
-else the ``x86-64-v2`` or baseline ``x86-64`` level (a separate, separately cached build: slower, and
-its float results may differ from the v3 build's in the last bits), and ``-ffp-contract=off`` (no
-compiler-chosen FMAs). On x86-64 with glibc >= 2.35 the float64 loops call libmvec's SIMD
+``-march=native``: the highest psABI level the CPU has -- ``x86-64-v4`` (AVX-512, 512-bit vectors:
+1.4-1.6x faster), ``x86-64-v3`` (AVX2 + FMA + BMI, every x86-64 CPU since ~2015), ``x86-64-v2`` or
+baseline ``x86-64`` -- or the one ``$MTC_ANALOG_KERNEL_ISA`` names (each a separate, separately
+cached build), and ``-ffp-contract=off`` (no compiler-chosen FMAs). Every lane computes the same
+IEEE operation sequence whatever the vector width, so builds of different levels give bit-identical
+float32 results wherever no libm/libmvec function is called (clip transduction with Euler, Heun or
+RK4 and either filter: the training defaults; tested v4 against v3 and v3 against v2); where one is
+(float64 tanh, sigmoid, exact OTA filters) each level calls its own libmvec variant, whose last bits
+may differ. On x86-64 with glibc >= 2.35 the float64 loops call libmvec's SIMD
 tanh/exp/sinh (and the float32 loops its exp/sinh); the vector variant is fixed by the ISA at compile
 time, and glibc selects the same implementation of it on every CPU of that level. float32 tanh is a
 rational approximation in plain arithmetic with explicit (correctly rounded) fma (max error 3.4e-7), and float32 divides by tau through
 per-neuron reciprocals: both faster and CPU-independent; float64 keeps libm's tanh and true
-divisions so that it matches the reference loop to rounding. So one x86-64-v3 build (same source, compiler and flags) gives
-bit-identical numbers on any x86-64-v3 machine, AVX-512 ones included. Rows of columns are
+divisions so that it matches the reference loop to rounding. So one build (same source, compiler, flags
+and level) gives bit-identical numbers on any machine of its level. Rows of columns are
 independent and the per-parameter sums over the batch run in a fixed order, so the thread count does
 not change a bit either. (torch's own ops outside the kernel pick their SIMD path per CPU; pin them
 with ``ATEN_CPU_CAPABILITY=avx2`` where bit-identical training runs across CPUs matter.)
