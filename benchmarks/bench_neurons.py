@@ -17,10 +17,12 @@ machines are shared), warm-up excluded (it also builds/loads the fused kernel), 
 interleaved round by round so that a load spike hits all alike. The figure is the CPU time of the
 calling thread (``time.thread_time``; with 1 intra-op thread torch computes in it), which a shared
 machine's load inflates far less than wall time; wall time is printed too. Each cell reports the
-median over rounds and the spread (min-max), the ratio of medians to snnTorch Leaky, and for the
-MTC models the CPU time per neuron-step and per RHS evaluation against the arithmetic floor of
-~5 ns per neuron-step fwd+bwd (4 tanh + ~100 flops, docs/reference.md §12). The machine's load (``uptime``) is
-printed before and after.
+median over rounds and the spread (min-max), the ratio of medians to snnTorch Leaky (and, as
+"(min)", the ratio of the best rounds: interference from other tenants only ever adds time, so the
+minima are the steadier figure on a shared host), and for the MTC models the CPU time per
+neuron-step (median, and best round) and per RHS evaluation against the arithmetic floor of ~5 ns per
+neuron-step fwd+bwd (4 tanh + ~100 flops, docs/reference.md §12). The targets are judged on the
+medians. The machine's load (``uptime``) is printed before and after.
 
 Peak memory (``--memory``): each model runs once more in a fresh subprocess; the figure is the growth
 of the process's peak resident set size over one forward+backward (VmHWM after the pass, reset via
@@ -201,18 +203,22 @@ def main(argv: list[str] | None = None) -> int:
             result = time_cell(models, steps, args.batch, n, args.rounds, args.warmup)
             neuron_steps = steps * args.batch * n
             base = statistics.median(result[BASELINE]["cpu_s"])
+            base_min = min(result[BASELINE]["cpu_s"])
             print(f"\nT {steps}, N {n}, B {args.batch} ({neuron_steps / 1e6:.1f} M neuron-steps)")
-            print(f"{'model':<16}{'CPU ms':>10}{'  [min-max]':<20}{'wall ms':>9}{'x Leaky':>9}{'ns/n-step':>11}"
-                  f"{'ns/n-step/RHS':>15}{'x floor':>9}")
+            print(f"{'model':<16}{'CPU ms':>10}{'  [min-max]':<20}{'wall ms':>9}{'x Leaky':>9}{'(min)':>7}{'ns/n-step':>11}"
+                  f"{'(min)':>7}{'ns/n-step/RHS':>15}{'x floor':>9}")
             cell = {"steps": steps, "neurons": n, "batch": args.batch, "models": {}}
             for m in models:
                 cpu = result[m]["cpu_s"]
                 med = statistics.median(cpu)
                 ns = 1e9 * med / neuron_steps
+                ns_min = 1e9 * min(cpu) / neuron_steps
                 row = {"cpu_median_s": med, "cpu_s": cpu, "wall_median_s": statistics.median(result[m]["wall_s"]),
-                       "ratio_to_leaky": med / base, "ns_per_neuron_step": ns}
+                       "ratio_to_leaky": med / base, "ns_per_neuron_step": ns,
+                       "ratio_to_leaky_of_minima": min(cpu) / base_min, "ns_per_neuron_step_min": ns_min}
                 line = (f"{m:<16}{1e3 * med:>10.1f}{f'  [{1e3 * min(cpu):.1f}-{1e3 * max(cpu):.1f}]':<20}"
-                        f"{1e3 * row['wall_median_s']:>9.1f}{med / base:>9.2f}{ns:>11.2f}")
+                        f"{1e3 * row['wall_median_s']:>9.1f}{med / base:>9.2f}{min(cpu) / base_min:>7.2f}{ns:>11.2f}"
+                        f"{ns_min:>7.2f}")
                 if m in MTC_METHOD and m != "mtc_reference":
                     per_rhs = ns / RHS_EVALS[MTC_METHOD[m]]
                     row.update(ns_per_neuron_step_per_rhs=per_rhs, ratio_to_floor=per_rhs / FLOOR_NS)
@@ -223,9 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                 e = cell["models"]["mtc_euler"]
                 ok_ratio, ok_floor = e["ratio_to_leaky"] <= 0.5, e["ratio_to_floor"] <= 1.5
                 targets_met &= ok_ratio and ok_floor
-                print(f"targets: mtc_euler <= 0.5x Leaky: {e['ratio_to_leaky']:.2f}x {'met' if ok_ratio else 'NOT met'}; "
+                print(f"targets (medians): mtc_euler <= 0.5x Leaky: {e['ratio_to_leaky']:.2f}x {'met' if ok_ratio else 'NOT met'}; "
                       f"<= 1.5x floor ({1.5 * FLOOR_NS:.1f} ns/neuron-step): {e['ns_per_neuron_step']:.2f} ns "
-                      f"{'met' if ok_floor else 'NOT met'}")
+                      f"{'met' if ok_floor else 'NOT met'} (best rounds: {e['ratio_to_leaky_of_minima']:.2f}x, "
+                      f"{e['ns_per_neuron_step_min']:.2f} ns)")
             if args.memory:
                 for m in models:
                     mib = measure_memory(m, steps, args.batch, n) / 2**20
