@@ -59,7 +59,8 @@ asked) is stored, so 240k-step regime simulations cost O(B N) extra memory. Outp
 (s, the trace, the checkpoints, dL/dI) come from a cache of freed buffers: a fresh buffer costs ~1 ns
 per element in page faults (a fifth of a large layer's training step), a recycled one nothing. The
 cache keeps at most ``$MTC_ANALOG_BUFFER_CACHE_MB`` (default 1/8 of memory, at most 4 GiB; 0 turns
-it off) and :func:`release_buffers` empties it.
+it off) and :func:`release_buffers` empties it. (Such outputs cannot be resized in place to a larger size,
+like any tensor over foreign memory.)
 
 Build: the extension is compiled by ``scripts/setup.sh`` (``python -m mtc_analog.neuron.fused``) or
 else on first use, with one line on stderr ("compiling the MTC neuron kernel (once, ~1 min) into
