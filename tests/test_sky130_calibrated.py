@@ -76,6 +76,37 @@ def test_ideal_cells_calibrate_to_the_network_itself():
         np.testing.assert_allclose(twin(x).prediction.numpy(), net(x).prediction.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_closed_loop_lowpass_stages_fold_into_readout_gain_offset_and_tau():
+    """Stages measured closed loop (feedback conductance g_fb, total node capacitance): their DC gains
+    a = g / g_fb multiply into the readout's weights and bias, their offsets pass through the later stages'
+    gains, and tau becomes C_total / g_fb; the calibrated network then has the measured cascade's DC output."""
+    import dataclasses
+
+    net = small_network()
+    circuit = map_network(net.to_spec(), TARGET)
+    spec = unmap_network(circuit)
+    fits = ideal_fits(circuit)
+    tc = fits.transconductors
+    order = len(tc.lowpass_g)
+    a = np.linspace(0.985, 0.995, order)
+    offsets = np.full(order, -0.008)  # [V_s] each stage's output with its input at rest
+    tc = dataclasses.replace(tc, lowpass_gain=a, lowpass_dc_offset=offsets, lowpass_g_fb=tc.lowpass_g / a,
+                             lowpass_c_total=1.06 * tc.lowpass_c)
+    calibrated = calibrate_network(spec, dataclasses.replace(fits, transconductors=tc), TARGET)
+    gain = float(np.prod(a))
+    np.testing.assert_allclose(calibrated.readout.weight, gain * np.asarray(spec.readout.weight), rtol=1e-12)
+    # the DC output of the measured cascade for a readout sum y (V_s above rest), stage by stage
+    y = 0.7
+    out = y + float(np.asarray(spec.readout.bias).reshape(-1)[0])
+    for k in range(order):
+        out = a[k] * out + offsets[k]
+    model_dc = gain * y + float(np.asarray(calibrated.readout.bias).reshape(-1)[0])
+    assert model_dc == pytest.approx(out, rel=1e-12)
+    tau = float(np.mean(1.06 * tc.lowpass_c / (tc.lowpass_g / a))) / TARGET.t_unit  # C_total / g_fb [t_u]
+    assert calibrated.readout.lowpass_tau == pytest.approx(tau, rel=1e-12)
+    assert calibrated.readout.lowpass_tau > spec.readout.lowpass_tau  # slower than the capacitor alone says
+
+
 def test_behavioural_target_has_no_characterisation_hook():
     assert characterisation_hook(ValidationSettings(circuit_target="behavioral")) is None
     assert characterisation_hook(ValidationSettings(circuit_target="sky130")) is not None
@@ -159,3 +190,11 @@ def test_chunked_characterisation_matches_one_run():
     for e in neuron.elements:
         if e.tail_current > 0:
             assert 1.0 < cell.elements[e.name].i_sat_plus / e.tail_current < 1.12  # 5T elements deliver a few % more
+    # low-pass stages closed loop: DC gain just below 1 (output conductance), the node's gates add capacitance
+    tc = together.transconductors
+    assert np.all((0.97 < tc.lowpass_gain) & (tc.lowpass_gain < 0.999)), tc.lowpass_gain
+    assert np.all(np.abs(tc.lowpass_dc_offset) < 0.05), tc.lowpass_dc_offset  # ota_lin offsets: mV
+    assert np.all(np.abs(tc.lowpass_g_fb / tc.lowpass_g - 1) < 0.1)  # feedback ~ forward transconductance
+    excess = tc.lowpass_c_total / tc.lowpass_c
+    assert np.all((1.01 < excess) & (excess < 1.15)), excess
+    assert excess[-1] < excess[0]  # the last stage has no next stage's input on its node

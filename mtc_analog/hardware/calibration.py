@@ -98,6 +98,15 @@ class TransconductorFits:
     synapse_g_out: list[np.ndarray] | None = None
     #: (n_out,) [S]: summed output conductance of the readout synapses on the readout node (adds to the load)
     readout_g_out: np.ndarray | None = None
+    #: (order,): each stage's closed-loop DC gain (its output over its input, both from v_rest; ~0.99: the
+    #: follower's output conductance and an offset that moves with the common mode)
+    lowpass_gain: np.ndarray | None = None
+    #: (order,) [V_s]: each stage's closed-loop output above v_rest with its input at v_rest
+    lowpass_dc_offset: np.ndarray | None = None
+    #: (order,) [S]: each stage's feedback conductance at its operating point (AC probe of its output node)
+    lowpass_g_fb: np.ndarray | None = None
+    #: (order,) [F]: total capacitance on each stage's output node as the cascade loads it (AC probe)
+    lowpass_c_total: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,9 +137,12 @@ def calibrate_network(spec, fits: NetworkFits, target: HardwareTarget):
     ``b + sum I_0 / I_u``. Readout: the summing node obeys
     ``y_0 = (sum_i g_i s_i V_s + b I_u + I_0) / (g_load V_s)`` (``g_load``: the load's conductance plus the
     readout synapses' output conductances, ~4 % for 16 synapses), so ``w_i = g_i / g_load`` and
-    ``b = (b I_u + I_0 + I_0,load) / (g_load V_s) + sum_k I_0,k / (g_k V_s)`` (the last term: the offsets of
-    the low-pass stages, which the unit-DC-gain cascade passes on); the low-pass takes the mean measured
-    ``tau = C / (g t_u)`` (the model has one time constant for its stages).
+    ``b = (b I_u + I_0 + I_0,load) / (g_load V_s)``. Low-pass stage k, measured closed loop: DC gain ``a_k``
+    (~0.99) and offset ``c_k`` over the readout range, and at its node (AC, gates of the next stage included)
+    the feedback conductance and total capacitance, ``tau_k = C_total,k / (g_fb,k t_u)`` (~+4-6 % over
+    ``C / g``); the model's cascade has unit-gain stages of one tau, so the readout's weights and bias
+    are scaled by ``prod a_k``, the offsets added as they pass the later stages, and the mean ``tau_k``
+    taken. (Fits without the closed-loop measurement: unit gain, ``tau = C / (g t_u)``.)
     """
     import dataclasses
 
@@ -165,9 +177,21 @@ def calibrate_network(spec, fits: NetworkFits, target: HardwareTarget):
         weight = np.where(tc.readout_gm != 0, tc.readout_gm / g_load[:, None], readout.weight)
         bias = ((np.asarray(readout.bias, dtype=float) * target.i_unit + tc.readout_offset + tc.readout_load_offset)
                 / (g_load * target.v_s))
-        if tc.lowpass_offset is not None and len(tc.lowpass_g):
-            # the cascade has unit DC gain: its stages' offsets move the prediction like a readout bias
-            bias = bias + float(np.sum(np.asarray(tc.lowpass_offset) / tc.lowpass_g)) / target.v_s
-        tau = float(np.mean(tc.lowpass_c / (tc.lowpass_g * target.t_unit))) if len(tc.lowpass_g) else readout.lowpass_tau
+        tau = readout.lowpass_tau
+        if tc.lowpass_gain is not None and tc.lowpass_c_total is not None and len(tc.lowpass_g):
+            # stage k closed loop, relative to v_rest [V_s]: tau_k y_k' = a_k y_(k-1) + c_k - y_k (a_k, c_k: its
+            # DC transfer; tau_k = C_total / g_fb). The model's cascade has unit-gain stages of one tau: the
+            # cascade's gain prod a_k scales the readout's weights and bias, each offset passes the later gains.
+            a = np.asarray(tc.lowpass_gain, dtype=float)
+            c = np.asarray(tc.lowpass_dc_offset, dtype=float)
+            gain = float(np.prod(a))
+            passed = np.array([np.prod(a[k + 1:]) for k in range(len(a))])
+            weight, bias = weight * gain, bias * gain + float(np.sum(c * passed))
+            tau = float(np.mean(np.asarray(tc.lowpass_c_total) / (np.asarray(tc.lowpass_g_fb) * target.t_unit)))
+        elif len(tc.lowpass_g):  # older fits: unit-gain followers, the capacitor alone
+            if tc.lowpass_offset is not None:
+                # the cascade has unit DC gain: its stages' offsets move the prediction like a readout bias
+                bias = bias + float(np.sum(np.asarray(tc.lowpass_offset) / tc.lowpass_g)) / target.v_s
+            tau = float(np.mean(tc.lowpass_c / (tc.lowpass_g * target.t_unit)))
         readout = dataclasses.replace(readout, weight=weight, bias=bias, lowpass_tau=tau)
     return dataclasses.replace(spec, layers=layers, readout=readout)

@@ -20,7 +20,9 @@ What is measured (SI units; fitted here, folded into model parameters by
   +- ``TRANSCONDUCTOR_SPAN`` V_s. A synapse is reduced to a straight line ``I = g (v - v_rest) + I_0`` fitted
   over the input range it sees (layer 0: ``input_range`` in model units, e.g. the scored stream's span;
   deeper layers and the readout: the transduction output 0..1 V_s), the readout load over +-2 V_s of the
-  readout node, the low-pass stages as small-signal conductances (+-0.5 V_s).
+  readout node, the low-pass stages as small-signal conductances (+-0.5 V_s) and closed loop (their DC
+  transfer over the readout range: gain ~0.99 per stage); plus one AC run probing each low-pass output node
+  as the cascade loads it (total capacitance, ~+6 % over the capacitor, and feedback conductance).
 
 Cell names (``ota_vref_plus/minus``, ``ota_lin``, ``ota5t``) are the sky130 library's: this module measures
 the sky130 target (its :meth:`~mtc_analog.spice.sky130.Sky130Target.characterise_network` hook calls it).
@@ -243,6 +245,13 @@ def transconductor_lines(circuit: Any, spice_target: Any, readout_level: float =
         # follower: output held at v_rest, input swept -> current into the output = g (v_in - v_out)
         lines += [f"Vlp{s} lpi{s} 0 DC {_num(v_out, 'clamp')}",
                   *spice_target.lowpass_lines(f"lp{s}", "sl", f"lpi{s}", stage, target.v_s)]
+    layout["lowpass_closed"] = []
+    for s, stage in enumerate(readout.lowpass):
+        # the same stage closed loop (output free, input sx swept around v_rest): its DC transfer, whose slope
+        # (~0.99: output conductance, offset moving with the common mode) the cascade multiplies
+        lines += spice_target.lowpass_lines(f"lq{s}", "sx", f"lqo{s}", stage, target.v_s)
+        layout["lowpass_closed"].append(len(columns))
+        columns.append(f"v(lqo{s})")
         layout["lowpass"].append((stage, len(columns)))
         columns.append(f"i(Vlp{s})")
     span = TRANSCONDUCTOR_SPAN * target.v_s
@@ -252,6 +261,33 @@ def transconductor_lines(circuit: Any, spice_target: Any, readout_level: float =
               f"dc Vdo {-OUTPUT_SPAN:.6f} {OUTPUT_SPAN:.6f} {SWEEP_STEP}", "wrdata out.txt " + " ".join(columns),
               "quit", ".endc", ".end"]
     return lines, layout
+
+
+def lowpass_ac_lines(circuit: Any, spice_target: Any, readout_level: float = 0.0) -> tuple[list[str], float]:
+    """Netlist lines of an AC probe of every low-pass stage's output node as the cascade loads it (the stage
+    itself, input at the readout level, plus the next stage's input, as in the circuit): 1 A AC into each
+    output; ``c<k>`` = the node's total capacitance [F] (the capacitor, the gates and junctions on it: the
+    mapping counts only the capacitor), ``g<k>`` its conductance [S] (the stage's feedback: its own - input
+    and output conductance). Returns (lines, probe frequency [Hz]: ~1/(2 pi tau))."""
+    from ..hardware.mapping import unmap_filter
+
+    target, readout = circuit.target, circuit.readout
+    order = len(readout.lowpass)
+    freq = 1.0 / (2 * np.pi * unmap_filter(readout.lowpass[0], target) * target.t_unit)
+    v_out = float(target.v_rest) + float(readout_level) * target.v_s
+    lines = ["* sky130 low-pass node capacitance probe (mtc_analog.spice.characterise)", spice_target.library(set()),
+             f"Vrest vrest 0 DC {_num(float(target.v_rest), 'V_rest')}", f"Vlev lev 0 DC {_num(v_out, 'readout level')}"]
+    for k, stage in enumerate(readout.lowpass):
+        lines += [*spice_target.lowpass_lines(f"lpa{k}", "lev", f"lpo{k}", stage, target.v_s), f"Iac{k} 0 lpo{k} DC 0 AC 1"]
+        if k + 1 < order:  # the next stage's input gates sit on this node; its output is held (no feedback here)
+            lines += [f"Vdm{k} lpd{k} lev DC 0",
+                      *spice_target.lowpass_lines(f"lpd{k}", f"lpo{k}", f"lpd{k}", readout.lowpass[k + 1], target.v_s)]
+    lines += [_OPTIONS, ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12",
+              f"ac lin 1 {freq:.6g} {freq:.6g}"]
+    for k in range(order):
+        lines += [f"let c{k} = imag(1/v(lpo{k}))/(2*pi*{freq:.6g})", f"let g{k} = real(1/v(lpo{k}))"]
+    lines += ["wrdata ac.txt " + " ".join(f"c{k} g{k}" for k in range(order)), "quit", ".endc", ".end"]
+    return lines, freq
 
 
 def _line(dx: np.ndarray, current: np.ndarray, v_range: tuple[float, float], v_s: float,
@@ -279,8 +315,14 @@ def characterise_transconductors(item: dict[str, Any]) -> dict[str, Any]:
     circuit, spice_target = item["circuit"], item["spice_target"]
     target = circuit.target
     readout_range = tuple(item.get("readout_range", READOUT_RANGE))
-    lines, layout = transconductor_lines(circuit, spice_target, 0.5 * (readout_range[0] + readout_range[1]))
+    level = 0.5 * (readout_range[0] + readout_range[1])
+    lines, layout = transconductor_lines(circuit, spice_target, level)
     tables = _run(lines, ("dc.txt", "out.txt"), item["label"], item.get("workdir"), item.get("timeout_s", 600.0))
+    ac_lines, _ = lowpass_ac_lines(circuit, spice_target, level)
+    ac = _run(ac_lines, ("ac.txt",), item["label"] + " (low-pass AC)", item.get("workdir"), item.get("timeout_s", 600.0))
+    # wrdata (single scale): the frequency, then each vector's value; c<k> and g<k> are real
+    values = ac["ac.txt"].reshape(-1)[1:]
+    c_total, g_fb = values[0::2], values[1::2]
     dx, cols = tables["dc.txt"][:, 0], tables["dc.txt"][:, 1:]
     do, outs = tables["out.txt"][:, 0], tables["out.txt"][:, 1:]
 
@@ -312,13 +354,22 @@ def characterise_transconductors(item: dict[str, Any]) -> dict[str, Any]:
         g, i0 = _line(dx, -cols[:, col], readout_range, target.v_s)  # into the node
         load_g[k], load_off[k] = -g, i0
     lowpass = [_line(dx, cols[:, col], (-SMALL_SIGNAL, SMALL_SIGNAL), target.v_s) for _, col in layout["lowpass"]]
+    closed = []  # DC transfer of each stage closed loop over the readout range: (gain, offset [V_s] at v_rest)
+    for col in layout["lowpass_closed"]:
+        lo, hi = min(readout_range), max(readout_range)
+        keep = (dx >= lo * target.v_s - 1e-9) & (dx <= hi * target.v_s + 1e-9)
+        slope, icpt = np.polyfit(dx[keep], cols[keep, col] - float(target.v_rest), 1)
+        closed.append((float(slope), float(icpt) / target.v_s))
     return TransconductorFits(
         synapse_gm=gm, synapse_offset=offsets, readout_gm=r_gm, readout_offset=r_off,
         readout_load_g=load_g, readout_load_offset=load_off,
         lowpass_g=np.asarray([g for g, _ in lowpass], dtype=float),
         lowpass_c=np.asarray([stage.capacitance for stage in readout.lowpass], dtype=float),
         lowpass_offset=np.asarray([i0 for _, i0 in lowpass], dtype=float),
-        synapse_g_out=g_outs, readout_g_out=r_go)
+        synapse_g_out=g_outs, readout_g_out=r_go,
+        lowpass_gain=np.asarray([a for a, _ in closed], dtype=float),
+        lowpass_dc_offset=np.asarray([c for _, c in closed], dtype=float),
+        lowpass_g_fb=np.asarray(g_fb, dtype=float), lowpass_c_total=np.asarray(c_total, dtype=float))
 
 
 # ---- the network ------------------------------------------------------------------------------------
