@@ -82,7 +82,7 @@ def test_pruning_removes_devices_below_the_floor_so_export_needs_no_clip():
     result = prune_unrealisable(net, target)
     assert result["n_pruned"] == 3 and result["range_violations"] == []
     assert float(net.readout.weight.detach()[0, 1]) == 0.0 and float(net.projections[0].bias.detach()[2]) == 0.0
-    assert float(net.layers[0].parameters_record().a_s_minus[0]) == 0.0
+    assert float(net.layers[0].parameters_record().a_s_minus[0].detach()) == 0.0
     circuit, changes = enforce_ranges(map_network(net.to_spec(), target), target)  # no clip needed
     assert all(c.new == 0 for c in changes)
 

@@ -292,7 +292,7 @@ def lowpass_ac_lines(circuit: Any, spice_target: Any, readout_level: float = 0.0
 
 def _line(dx: np.ndarray, current: np.ndarray, v_range: tuple[float, float], v_s: float,
           anchored: bool = False) -> tuple[float, float]:
-    """Least-squares ``I = g dx + I_0`` over ``v_range`` [V_s]: (g [S], I_0 [A]).
+    """Least-squares ``I = g dx + I_0`` over ``v_range`` [V_s]: (g [S], I_0 [A]) (or a voltage: (gain, V_0 [V])).
 
     ``anchored``: ``I_0`` is the measured current at dx = 0 and only ``g`` is fitted — for graded inputs
     (transduction outputs), which sit at exactly 0 whenever their neuron is below threshold, most of the time."""
@@ -356,10 +356,8 @@ def characterise_transconductors(item: dict[str, Any]) -> dict[str, Any]:
     lowpass = [_line(dx, cols[:, col], (-SMALL_SIGNAL, SMALL_SIGNAL), target.v_s) for _, col in layout["lowpass"]]
     closed = []  # DC transfer of each stage closed loop over the readout range: (gain, offset [V_s] at v_rest)
     for col in layout["lowpass_closed"]:
-        lo, hi = min(readout_range), max(readout_range)
-        keep = (dx >= lo * target.v_s - 1e-9) & (dx <= hi * target.v_s + 1e-9)
-        slope, icpt = np.polyfit(dx[keep], cols[keep, col] - float(target.v_rest), 1)
-        closed.append((float(slope), float(icpt) / target.v_s))
+        slope, icpt = _line(dx, cols[:, col] - float(target.v_rest), readout_range, target.v_s)
+        closed.append((slope, icpt / target.v_s))
     return TransconductorFits(
         synapse_gm=gm, synapse_offset=offsets, readout_gm=r_gm, readout_offset=r_off,
         readout_load_g=load_g, readout_load_offset=load_off,
