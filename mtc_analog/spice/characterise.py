@@ -245,6 +245,8 @@ def transconductor_lines(circuit: Any, spice_target: Any, readout_level: float =
         # follower: output held at v_rest, input swept -> current into the output = g (v_in - v_out)
         lines += [f"Vlp{s} lpi{s} 0 DC {_num(v_out, 'clamp')}",
                   *spice_target.lowpass_lines(f"lp{s}", "sl", f"lpi{s}", stage, target.v_s)]
+        layout["lowpass"].append((stage, len(columns)))
+        columns.append(f"i(Vlp{s})")
     layout["lowpass_closed"] = []
     for s, stage in enumerate(readout.lowpass):
         # the same stage closed loop (output free, input sx swept around v_rest): its DC transfer, whose slope
@@ -252,8 +254,6 @@ def transconductor_lines(circuit: Any, spice_target: Any, readout_level: float =
         lines += spice_target.lowpass_lines(f"lq{s}", "sx", f"lqo{s}", stage, target.v_s)
         layout["lowpass_closed"].append(len(columns))
         columns.append(f"v(lqo{s})")
-        layout["lowpass"].append((stage, len(columns)))
-        columns.append(f"i(Vlp{s})")
     span = TRANSCONDUCTOR_SPAN * target.v_s
     lines += [_OPTIONS, ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12",
               f"dc Vdx {-span:.6f} {span:.6f} {SWEEP_STEP}", "wrdata dc.txt " + " ".join(columns),
