@@ -166,7 +166,8 @@ ISA_ENV = "MTC_ANALOG_KERNEL_ISA"
 def target_isa() -> str:
     """The fixed instruction set the kernel is compiled for: the highest x86-64 psABI level the CPU
     has (``x86-64-v4``: AVX-512, ``x86-64-v3``: AVX2 + FMA, ``x86-64-v2``, baseline ``x86-64``), or
-    the one ``$MTC_ANALOG_KERNEL_ISA`` names; ``native`` off x86-64 (one build per CPU)."""
+    the one ``$MTC_ANALOG_KERNEL_ISA`` names (ValueError when it is no level or one the CPU lacks);
+    ``native`` off x86-64 (one build per CPU)."""
     if platform.machine() not in ("x86_64", "AMD64"):
         return "native"
     flags = _cpu_flags()
@@ -176,12 +177,15 @@ def target_isa() -> str:
         if requested not in supported:
             known = [level for level, _ in _X86_LEVELS] + ["x86-64"]
             why = "is not an x86-64 level" if requested not in known else "is not supported by this CPU"
-            return f"invalid: ${ISA_ENV}={requested} {why} (this CPU: {', '.join(supported)})"
+            raise ValueError(f"${ISA_ENV}={requested} {why} (this CPU: {', '.join(supported)})")
         return requested
     return supported[0]
 
 
-_ISA = target_isa()
+try:
+    _ISA, _ISA_PROBLEM = target_isa(), None
+except ValueError as _exc:  # reported when the kernel is first needed (FusedKernelError), not at import
+    _ISA, _ISA_PROBLEM = "x86-64", str(_exc)
 # -march=<fixed level>, not native: the same source then compiles to the same binary on every CPU of
 # that level, and libmvec's vector variant (AVX-512 'e' on v4, AVX2 'd' on v3, SSE 'b' below) is chosen
 # at compile time, so results do not depend on the machine within a level. Across levels float32
@@ -266,8 +270,8 @@ def _load() -> Any:
         )
     from filelock import FileLock
 
-    if _ISA.startswith("invalid: "):
-        raise FusedKernelError(_ISA.removeprefix("invalid: ") + f"; unset it or name a level this CPU has")
+    if _ISA_PROBLEM is not None:
+        raise FusedKernelError(f"{_ISA_PROBLEM}; unset it or name a level this CPU has")
     name = _build_name()
     directory = build_dir() / name
     directory.mkdir(parents=True, exist_ok=True)
