@@ -78,7 +78,8 @@ baseline ``x86-64`` -- or the one ``$MTC_ANALOG_KERNEL_ISA`` names (each a separ
 cached build), and ``-ffp-contract=off`` (no compiler-chosen FMAs). Every lane computes the same
 IEEE operation sequence whatever the vector width, so builds of different levels give bit-identical
 float32 results wherever no libm/libmvec function is called (clip transduction with Euler, Heun or
-RK4 and either filter: the training defaults; tested v4 against v3 and v3 against v2); where one is
+RK4 and either filter: the training defaults; a test builds this CPU's level and the one below and
+compares them bit for bit); where one is
 (float64 tanh, sigmoid, exact OTA filters) each level calls its own libmvec variant, whose last bits
 may differ. On x86-64 with glibc >= 2.35 the float64 loops call libmvec's SIMD
 tanh/exp/sinh (and the float32 loops its exp/sinh); the vector variant is fixed by the ISA at compile
