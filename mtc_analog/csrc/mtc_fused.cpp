@@ -780,8 +780,8 @@ MTC_INLINE void vjp_chunk(int64_t j0, int64_t w, const T* __restrict x, const T*
   }
 }
 
-// One vector of lanes [jb, jb + kGroup) through a whole segment, newest step first: the same arithmetic
-// as vjp_chunk per lane and step (bit-identical), but time innermost, so the lanes' 4 state adjoints and
+// One vector of lanes [jb, jb + kGroup) through a whole segment, newest step first: vjp_chunk per step on
+// those lanes only (bit-identical), so that with time innermost the lanes' 4 state adjoints and
 // 14 accumulators stay at fixed addresses the compiler keeps in registers across the steps instead of
 // loading and storing them every step. Row strides: in, gi and dense gradients MN; a constant row 0.
 #ifdef __AVX512F__
@@ -805,22 +805,8 @@ MTC_INLINE void vjp_group(int64_t jb, int64_t steps, const T* __restrict x, cons
     const T* __restrict gsi = gs + i * gs_stride;
     const T* __restrict gui = gu + i * gu_stride;
     T* __restrict gii = gi + i * MN;
-#pragma GCC ivdep
-    for (int64_t j = jb; j < jb + G; ++j) {
-      const T gmo = adj[j] + gsi[j] * transduce_grad<T, CLIP>(xi[4 * W + j], u_th, span, u_c) + gui[j];
-      const VJP<T> v = step_vjp<T, METHOD, OTA, INST>(S4<T>{xi[j], xi[W + j], xi[2 * W + j], xi[3 * W + j]},
-                                                       chunk_par(q, j), ini[j], dt, chunk_consts<T, METHOD>(q, j),
-                                                       S4<T>{gmo, adj[W + j], adj[2 * W + j], adj[3 * W + j]},
-                                                       Th4<T>{ti[j], ti[W + j], ti[2 * W + j], ti[3 * W + j]});
-      const PGrad<T> g = v.gp;
-      gii[j] = v.gin;
-      adj[j] = v.gx.m; adj[W + j] = v.gx.f; adj[2 * W + j] = v.gx.s; adj[3 * W + j] = v.gx.u;
-      ac[A_F * W + j] += g.af; ac[A_SP * W + j] += g.asp; ac[A_SM * W + j] += g.asm_;
-      ac[A_US * W + j] += g.aus; ac[D_F * W + j] += g.df; ac[D_SP * W + j] += g.dsp;
-      ac[D_SM * W + j] += g.dsm; ac[D_US * W + j] += g.dus; ac[TAU_M * W + j] += g.taum;
-      ac[TAU_F * W + j] += g.tauf; ac[TAU_S * W + j] += g.taus; ac[TAU_US * W + j] += g.tauu;
-      ac[RES * W + j] += g.res; ac[U_REST * W + j] += g.urest;
-    }
+    // vjp_chunk over exactly G lanes (a compile-time trip count: one vector)
+    vjp_chunk<T, METHOD, OTA, CLIP, INST>(jb, jb + G, xi, ti, ini, gsi, gui, q, dt, u_th, span, u_c, gii, adj, ac);
   }
 }
 

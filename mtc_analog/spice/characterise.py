@@ -263,12 +263,12 @@ def transconductor_lines(circuit: Any, spice_target: Any, readout_level: float =
     return lines, layout
 
 
-def lowpass_ac_lines(circuit: Any, spice_target: Any, readout_level: float = 0.0) -> tuple[list[str], float]:
+def lowpass_ac_lines(circuit: Any, spice_target: Any, readout_level: float = 0.0) -> list[str]:
     """Netlist lines of an AC probe of every low-pass stage's output node as the cascade loads it (the stage
     itself, input at the readout level, plus the next stage's input, as in the circuit): 1 A AC into each
     output; ``c<k>`` = the node's total capacitance [F] (the capacitor, the gates and junctions on it: the
     mapping counts only the capacitor), ``g<k>`` its conductance [S] (the stage's feedback: its own - input
-    and output conductance). Returns (lines, probe frequency [Hz]: ~1/(2 pi tau))."""
+    and output conductance), probed at ~1/(2 pi tau)."""
     from ..hardware.mapping import unmap_filter
 
     target, readout = circuit.target, circuit.readout
@@ -287,7 +287,7 @@ def lowpass_ac_lines(circuit: Any, spice_target: Any, readout_level: float = 0.0
     for k in range(order):
         lines += [f"let c{k} = imag(1/v(lpo{k}))/(2*pi*{freq:.6g})", f"let g{k} = real(1/v(lpo{k}))"]
     lines += ["wrdata ac.txt " + " ".join(f"c{k} g{k}" for k in range(order)), "quit", ".endc", ".end"]
-    return lines, freq
+    return lines
 
 
 def _line(dx: np.ndarray, current: np.ndarray, v_range: tuple[float, float], v_s: float,
@@ -318,7 +318,7 @@ def characterise_transconductors(item: dict[str, Any]) -> dict[str, Any]:
     level = 0.5 * (readout_range[0] + readout_range[1])
     lines, layout = transconductor_lines(circuit, spice_target, level)
     tables = _run(lines, ("dc.txt", "out.txt"), item["label"], item.get("workdir"), item.get("timeout_s", 600.0))
-    ac_lines, _ = lowpass_ac_lines(circuit, spice_target, level)
+    ac_lines = lowpass_ac_lines(circuit, spice_target, level)
     ac = _run(ac_lines, ("ac.txt",), item["label"] + " (low-pass AC)", item.get("workdir"), item.get("timeout_s", 600.0))
     # wrdata (single scale): the frequency, then each vector's value; c<k> and g<k> are real
     values = ac["ac.txt"].reshape(-1)[1:]
