@@ -35,6 +35,10 @@ def add_validation_arguments(parser: argparse.ArgumentParser) -> None:
                         help="coincidence window of Gamma in model steps dt (default 2)")
     parser.add_argument("--clip", action="store_true",
                         help="clip mapped values that break the target's ranges (reported) instead of failing")
+    parser.add_argument("--compensate", type=int, default=0, metavar="ROUNDS",
+                        help="design-time compensation before simulating: ROUNDS of characterise every cell -> "
+                             "calibrate -> re-map so the circuit computes the network as mapped (targets whose cells "
+                             "can be characterised: sky130; 3 rounds leave its cells within 1e-3; default 0: as mapped)")
     parser.add_argument("--max-neurons", type=int, default=64,
                         help="largest netlist chunk; bigger layers are split across processes (default 64)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per ngspice run (default 600)")
@@ -64,19 +68,26 @@ def settings_from_args(args: argparse.Namespace, circuit_filter: str | None):
         raise InputError(f"--washout must be >= 0, got {args.washout}")
     if args.window_steps <= 0:
         raise InputError(f"--window-steps must be > 0, got {args.window_steps}")
+    compensate = getattr(args, "compensate", 0) or 0
+    if compensate < 0:
+        raise InputError(f"--compensate must be >= 0 rounds, got {compensate}")
     if args.max_neurons < 1:
         raise InputError(f"--max-neurons must be >= 1, got {args.max_neurons}")
     if args.workers is not None and args.workers < 0:
         raise InputError(f"--workers must be >= 0 (0: serial), got {args.workers}")
     from ..spice.target import get_target
 
-    get_target(args.target)  # unknown circuit level: one clear line
+    circuit_target = get_target(args.target)  # unknown circuit level: one clear line
+    if compensate and not hasattr(circuit_target, "characterise_network"):
+        raise InputError(f"--compensate: the {args.target!r} target's cells cannot be characterised (they are ideal: "
+                         "nothing to compensate); use it with --target sky130")
     target: HardwareTarget = load_target(args.hardware if args.hardware else args.target)
     return ValidationSettings(
         target=target, circuit_filter=circuit_filter, samples=args.samples, washout=args.washout,
         thresholds=Thresholds(args.min_gamma, args.max_output_nrmse, args.max_membrane_nrmse),
         window_steps=args.window_steps, clip=args.clip, max_neurons=args.max_neurons,
         timeout_s=args.timeout, circuit_target=args.target, workers=args.workers, scheduler=args.scheduler,
+        compensate=compensate,
     )
 
 

@@ -174,6 +174,14 @@ def calibrated_validation(network: Any, task: Any, settings: Any, result: Any, p
         "task_nrmse_ratio": bool(ratio <= TARGETS["task_nrmse_ratio_max"]),
     }
     section["task_nrmse_ratio_circuit_to_model"] = ratio
+    if result.compensation_target is not None:  # the circuit was compensated: how close its cells came
+        from ..hardware.compensation import compensation_residual
+
+        record = result.summary.get("compensation") or {}
+        section["compensation"] = {"iterations": record.get("iterations"),
+                                   "residual_before": [step["residual_before"] for step in record.get("steps", [])],
+                                   "residual_after": compensation_residual(spec, result.compensation_target,
+                                                                           record.get("pinned"))}
     return section
 
 
@@ -209,7 +217,41 @@ def summary_lines(section: dict[str, Any]) -> list[str]:
     if pooled:
         lines.append(f"network firing-rate error ({pooled['spikes_circuit']} circuit spikes): model {_pct(pooled['model'])}, "
                      f"calibrated {_pct(pooled['calibrated_model'])}")
+    compensation = section.get("compensation")
+    if compensation:
+        lines.append(f"compensated in {compensation['iterations']} round(s): worst cell error "
+                     f"{_worst_group(compensation['residual_before'][0]) if compensation['residual_before'] else 'n/a'} "
+                     f"before, {_worst_group(compensation['residual_after'])} after")
     return lines
+
+
+def compensation_html(compensation: dict[str, Any] | None) -> str:
+    """The residual of each cell group before every compensation round and after the last (empty: none)."""
+    if not compensation:
+        return ""
+    from .report import _fmt
+
+    columns = compensation["residual_before"] + [compensation["residual_after"]]
+    head = "".join(f"<th>before round {k + 1}</th>" for k in range(len(columns) - 1)) + "<th>compensated circuit</th>"
+    body = "".join(f"<tr><td>{html.escape(group)}</td>" + "".join(f"<td>{_fmt(c.get(group))}</td>" for c in columns)
+                   + "</tr>" for group in columns[-1])
+    return ("<h2 id='compensation'>Design-time compensation</h2><p class='note'>The circuit was re-mapped "
+            f"{compensation['iterations']} time(s) against its own cells (characterise, calibrate, compensate: "
+            "mtc_analog.hardware.compensation), so the calibrated model of the simulated circuit approaches the "
+            "network as the ideal mapping builds it. Per group: the largest relative error of scaled values (gains, "
+            "time constants, R, weights) and the largest absolute error of shifted ones (units in brackets) of the "
+            "calibrated model against that network. Values the target's ranges keep at a limit (pinned) are counted, "
+            "not judged.</p>"
+            f"<table><tr><th>cell group</th>{head}</tr>{body}</table>")
+
+
+def _worst_group(residual: dict[str, float]) -> str:
+    """The largest scaled-value error of a compensation residual, e.g. ``29.9 % (membrane tau_m, R)``."""
+    scaled = {k: v for k, v in residual.items() if "[" not in k and k != "pinned values"}  # shifted ones carry units
+    if not scaled:
+        return "n/a"
+    group = max(scaled, key=scaled.get)
+    return f"{100 * scaled[group]:.2g} % ({group})"
 
 
 def _pct(value: Any) -> str:
@@ -245,7 +287,7 @@ def calibration_html(section: dict[str, Any]) -> str:
         table.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{_fmt(c) if c != '' else ''}</td>" for c in cells) + "</tr>")
     table.append("</table>")
     judged = [r for r in section["per_neuron"] if r["spikes_circuit"] or r["spikes_model"] or r["spikes_calibrated"]]
-    return "\n".join([
+    return "\n".join([compensation_html(section.get("compensation")),
         "<h2 id='calibrated'>Model, calibrated model and circuit</h2>",
         "<p class='note'>Every cell of the simulated circuit was measured in ngspice (element OTAs, leak, filters, "
         "membrane capacitance, synapses, readout load, low-pass stages) and folded into a calibrated copy of the "

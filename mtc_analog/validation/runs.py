@@ -49,6 +49,9 @@ class ValidationSettings:
     timeout_s: float | None = 600.0  #: per ngspice run
     circuit_target: str = "behavioral"  #: circuit level (netlist target module)
     operating_point: bool = True  #: save OTA internal nodes + supply current: operating-point guard and power
+    #: design-time compensation rounds before simulating (characterise -> calibrate -> re-map; targets that can be
+    #: characterised only, :mod:`.compensated`); 0: the circuit as the ideal mapping builds it
+    compensate: int = 0
 
 
 @dataclass
@@ -64,6 +67,9 @@ class ValidationResult:
     spike_thresholds: list[float]
     score_from_sample: int
     circuit_native: dict[str, Any] = field(default_factory=dict)  #: native time [t_u] + membranes, for dt studies
+    range_changes: list = field(default_factory=list)  #: mapped values changed to fit the target (RangeChange)
+    #: the network as the ideal mapping builds it (NetworkSpec), which compensation aimed at (None: no compensation)
+    compensation_target: Any = None
 
 
 # ------------------------------------------------------------------------------------------ input
@@ -202,6 +208,13 @@ def validate_network(network: Any, task: Any, settings: ValidationSettings = Val
     circuit, changes = map_for_validation(network, settings)
     progress(f"running the model on {x.shape[0]} samples ({n_steps} steps of dt = {cfg.dt} t_u)")
     model = model_traces(network, x, thresholds[0])
+    compensation, wanted = None, None
+    if settings.compensate:
+        from ..hardware import unmap_network
+        from .compensated import compensate_circuit
+
+        wanted = unmap_network(circuit)
+        circuit, compensation = compensate_circuit(circuit, settings, x, model.lowpass, settings.compensate, progress)
     progress(f"simulating the circuit in ngspice ({n_steps * cfg.dt:g} t_u = "
              f"{circuit.target.seconds(n_steps * cfg.dt):g} s of circuit time, TMAX = dt)")
     start = time.perf_counter()
@@ -218,11 +231,14 @@ def validate_network(network: Any, task: Any, settings: ValidationSettings = Val
         "samples_scored": settings.samples, "washout_samples": lead, "neuron_steps": n_steps,
         "spike_threshold": thresholds[0], "simulation_wall_s": sim_wall,
         "ngspice_attempts": "; ".join(waves.meta.get("attempts", [])),
-        "clipped_values": len(changes),
+        "clipped_values": len(changes), "compensation_iterations": settings.compensate,
     }
     summary["clip_changes"] = [str(c) for c in changes[:50]]
+    if compensation is not None:
+        summary["compensation"] = compensation
     summary.update(hardware_summary(waves, nodes, circuit, x.shape[0], circ, settings))
-    return ValidationResult(summary, comparison, model, circ, y, circuit, thresholds, lead, native)
+    return ValidationResult(summary, comparison, model, circ, y, circuit, thresholds, lead, native,
+                            range_changes=changes, compensation_target=wanted)
 
 
 def hardware_summary(waves: Any, nodes: dict[str, Any], circuit: Any, n_samples: int, circ: Traces,

@@ -71,7 +71,7 @@ def validate_into(network: Any, task: Any, out: str | Path, settings: Validation
     out = prepare_report_dir(out, force)
     result = validate_network(network, task, settings, progress)
     report = dict(result.summary)
-    changes = _range_changes(network, settings)
+    changes = result.range_changes
     report["netlist"] = str(export_validated_circuit(result, task, settings, out / CIRCUIT_DIR, changes))
     report["mapped_changes"] = explain_changes(changes, result.network_circuit.target)
     report["worst_neurons"] = worst_neurons(report["layers"], n_worst, result.comparison.agreements)
@@ -95,13 +95,6 @@ def validate_into(network: Any, task: Any, out: str | Path, settings: Validation
         report["related_reports"] = linked.get(out.resolve(), [])
         progress(f"linked with {len(members) - 1} related report(s)")
     return report, result
-
-
-def _range_changes(network: Any, settings: ValidationSettings) -> list:
-    """The mapped values changed to fit the target (the same deterministic mapping the run used)."""
-    from .runs import map_for_validation
-
-    return map_for_validation(network, settings)[1]
 
 
 def validate_checkpoint(checkpoint: str | Path, out: str | Path, settings: ValidationSettings = ValidationSettings(),
