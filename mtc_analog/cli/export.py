@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=None, help="use only the first N input samples (default: all)")
     p.add_argument("--clip", action="store_true", help="clip values outside the target's ranges (reported) instead of failing")
     p.add_argument("--probe-filters", action="store_true", help="also save the filter nodes of every neuron")
+    p.add_argument("--compensate", type=int, default=0, metavar="ROUNDS",
+                   help="networks on a target whose cells can be characterised (sky130): ROUNDS of characterise every "
+                        "cell in ngspice -> calibrate -> re-map, so the exported circuit computes the trained network "
+                        "(3 rounds leave its cells within 1e-3; recorded in mapping.json; default 0: as mapped)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier export in --out")
     p.set_defaults(func=run)
 
@@ -42,14 +46,22 @@ def run(args: argparse.Namespace) -> int:
     from ..spice.export import export_network, export_neuron, load_input_file, load_neuron_setup
     from ..spice.target import get_target
 
-    get_target(args.target)  # unknown level: one clear line
+    circuit_target = get_target(args.target)  # unknown level: one clear line
     target = load_target(args.target_file if args.target_file else args.target)
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples must be >= 1, got {args.samples}")
+    if args.compensate < 0:
+        raise InputError(f"--compensate must be >= 0 rounds, got {args.compensate}")
+    if args.compensate and not hasattr(circuit_target, "characterise_network"):
+        raise InputError(f"--compensate: the {args.target!r} target's cells cannot be characterised (they are ideal: "
+                         "nothing to compensate); use it with --target sky130")
     if not args.source.exists():
         raise InputError(f"{args.source} does not exist")
 
     if args.source.suffix.lower() in PARAM_SUFFIXES:
+        if args.compensate:
+            raise InputError("--compensate applies to a network exported from a checkpoint, not to a single neuron's "
+                             "parameter file")
         setup = load_neuron_setup(args.source)
         if args.filter:
             setup = type(setup)(setup.params, setup.protocol, setup.transduction, args.filter, setup.name)
@@ -91,8 +103,12 @@ def run(args: argparse.Namespace) -> int:
         input_source = f"test split of the checkpoint's Mackey-Glass task (horizon {ckpt.task.horizon})"
     if args.samples is not None:
         x = x[: args.samples]
+    compensation = None
+    if args.compensate:
+        circuit, compensation = _compensated(ckpt.network, circuit, x, args)
     result = export_network(circuit, x, args.out, args.target, source=str(args.source), range_changes=changes,
-                            input_source=input_source, probe_filters=args.probe_filters, force=args.force)
+                            input_source=input_source, probe_filters=args.probe_filters, force=args.force,
+                            compensation=compensation)
     sizes = "x".join(str(layer.size) for layer in circuit.layers)
     print(f"exported {sizes} MTC network ({result.mapping['filter']} filters, {x.shape[0]} input samples, "
           f"{result.netlist.t_stop:g} s of circuit time) to {result.netlist_path}")
@@ -100,5 +116,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"  range change: {change}")
     if len(changes) > 10:
         print(f"  ... and {len(changes) - 10} more range changes (all listed in mapping.json)")
+    if compensation:
+        from ..validation.calibrated import _worst_group
+
+        print(f"  compensated in {compensation['iterations']} round(s) against its own cells: worst cell error "
+              f"{_worst_group(compensation['steps'][0]['residual_before'])} before, "
+              f"{_worst_group(compensation['residual_after'])} after")
     print(f"run it stand-alone: ngspice -b {result.netlist_path}   or: mtc-analog simulate {result.netlist_path} --out DIR")
     return 0
+
+
+def _compensated(network, circuit, x, args):
+    """The circuit compensated at design time against its own cells, over the ranges the input ``x`` drives."""
+    from ..neuron.spikes import spike_level
+    from ..validation.compensated import compensate_circuit
+    from ..validation.runs import ValidationSettings, model_traces
+
+    import numpy as np
+
+    settings = ValidationSettings(target=circuit.target, circuit_target=args.target, clip=args.clip)
+    model = model_traces(network, np.asarray(x, dtype=float), spike_level(network.config))
+    return compensate_circuit(circuit, settings, np.asarray(x, dtype=float), model.lowpass, args.compensate,
+                              progress=lambda line: print(f"[export] {line}", flush=True), measure_last=True)

@@ -92,6 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--clip", action="store_true",
                         help="clip mapped values that break the target's ranges (reported) instead of failing")
     parser.add_argument("--max-neurons", type=int, default=64, help="largest netlist chunk of one instance")
+    parser.add_argument("--compensate", type=int, default=0, metavar="ROUNDS",
+                        help="compensate the nominal circuit at design time against its own cells first (as validate "
+                             "--compensate; sky130); every instance draws its mismatch on that circuit (default 0)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per ngspice run")
     add_execution_arguments(parser, "one per CPU core; one instance per task")
     parser.add_argument("--force", action="store_true",

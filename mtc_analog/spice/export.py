@@ -70,8 +70,11 @@ def export_network(
     input_source: str = "",
     probe_filters: bool = False,
     force: bool = False,
+    compensation: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """Write a mapped :class:`~mtc_analog.hardware.NetworkCircuit` driven by ``x`` (T, n_in, model units)."""
+    """Write a mapped :class:`~mtc_analog.hardware.NetworkCircuit` driven by ``x`` (T, n_in, model units);
+    ``compensation``: the record of a design-time compensation that produced ``circuit`` (kept in mapping.json:
+    its values are then pre-distorted, and unmapping them does not give the trained network back)."""
     x = np.asarray(x, dtype=float)
     kinds = sorted({f.kind for layer in circuit.layers for n in layer.neurons for f in n.filters.values() if f is not None})
     netlist = build_network_netlist(
@@ -94,6 +97,8 @@ def export_network(
         "input": {"file": INPUT_FILE, "source": input_source, "shape": list(x.shape), "units": "model (z-scored)"},
         "source": source,
     }
+    if compensation is not None:
+        mapping["compensation"] = compensation
     out_dir = prepare_output_dir(out_dir, NETLIST_FILE, force)
     with atomic_path(out_dir / INPUT_FILE) as tmp, open(tmp, "wb") as fh:  # convenience copy; the PWL is the truth
         np.save(fh, x)

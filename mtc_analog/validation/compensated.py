@@ -31,8 +31,11 @@ DEFAULT_ITERATIONS = 3
 
 
 def compensate_circuit(circuit: Any, settings: Any, x: np.ndarray, lowpass: np.ndarray, iterations: int,
-                       progress: Callable[[str], None] | None = None) -> tuple[Any, dict[str, Any]]:
-    """``iterations`` rounds of characterise -> calibrate -> compensate -> map on ``circuit`` (see the module)."""
+                       progress: Callable[[str], None] | None = None,
+                       measure_last: bool = False) -> tuple[Any, dict[str, Any]]:
+    """``iterations`` rounds of characterise -> calibrate -> compensate -> map on ``circuit`` (see the module);
+    ``measure_last``: characterise the compensated circuit once more for ``record["residual_after"]`` (validation
+    does that itself, for its calibrated model)."""
     from ..hardware import enforce_ranges, map_network, unmap_network
     from ..hardware.compensation import compensate_network, compensation_residual, pinned_values
     from .calibrated import characterisation_hook, characterised_spec
@@ -59,5 +62,7 @@ def compensate_circuit(circuit: Any, settings: Any, x: np.ndarray, lowpass: np.n
         previous = (built, calibrated)
         steps[-1].update(pinned_values=sum(len(v) for v in pinned.values()), wall_s=time.perf_counter() - start)
     record = {"iterations": iterations, "steps": steps, "pinned": pinned,
+              **({"residual_after": compensation_residual(characterised_spec(hook, circuit, settings, x, lowpass), wanted,
+                                                          pinned)} if measure_last and iterations else {}),
               "wanted": "the network as the ideal mapping builds it (clipped values included)"}
     return circuit, record

@@ -175,7 +175,9 @@ def run_instance(item: dict[str, Any]) -> dict[str, Any]:
     x, y, lead = scoring_stream(task, settings.samples, settings.washout)
     n_steps = x.shape[0] * cfg.substeps
     thresholds = [spike_level(cfg)] * len(cfg.hidden)
-    circuit, _ = map_for_validation(network, settings)
+    circuit = item.get("circuit")  # compensated once for all instances, or None: as mapped
+    if circuit is None:
+        circuit = map_for_validation(network, settings)[0]
     seed = item["seed"]
     impl = None
     if seed is not None and item.get("mode", "cell") == "transistor":
@@ -330,6 +332,25 @@ def study_items(checkpoint: str | Path, settings: ValidationSettings, mc: MonteC
     return items, labels
 
 
+def compensated_nominal(checkpoint: Path, settings: ValidationSettings, calibrated_for: str | None,
+                        progress: Progress) -> tuple[Any, dict[str, Any]]:
+    """The nominal circuit compensated at design time (:mod:`.compensated`), which every instance then draws its
+    mismatch on: what every chip shares is designed out once, what differs per chip is the study."""
+    from .compensated import compensate_circuit
+    from .runs import map_for_validation, scoring_stream
+
+    if calibrated_for is not None:
+        raise InputError(f"--compensate: this checkpoint was trained on {calibrated_for}'s cell model (--hardware), "
+                         "so it expects the cells as mapped; compensating them would undo what it learnt. Drop "
+                         "--compensate, or use a checkpoint trained on the ideal model")
+    path = str(checkpoint.resolve())
+    network, task = _loaded(path, _digest(checkpoint))
+    x, _, _ = scoring_stream(task, settings.samples, settings.washout)
+    model = _nominal_model(path, _digest(checkpoint), settings.samples, settings.washout, None)
+    circuit, _ = map_for_validation(network, settings)
+    return compensate_circuit(circuit, settings, x, model.lowpass, settings.compensate, progress)
+
+
 def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: ValidationSettings = ValidationSettings(),
                    mc: MonteCarloSettings = MonteCarloSettings(), execution: Any = None, force: bool = False,
                    progress: Progress = _quiet, command: Sequence[str] | None = None) -> dict[str, Any]:
@@ -365,6 +386,11 @@ def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: Validation
     from ..training.checkpoint import load_checkpoint
 
     calibrated_for = nominal_model_kind(load_checkpoint(checkpoint), settings.circuit_target)
+    compensation = None
+    if settings.compensate:
+        circuit, compensation = compensated_nominal(checkpoint, settings, calibrated_for, progress)
+        for item in items:
+            item["circuit"] = circuit
     for item in items:
         item["calibrated_for"] = calibrated_for
     own = execution is None
@@ -392,6 +418,7 @@ def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: Validation
         "nominal_model": f"{calibrated_for}'s calibrated cell model (trained --hardware {calibrated_for})"
                          if calibrated_for else "the ideal model",
         "thresholds": settings.thresholds.to_dict(), "labels": labels, "provenance": stamp,
+        "compensation": compensation,
     })
     progress("writing the report")
     from ..plotting.montecarlo import histograms
@@ -436,6 +463,14 @@ def render_html(summary: dict[str, Any], png: Path) -> str:
                 ("sigma_offset of OTA inputs [mV]", 1e3 * stats["sigma_offset"])]),
              ("statistics from", stats["source"]),
              ("test samples scored", summary["samples_scored"]), ("warm-up samples", summary["washout"])]
+    compensation = summary.get("compensation")
+    if compensation:
+        steps = compensation["steps"]
+        worst = [max((v for k, v in step["residual_before"].items() if "[" not in k and k != "pinned values"),
+                     default=float("nan")) for step in steps]
+        setup.append(("design-time compensation of the nominal circuit",
+                      f"{compensation['iterations']} round(s); worst scaled cell error before each: "
+                      + ", ".join(f"{100 * w:.2g} %" for w in worst)))
     nominal = summary["nominal_circuit"]
     yields = [("yield_task", summary["yield_task"]), ("  definition", summary["yield_definitions"]["yield_task"]),
               ("yield_thresholds", summary["yield_thresholds"]),
@@ -479,6 +514,10 @@ def print_summary(summary: dict[str, Any], out: Path, stream: Any = None) -> Non
     print(f"  {'figure':<28} {'median':>9} {'5 %':>9} {'95 %':>9} {'worst':>9}", file=stream)
     for key, d in summary["metrics"].items():
         print(f"  {key:<28} {d['median']:>9.4f} {d['p5']:>9.4f} {d['p95']:>9.4f} {d['worst']:>9.4f}", file=stream)
+    nominal, compensation = summary["nominal_circuit"], summary.get("compensation")
+    how = f" (compensated in {compensation['iterations']} rounds)" if compensation else ""
+    print(f"  nominal circuit{how}: task NRMSE {nominal['task_nrmse_circuit']:.4f}, Gamma "
+          f"{nominal['spike_coincidence']:.4f}, output NRMSE vs model {nominal['output_nrmse_vs_model']:.4f}", file=stream)
     print(f"  yield_task {summary['yield_task']:.3f} ({summary['yield_definitions']['yield_task']})", file=stream)
     print(f"  yield_thresholds {summary['yield_thresholds']:.3f} (validate's thresholds vs the nominal model)", file=stream)
     refit = summary.get("readout_refit")

@@ -48,7 +48,7 @@ def export_validated_circuit(result: ValidationResult, task: Any, settings: Vali
     x, _, _ = scoring_stream(task, settings.samples, settings.washout)
     exported = export_network(result.network_circuit, x, out_dir, target_name=settings.circuit_target,
                               source="mtc_analog validation", input_source="task test split (with washout)",
-                              force=True, range_changes=range_changes)
+                              force=True, range_changes=range_changes, compensation=result.summary.get("compensation"))
     return exported.netlist_path
 
 
