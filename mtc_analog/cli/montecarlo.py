@@ -17,7 +17,7 @@ from ..execution import add_execution_arguments
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hardware.mismatch import MismatchStatistics, statistics_for_target
+    from ..hardware.mismatch import statistics_for_target
     from ..validation.montecarlo import MONTECARLO_HTML, MonteCarloSettings, print_summary, run_montecarlo
     from .validate import settings_from_args
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     statistics = None
     if args.sigma_rel is not None or args.sigma_offset is not None:
         default = statistics_for_target(args.target, settings.target)
-        statistics = MismatchStatistics(
+        statistics = default.with_cell_spreads(
             default.sigma_rel if args.sigma_rel is None else args.sigma_rel,
             default.sigma_offset if args.sigma_offset is None else args.sigma_offset * 1e-3,
             "given on the command line" + ("" if args.sigma_rel is not None and args.sigma_offset is not None

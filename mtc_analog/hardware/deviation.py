@@ -39,7 +39,7 @@ from ..errors import InputError
 from ..neuron.equations import SHIFTED_FIELDS, MTCParameters, deviate
 from ..spec import NetworkSpec
 from .mapping import map_network, unmap_network
-from .mismatch import MismatchStatistics, apply_mismatch
+from .mismatch import MismatchStatistics, apply_statistics
 from .target import HardwareTarget
 
 #: Model quantities that a deviation shifts (model voltage units, V_s); every other field scales.
@@ -153,12 +153,21 @@ def mismatch_deviation(spec: NetworkSpec, statistics: MismatchStatistics, seed: 
                        target: HardwareTarget) -> NetworkDeviation:
     """The deviation of one mismatch draw: the network mapped onto ``target``, perturbed by
     :func:`~mtc_analog.hardware.mismatch.apply_mismatch` with ``seed``, mapped back, relative to nominal.
+    The transconductor and readout-node offsets (drawn last) are bias shifts ([I_u]; readout: output units), not
+    factors: a bias near zero still gets them.
 
     Statistics with zero spreads give factors exactly 1 and shifts exactly 0."""
     circuit = map_network(spec, target)
     nominal = unmap_network(circuit)
-    drawn = unmap_network(apply_mismatch(circuit, statistics.sigma_rel, seed, statistics.sigma_offset, target))
-    return between(nominal, drawn)
+    cells = unmap_network(apply_statistics(circuit, statistics, seed, target, offsets=False))
+    deviation = between(nominal, cells)
+    if statistics.sigma_offset_synapse == 0 and statistics.sigma_offset_readout == 0:
+        return deviation
+    drawn = unmap_network(apply_statistics(circuit, statistics, seed, target))
+    layers = tuple(dataclasses.replace(dev, bias_shift=np.asarray(d.bias, dtype=float) - np.asarray(c.bias, dtype=float))
+                   for dev, d, c in zip(deviation.layers, drawn.layers, cells.layers))
+    return dataclasses.replace(deviation, layers=layers, readout_bias_shift=np.asarray(drawn.readout.bias, dtype=float)
+                               - np.asarray(cells.readout.bias, dtype=float))
 
 
 def compose(first: NetworkDeviation, then: NetworkDeviation) -> NetworkDeviation:

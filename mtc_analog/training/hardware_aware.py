@@ -38,13 +38,14 @@ def statistics_target(cfg: Any) -> str:
 
 
 def training_statistics(cfg: Any, target: HardwareTarget) -> MismatchStatistics:
-    """The target's statistics, with ``mismatch_sigma_rel`` / ``mismatch_sigma_offset`` overriding (checked)."""
+    """The target's statistics, with ``mismatch_sigma_rel`` / ``mismatch_sigma_offset`` overriding (checked; the
+    transconductor offsets scale with the OTA offset)."""
     base = statistics_for_target(statistics_target(cfg), target)
     rel = base.sigma_rel if cfg.mismatch_sigma_rel is None else cfg.mismatch_sigma_rel
     offset = base.sigma_offset if cfg.mismatch_sigma_offset is None else cfg.mismatch_sigma_offset
     if rel == base.sigma_rel and offset == base.sigma_offset:
         return base
-    return MismatchStatistics(rel, offset, f"given (sigma_rel {rel:g}, sigma_offset {offset:g} V)")
+    return base.with_cell_spreads(rel, offset, f"given (sigma_rel {rel:g}, sigma_offset {offset:g} V)")
 
 
 @dataclass

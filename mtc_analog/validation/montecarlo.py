@@ -7,7 +7,8 @@
 Instance ``k`` of a study seeded ``S`` maps the network onto the target exactly as ``validate`` does,
 draws its mismatch with ``numpy.random.default_rng((S, k))`` (:func:`~mtc_analog.hardware.mismatch.
 apply_mismatch`, spreads from :func:`~mtc_analog.hardware.mismatch.statistics_for_target`: tail
-currents and capacitors log-normal, OTA input offsets on every reference voltage), simulates that
+currents and capacitors log-normal, OTA input offsets on every reference voltage, synapse and readout-node
+offsets as bias currents), simulates that
 circuit in ngspice on the same test stream as ``validate`` and compares it with the *nominal* model
 (:func:`~mtc_analog.validation.fidelity.compare`: task NRMSE, Gamma, output NRMSE vs the model,
 spike-count error). One extra task simulates the nominal circuit (no mismatch) as the reference.
@@ -51,7 +52,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..hardware.mismatch import MismatchStatistics, apply_mismatch, statistics_for_target
+from ..hardware.mismatch import MismatchStatistics, apply_statistics, statistics_for_target
 from ..io import prepare_output_dir, write_json, write_text
 from .runs import Progress, ValidationSettings, _quiet
 
@@ -185,7 +186,7 @@ def run_instance(item: dict[str, Any]) -> dict[str, Any]:
 
         impl = get_target(settings.circuit_target).with_device_mismatch(tuple(seed), stats.sigma_vt_n, stats.sigma_vt_p)
     elif seed is not None:
-        circuit = apply_mismatch(circuit, stats.sigma_rel, tuple(seed), stats.sigma_offset)
+        circuit = apply_statistics(circuit, stats, tuple(seed))
     model = _nominal_model(item["checkpoint"], item["digest"], settings.samples, settings.washout, item.get("calibrated_for"))
     start = time.perf_counter()
     waves, nodes = simulate_circuit(circuit, x, settings, target=impl)
@@ -400,7 +401,9 @@ def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: Validation
     mode = mismatch_mode(mc.mismatch, settings.circuit_target)
     spreads = (f"per-transistor sigma_VT nfet {1e3 * statistics.sigma_vt_n:.3g} mV, pfet {1e3 * statistics.sigma_vt_p:.3g} mV"
                if mode == "transistor" else
-               f"sigma_rel {statistics.sigma_rel:.4g}, sigma_offset {1e3 * statistics.sigma_offset:.3g} mV")
+               f"sigma_rel {statistics.sigma_rel:.4g}, sigma_offset {1e3 * statistics.sigma_offset:.3g} mV, synapse / "
+               f"readout-node offsets {1e3 * statistics.sigma_offset_synapse:.3g} / "
+               f"{1e3 * statistics.sigma_offset_readout:.3g} mV")
     progress(f"{mc.instances} instance(s) + the nominal circuit, seed {mc.seed}, {mode}-level mismatch ({spreads}), "
              f"on {execution.describe()}")
     try:
@@ -460,7 +463,9 @@ def render_html(summary: dict[str, Any], png: Path) -> str:
                  f"{1e3 * stats.get('sigma_vt_n', 0.0):.3g} / {1e3 * stats.get('sigma_vt_p', 0.0):.3g}")]
                if summary.get("mismatch_mode") == "transistor" else
                [("sigma_rel of currents and capacitors", stats["sigma_rel"]),
-                ("sigma_offset of OTA inputs [mV]", 1e3 * stats["sigma_offset"])]),
+                ("sigma_offset of OTA inputs [mV]", 1e3 * stats["sigma_offset"]),
+                ("sigma of synapse / readout-node offsets [mV]",
+                 f"{1e3 * stats.get('sigma_offset_synapse', 0.0):.3g} / {1e3 * stats.get('sigma_offset_readout', 0.0):.3g}")]),
              ("statistics from", stats["source"]),
              ("test samples scored", summary["samples_scored"]), ("warm-up samples", summary["washout"])]
     compensation = summary.get("compensation")
