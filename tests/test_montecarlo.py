@@ -243,6 +243,30 @@ def test_every_instance_gets_a_chip_in_the_loop_readout_refit(serial_run):
     model = serial_run["nominal_circuit"]["task_nrmse_model_holdout"]
     assert refit["limit"] == pytest.approx(1.10 * model)
     assert math.isfinite(refit["median_after"]) and refit["median_after"] > 0
+    assert 0.0 <= refit["yield_task_trimmed"] <= 1.0 and refit["median_trimmed"] > 0
+
+
+def test_the_offset_trim_removes_a_constant_output_offset_exactly():
+    """A chip whose prediction is the nominal model's plus a constant: the trim (no labels) finds the constant
+    on the first half and the trimmed chip scores exactly as the model on the second half."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mtc_analog.validation.montecarlo import readout_refit
+
+    network = SpikingRegressor(NetworkConfig(**TINY))
+    rng = np.random.default_rng(0)
+    n, lead = 60, 10
+    y = rng.standard_normal((n, 1))
+    prediction = y + 0.3 * rng.standard_normal((n, 1))
+    membrane = [rng.standard_normal((n * network.config.substeps, 4))]
+    model = SimpleNamespace(prediction=prediction)
+    chip = SimpleNamespace(prediction=prediction + 0.25, membrane=membrane)
+    record = readout_refit(network, model, chip, y, lead)
+    assert record["readout_offset_trim"] == pytest.approx(-0.25, abs=1e-12)
+    assert record["task_nrmse_circuit_trimmed"] == pytest.approx(record["task_nrmse_model_holdout"], rel=1e-12)
+    assert record["task_nrmse_circuit_holdout"] > 1.2 * record["task_nrmse_model_holdout"]
 
 
 def test_sky130_study_on_the_compensated_circuit(sky_checkpoint, tmp_path):

@@ -117,11 +117,11 @@ def run(args: argparse.Namespace) -> int:
     if len(changes) > 10:
         print(f"  ... and {len(changes) - 10} more range changes (all listed in mapping.json)")
     if compensation:
-        from ..validation.calibrated import _worst_group
+        from ..validation.calibrated import worst_group
 
         print(f"  compensated in {compensation['iterations']} round(s) against its own cells: worst cell error "
-              f"{_worst_group(compensation['steps'][0]['residual_before'])} before, "
-              f"{_worst_group(compensation['residual_after'])} after")
+              f"{worst_group(compensation['steps'][0]['residual_before'])} before, "
+              f"{worst_group(compensation['residual_after'])} after")
     print(f"run it stand-alone: ngspice -b {result.netlist_path}   or: mtc-analog simulate {result.netlist_path} --out DIR")
     return 0
 

@@ -163,3 +163,13 @@ def compensation_residual(calibrated: Any, wanted: Any, pinned: dict[str, list[i
     if pinned:
         residual["pinned values"] = float(sum(len(v) for v in pinned.values()))
     return residual
+
+
+def worst_scaled(residual: dict[str, float]) -> tuple[str, float] | None:
+    """The group of a :func:`compensation_residual` with the largest relative error (scaled values only: the
+    shifted groups carry units, in brackets) and that error; None when there is none."""
+    scaled = {k: v for k, v in residual.items() if "[" not in k and k != "pinned values"}
+    if not scaled:
+        return None
+    group = max(scaled, key=scaled.get)
+    return group, scaled[group]

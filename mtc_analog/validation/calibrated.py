@@ -220,8 +220,8 @@ def summary_lines(section: dict[str, Any]) -> list[str]:
     compensation = section.get("compensation")
     if compensation:
         lines.append(f"compensated in {compensation['iterations']} round(s): worst cell error "
-                     f"{_worst_group(compensation['residual_before'][0]) if compensation['residual_before'] else 'n/a'} "
-                     f"before, {_worst_group(compensation['residual_after'])} after")
+                     f"{worst_group(compensation['residual_before'][0]) if compensation['residual_before'] else 'n/a'} "
+                     f"before, {worst_group(compensation['residual_after'])} after")
     return lines
 
 
@@ -245,13 +245,12 @@ def compensation_html(compensation: dict[str, Any] | None) -> str:
             f"<table><tr><th>cell group</th>{head}</tr>{body}</table>")
 
 
-def _worst_group(residual: dict[str, float]) -> str:
-    """The largest scaled-value error of a compensation residual, e.g. ``29.9 % (membrane tau_m, R)``."""
-    scaled = {k: v for k, v in residual.items() if "[" not in k and k != "pinned values"}  # shifted ones carry units
-    if not scaled:
-        return "n/a"
-    group = max(scaled, key=scaled.get)
-    return f"{100 * scaled[group]:.2g} % ({group})"
+def worst_group(residual: dict[str, float]) -> str:
+    """The largest scaled-value error of a compensation residual, e.g. ``30 % (membrane tau_m, R)``."""
+    from ..hardware.compensation import worst_scaled
+
+    worst = worst_scaled(residual)
+    return "n/a" if worst is None else f"{100 * worst[1]:.2g} % ({worst[0]})"
 
 
 def _pct(value: Any) -> str:
