@@ -23,3 +23,11 @@ def descendants(pid: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: restore the default disposition, which a
+    test run started in the background (``cmd &``, ``nohup``) inherits as "ignored" and would pass on."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

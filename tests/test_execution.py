@@ -19,7 +19,7 @@ import pytest
 
 from mtc_analog.execution import Execution, ExecutionError, TaskFailedError
 from mtc_analog.io import process_alive
-from proc_census import descendants
+from proc_census import descendants, interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,7 +129,7 @@ def test_ctrl_c_cancels_the_graph_and_leaves_no_process(tmp_path):
             ex.map(t.hold_a_child, [60, 60, 60])
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=interruptible)
     assert proc.stdout.readline().strip() == "started"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until both workers hold their `sleep`

@@ -16,7 +16,7 @@ import pytest
 from mtc_analog.hardware import HardwareTarget
 from mtc_analog.neuron.regimes import get_preset
 from mtc_analog.io import process_alive
-from proc_census import descendants
+from proc_census import descendants, interruptible
 from mtc_analog.spice.protocol import NeuronSetup, StepProtocol, protocol_netlist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,8 @@ def test_no_worker_survives_a_signal_to_simulate(tmp_path, how):
     out = tmp_path / "sim"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "mtc_analog", "simulate", str(cir), "--out", str(out)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=interruptible)
     seen: set[int] = set()
     try:
         worker = None
