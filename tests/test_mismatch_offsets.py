@@ -17,7 +17,8 @@ from mtc_analog.errors import InputError
 from mtc_analog.hardware import load_target, map_network
 from mtc_analog.hardware.deviation import mismatch_deviation
 from mtc_analog.hardware.mismatch import (OTA_LIN_OFFSET_FACTOR, READOUT_OFFSET_FACTOR, MismatchStatistics,
-                                          apply_mismatch, apply_statistics, statistics_for_target)
+                                          apply_mismatch, apply_statistics, draw_statistics,
+                                          statistics_for_target)
 from mtc_analog.network import NetworkConfig, SpikingRegressor
 
 TARGET = load_target("sky130")
@@ -57,8 +58,9 @@ def test_the_model_deviation_carries_them_as_bias_shifts():
     without = dataclasses.replace(stats, sigma_offset_synapse=0.0, sigma_offset_readout=0.0)
     assert mismatch_deviation(spec, without, (0, 1), TARGET).layers[0].bias_shift is None
     # the same draw as the Monte Carlo's circuit
-    drawn = apply_statistics(map_network(spec, TARGET), stats, (0, 1))
-    cells = apply_statistics(map_network(spec, TARGET), stats, (0, 1), offsets=False)
+    cells, drawn = draw_statistics(map_network(spec, TARGET), stats, (0, 1))
+    assert apply_statistics(map_network(spec, TARGET), stats, (0, 1)).layers[0].bias_current.tolist() == \
+        drawn.layers[0].bias_current.tolist()
     np.testing.assert_allclose(deviation.layers[0].bias_shift * TARGET.i_unit,
                                np.asarray(drawn.layers[0].bias_current) - np.asarray(cells.layers[0].bias_current),
                                rtol=1e-9, atol=1e-24)

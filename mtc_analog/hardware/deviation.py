@@ -39,7 +39,7 @@ from ..errors import InputError
 from ..neuron.equations import SHIFTED_FIELDS, MTCParameters, deviate
 from ..spec import NetworkSpec
 from .mapping import map_network, unmap_network
-from .mismatch import MismatchStatistics, apply_statistics
+from .mismatch import MismatchStatistics, draw_statistics
 from .target import HardwareTarget
 
 #: Model quantities that a deviation shifts (model voltage units, V_s); every other field scales.
@@ -159,11 +159,12 @@ def mismatch_deviation(spec: NetworkSpec, statistics: MismatchStatistics, seed: 
     Statistics with zero spreads give factors exactly 1 and shifts exactly 0."""
     circuit = map_network(spec, target)
     nominal = unmap_network(circuit)
-    cells = unmap_network(apply_statistics(circuit, statistics, seed, target, offsets=False))
+    cells_circuit, drawn_circuit = draw_statistics(circuit, statistics, seed, target)
+    cells = unmap_network(cells_circuit)
     deviation = between(nominal, cells)
-    if statistics.sigma_offset_synapse == 0 and statistics.sigma_offset_readout == 0:
+    if drawn_circuit is cells_circuit:  # no transconductor offsets in these statistics
         return deviation
-    drawn = unmap_network(apply_statistics(circuit, statistics, seed, target))
+    drawn = unmap_network(drawn_circuit)
     layers = tuple(dataclasses.replace(dev, bias_shift=np.asarray(d.bias, dtype=float) - np.asarray(c.bias, dtype=float))
                    for dev, d, c in zip(deviation.layers, drawn.layers, cells.layers))
     return dataclasses.replace(deviation, layers=layers, readout_bias_shift=np.asarray(drawn.readout.bias, dtype=float)

@@ -148,6 +148,25 @@ def apply_mismatch(
 ) -> Circuit:
     """A copy of ``circuit`` with seeded log-normal mismatch on currents and capacitors, offsets on its operating
     voltages and (networks) on its transconductors and readout nodes (see module)."""
+    return _draw(circuit, sigma_rel, seed, sigma_offset, target, sigma_offset_synapse, sigma_offset_readout)[1]
+
+
+def apply_statistics(circuit: Circuit, statistics: MismatchStatistics, seed: int | Sequence[int],
+                     target: HardwareTarget | None = None) -> Circuit:
+    """:func:`apply_mismatch` with every spread of ``statistics``."""
+    return draw_statistics(circuit, statistics, seed, target)[1]
+
+
+def draw_statistics(circuit: Circuit, statistics: MismatchStatistics, seed: int | Sequence[int],
+                    target: HardwareTarget | None = None) -> tuple[Circuit, Circuit]:
+    """One draw with every spread of ``statistics``, twice: ``(cells, drawn)``, the circuit before the
+    transconductor and readout-node offsets (drawn last) and after them."""
+    return _draw(circuit, statistics.sigma_rel, seed, statistics.sigma_offset, target, statistics.sigma_offset_synapse,
+                 statistics.sigma_offset_readout)
+
+
+def _draw(circuit: Circuit, sigma_rel: float, seed: int | Sequence[int], sigma_offset: float,
+          target: HardwareTarget | None, sigma_offset_synapse: float, sigma_offset_readout: float) -> tuple[Circuit, Circuit]:
     check_sigmas(sigma_rel, sigma_offset)
     check_sigmas(0.0, sigma_offset_synapse)
     check_sigmas(0.0, sigma_offset_readout)
@@ -165,19 +184,10 @@ def apply_mismatch(
             return values + sigma_offset * z
         return values
 
-    drawn = transform_values(circuit, target, perturb)
-    if isinstance(drawn, NetworkCircuit) and (sigma_offset_synapse > 0 or sigma_offset_readout > 0):
-        drawn = _transconductor_offsets(drawn, rng, sigma_offset_synapse, sigma_offset_readout)
-    return drawn
-
-
-def apply_statistics(circuit: Circuit, statistics: MismatchStatistics, seed: int | Sequence[int],
-                     target: HardwareTarget | None = None, offsets: bool = True) -> Circuit:
-    """:func:`apply_mismatch` with every spread of ``statistics`` (``offsets=False``: without the transconductor
-    and readout-node offsets, which come last in the draw: the same cells otherwise)."""
-    return apply_mismatch(circuit, statistics.sigma_rel, seed, statistics.sigma_offset, target,
-                          statistics.sigma_offset_synapse if offsets else 0.0,
-                          statistics.sigma_offset_readout if offsets else 0.0)
+    cells = transform_values(circuit, target, perturb)
+    if isinstance(cells, NetworkCircuit) and (sigma_offset_synapse > 0 or sigma_offset_readout > 0):
+        return cells, _transconductor_offsets(cells, rng, sigma_offset_synapse, sigma_offset_readout)
+    return cells, cells
 
 
 def _transconductor_offsets(circuit: NetworkCircuit, rng: np.random.Generator, sigma_synapse: float,
