@@ -46,15 +46,13 @@ def run(args: argparse.Namespace) -> int:
     from ..spice.export import export_network, export_neuron, load_input_file, load_neuron_setup
     from ..spice.target import get_target
 
-    circuit_target = get_target(args.target)  # unknown level: one clear line
+    from ..validation.compensated import check_rounds
+
+    get_target(args.target)  # unknown level: one clear line
     target = load_target(args.target_file if args.target_file else args.target)
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples must be >= 1, got {args.samples}")
-    if args.compensate < 0:
-        raise InputError(f"--compensate must be >= 0 rounds, got {args.compensate}")
-    if args.compensate and not hasattr(circuit_target, "characterise_network"):
-        raise InputError(f"--compensate: the {args.target!r} target's cells cannot be characterised (they are ideal: "
-                         "nothing to compensate); use it with --target sky130")
+    check_rounds(args.compensate, args.target)
     if not args.source.exists():
         raise InputError(f"{args.source} does not exist")
 
@@ -134,7 +132,8 @@ def _compensated(network, circuit, x, args):
 
     import numpy as np
 
+    x = np.asarray(x, dtype=float)
     settings = ValidationSettings(target=circuit.target, circuit_target=args.target, clip=args.clip)
-    model = model_traces(network, np.asarray(x, dtype=float), spike_level(network.config))
-    return compensate_circuit(circuit, settings, np.asarray(x, dtype=float), model.lowpass, args.compensate,
+    model = model_traces(network, x, spike_level(network.config))
+    return compensate_circuit(circuit, settings, x, model.lowpass, args.compensate,
                               progress=lambda line: print(f"[export] {line}", flush=True), measure_last=True)

@@ -69,18 +69,16 @@ def settings_from_args(args: argparse.Namespace, circuit_filter: str | None):
     if args.window_steps <= 0:
         raise InputError(f"--window-steps must be > 0, got {args.window_steps}")
     compensate = getattr(args, "compensate", 0) or 0
-    if compensate < 0:
-        raise InputError(f"--compensate must be >= 0 rounds, got {compensate}")
     if args.max_neurons < 1:
         raise InputError(f"--max-neurons must be >= 1, got {args.max_neurons}")
     if args.workers is not None and args.workers < 0:
         raise InputError(f"--workers must be >= 0 (0: serial), got {args.workers}")
     from ..spice.target import get_target
 
-    circuit_target = get_target(args.target)  # unknown circuit level: one clear line
-    if compensate and not hasattr(circuit_target, "characterise_network"):
-        raise InputError(f"--compensate: the {args.target!r} target's cells cannot be characterised (they are ideal: "
-                         "nothing to compensate); use it with --target sky130")
+    get_target(args.target)  # unknown circuit level: one clear line
+    from ..validation.compensated import check_rounds
+
+    check_rounds(compensate, args.target)
     target: HardwareTarget = load_target(args.hardware if args.hardware else args.target)
     return ValidationSettings(
         target=target, circuit_filter=circuit_filter, samples=args.samples, washout=args.washout,

@@ -30,6 +30,18 @@ from ..errors import InputError
 DEFAULT_ITERATIONS = 3
 
 
+def check_rounds(rounds: int, circuit_target: Any) -> None:
+    """Refuse ``--compensate ROUNDS`` that cannot run: negative, or on a circuit target (name or object) whose cells
+    cannot be characterised (the behavioural one: ideal cells, nothing to compensate)."""
+    from ..spice.target import get_target
+
+    if rounds < 0:
+        raise InputError(f"--compensate must be >= 0 rounds, got {rounds}")
+    if rounds and not hasattr(get_target(circuit_target), "characterise_network"):
+        raise InputError(f"--compensate: the {circuit_target!r} target's cells cannot be characterised (they are ideal: "
+                         "nothing to compensate); use it with --target sky130")
+
+
 def compensate_circuit(circuit: Any, settings: Any, x: np.ndarray, lowpass: np.ndarray, iterations: int,
                        progress: Callable[[str], None] | None = None,
                        measure_last: bool = False) -> tuple[Any, dict[str, Any]]:
@@ -40,12 +52,8 @@ def compensate_circuit(circuit: Any, settings: Any, x: np.ndarray, lowpass: np.n
     from ..hardware.compensation import compensate_network, compensation_residual, pinned_values
     from .calibrated import characterisation_hook, characterised_spec
 
-    if iterations < 0:
-        raise InputError(f"--compensate must be >= 0 iterations, got {iterations}")
+    check_rounds(iterations, settings.circuit_target)
     hook = characterisation_hook(settings)
-    if hook is None:
-        raise InputError(f"--compensate: the {settings.circuit_target!r} circuit target cannot be characterised (its "
-                         "cells are ideal: nothing to compensate); use it with --target sky130")
     say = progress or (lambda _: None)
     wanted = unmap_network(circuit)
     target = circuit.target
