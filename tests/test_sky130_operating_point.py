@@ -25,6 +25,7 @@ from mtc_analog.hardware import check_ranges, enforce_ranges, load_target, map_n
 from mtc_analog.hardware.mapping import map_neuron
 from mtc_analog.network import NetworkConfig, SpikingRegressor
 from mtc_analog.neuron.equations import MTCParameters
+from mtc_analog.spice import sky130
 from mtc_analog.spice.builder import build_network_netlist
 from mtc_analog.spice.runner import SimulationJob, run_jobs
 from mtc_analog.validation.operating_point import check_operating_point, operating_point_report
@@ -143,10 +144,13 @@ def test_power_of_a_one_neuron_network_is_vdd_times_the_mean_supply_current():
                  **{f"lowpass stage {k}": s.bias_current / TARGET.v_s for k, s in enumerate(circuit.readout.lowpass)}}
     static += sum(4 * (g if c["layer"] is not None else g_readout)[c["cell"]] / 7.3 for c in ota_lin)
     assert 0.97 < power["supply_current_start_a"] / static < 1.1  # measured 1.0005
-    # area proxies: 4 element OTAs (6 transistors), leak + filters + synapse as ota_lin (30 transistors each)
+    # area proxies: 4 element OTAs (6 transistors), leak + filters as ota_lin (30 transistors each), the input
+    # synapse an ota_lin with its mirrors at matching 4 (48: every mult copy counted)
     area = power["area"]
     n_filters = sum(f is not None for f in neuron.filters.values())
-    assert area["transistors_per_neuron"] == 6 * len(ib) + 30 * (2 + n_filters)
+    copies = {kind: sum(m for _, _, m in devices) for kind, devices in sky130.CELL_DEVICES.items()}
+    assert (copies["ota_lin"], copies["synapse"], copies["readout_load"]) == (30, 48, 120)
+    assert area["transistors_per_neuron"] == 6 * len(ib) + 30 * (1 + n_filters) + 48
     assert area["capacitance_per_neuron_f"] == pytest.approx(
         neuron.c_m + sum(f.capacitance for f in neuron.filters.values() if f is not None))
 
@@ -170,7 +174,8 @@ def test_validate_on_sky130_reports_operating_point_and_power(tmp_path, capsys):
     # 1 neuron (leak, 4 elements, 2 filters, 1 synapse) + readout (synapse, load, 4 low-pass stages)
     assert saved["operating_point"]["cells_checked"] == 8 + 6
     assert saved["power"]["measured"] and saved["power"]["power_total_w"] > 0
-    assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 324
+    # 24 + 30 x 3 + 48 (the neuron with its input synapse) + 48 + 120 + 4 x 30 (readout synapse, load, low-pass)
+    assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 450
     page = (tmp_path / "report.html").read_text()
     assert "id='operating-point'" in page and "id='power'" in page and "Not counted" in page
     print_summary(report, tmp_path)

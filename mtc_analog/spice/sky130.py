@@ -10,7 +10,9 @@ Cells (``netlists/sky130/``, every one readable and runnable by plain ngspice wi
   pairs) for networks trained with linear filters;
 - the leak R_l: a follower-connected ``ota_lin`` (g = 1/R_l), not an ideal resistor;
 - synapses and the readout load: ``ota_lin`` transconductors (weight sign = input polarity), because the
-  graded inputs span 0..1 V_s where a 5T OTA would be 24 % short; network biases are ideal reference currents;
+  graded inputs span 0..1 V_s where a 5T OTA would be 24 % short, with their mirrors as 4 / 16 parallel copies
+  (:data:`SYNAPSE_MATCHING`, :data:`READOUT_MATCHING`: offsets 4.6 / 2.7 mV instead of 7.8 mV per 1 sigma);
+  network biases are ideal reference currents;
 - membrane and filter capacitors: ideal capacitors (MIM in a layout);
 - the transduction stage stays behavioural (a B-source clip/sigmoid, as in ``behavioral``): a transistor
   version (one branch of a differential pair into an ota_lin load) is future work.
@@ -62,14 +64,30 @@ CELL_FILES = ("ota5t.lib", "ota_lin.lib", "follower_integrator.lib", "synapse.li
 
 
 
+#: Matching multiplier ``km`` of the ota_lin inside a synapse / the readout load (the defaults of
+#: ``synapse_pos``/``synapse_neg`` in synapse.lib and of ``readout_load`` in readout.lib; a test checks they
+#: agree): their tail and pfet mirrors are km parallel copies, which cuts the input-referred offset
+#: (7.8 -> 4.6 / 2.7 mV, 1 sigma) at the price of a slower mirror for small currents (ota_lin.lib).
+SYNAPSE_MATCHING = 4
+READOUT_MATCHING = 16
+
+
+def ota_lin_devices(km: int) -> tuple[tuple[str, str, int], ...]:
+    """The 13 transistors of an ota_lin of matching ``km`` (netlists/sky130/ota_lin.lib)."""
+    return (("dmb", "nfet", 2 * km), ("dmta", "nfet", km), ("dmtb", "nfet", km), ("da1", "nfet", 5), ("das1", "nfet", 5),
+            ("da2", "nfet", 1), ("das2", "nfet", 1), ("db1", "nfet", 1), ("dbs1", "nfet", 1), ("db2", "nfet", 5),
+            ("dbs2", "nfet", 5), ("dm3", "pfet", km), ("dm4", "pfet", km))
+
+
 #: Transistors of each OTA cell: (parameter of its threshold shift [V], nfet/pfet, mult = parallel copies),
-#: as the cell files name them (netlists/sky130/ota5t.lib, ota_lin.lib).
+#: as the cell files name them (netlists/sky130/ota5t.lib, ota_lin.lib); ``synapse`` and ``readout_load`` are
+#: the ota_lin of those cells, at their matching.
 CELL_DEVICES = {
     "ota5t": (("dvt1", "nfet", 1), ("dvt2", "nfet", 1), ("dvt3", "pfet", 1), ("dvt4", "pfet", 1),
               ("dvtt", "nfet", 1), ("dvtb", "nfet", 1)),
-    "ota_lin": (("dmb", "nfet", 2), ("dmta", "nfet", 1), ("dmtb", "nfet", 1), ("da1", "nfet", 5), ("das1", "nfet", 5),
-                ("da2", "nfet", 1), ("das2", "nfet", 1), ("db1", "nfet", 1), ("dbs1", "nfet", 1), ("db2", "nfet", 5),
-                ("dbs2", "nfet", 5), ("dm3", "pfet", 1), ("dm4", "pfet", 1)),
+    "ota_lin": ota_lin_devices(1),
+    "synapse": ota_lin_devices(SYNAPSE_MATCHING),
+    "readout_load": ota_lin_devices(READOUT_MATCHING),
 }
 
 
@@ -190,7 +208,7 @@ class Sky130Target(BehavioralTarget):
                  f"{'synapse_pos' if gm[i, j] > 0 else 'synapse_neg'} gm={text[i, j]}"
                  for i, j in zip(rows.tolist(), cols.tolist())]
         if self.mismatch is not None:  # keyed by the nodes: the same draw in a chunk and in the whole network
-            lines = [f"{line}\n+ {self.mismatch.params(f'synapse/{out_nodes[i]}/{in_nodes[j]}', 'ota_lin')}"
+            lines = [f"{line}\n+ {self.mismatch.params(f'synapse/{out_nodes[i]}/{in_nodes[j]}', 'synapse')}"
                      for line, i, j in zip(lines, rows.tolist(), cols.tolist())]
         return lines
 
@@ -198,7 +216,7 @@ class Sky130Target(BehavioralTarget):
         r = spice_number(r_load, f"readout {prefix} / R_load", "ohm", positive=True)
         line = f"XR{prefix} {spice_name(out_node)} {vrest_node} readout_load rload={r}"
         if self.mismatch is not None:
-            line += f"\n+ {self.mismatch.params(f'readout/{out_node}', 'ota_lin')}"
+            line += f"\n+ {self.mismatch.params(f'readout/{out_node}', 'readout_load')}"
         return [line]
 
     def characterise_network(self, circuit: Any, **options: Any) -> Any:

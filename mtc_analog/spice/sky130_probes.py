@@ -28,9 +28,11 @@ _FILTER_PORT = {"fast": 1, "slow": -3, "ultraslow": -2}  #: index of each filter
 _PATHS = {"ota5t": (("t",), ("t",)), "ota_lin": (("ta", "tb"), ("a2", "b2"))}  #: kind -> (tails, pair sources)
 
 
-def _cell(where: dict[str, Any], cell: str, kind: str, path: str, out: str) -> dict[str, Any]:
+def _cell(where: dict[str, Any], cell: str, kind: str, path: str, out: str, subckt: str | None = None) -> dict[str, Any]:
+    """``subckt``: the library subcircuit whose devices this cell is, for area counts (default: ``kind``;
+    a synapse or the readout load wraps an ota_lin at its own matching)."""
     tails, sources = _PATHS[kind]
-    return {**where, "cell": cell, "kind": kind, "instance": path, "out": out.lower(),
+    return {**where, "cell": cell, "kind": kind, "subckt": subckt or kind, "instance": path, "out": out.lower(),
             "tails": [f"{path}.{n}" for n in tails], "sources": [f"{path}.{n}" for n in sources]}
 
 
@@ -74,13 +76,13 @@ def operating_point_cells(body: Sequence[str]) -> list[dict[str, Any]]:
         elif m := re.fullmatch(r"xsl(\d+)_(\d+)_(\d+)", inst):
             where = {"layer": int(m[1]), "neuron": int(m[2]), "where": f"layer {m[1]} / neuron {m[2]}"}
             source = "input" if m[1] == "0" else f"layer {int(m[1]) - 1} neuron"
-            cells.append(_cell(where, f"synapse from {source} {m[3]}", "ota_lin", f"{inst}.xs", ports[0]))
+            cells.append(_cell(where, f"synapse from {source} {m[3]}", "ota_lin", f"{inst}.xs", ports[0], sub))
         elif m := re.fullmatch(r"xsro_(\d+)_(\d+)", inst):
             cells.append(_cell({"layer": None, "neuron": None, "where": f"readout / output {m[1]}"},
-                               f"synapse from neuron {m[2]}", "ota_lin", f"{inst}.xs", ports[0]))
+                               f"synapse from neuron {m[2]}", "ota_lin", f"{inst}.xs", ports[0], sub))
         elif m := re.fullmatch(r"xrro(\d+)", inst):
             cells.append(_cell({"layer": None, "neuron": None, "where": f"readout / output {m[1]}"},
-                               "load", "ota_lin", f"{inst}.xl", ports[0]))
+                               "load", "ota_lin", f"{inst}.xl", ports[0], sub))
         elif m := re.fullmatch(r"xllp(\d+)_(\d+)", inst):
             cells.append(_cell({"layer": None, "neuron": None, "where": f"readout / output {m[1]}"},
                                f"lowpass stage {m[2]}", "ota5t" if sub == "filter_ota" else "ota_lin",

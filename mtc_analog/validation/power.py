@@ -50,6 +50,36 @@ def _number(text: str) -> float:
     return parse_spice_number(text)
 
 
+def _evaluate(text: str, scope: dict[str, str]) -> float | None:
+    """A SPICE parameter value: a number, a parameter of ``scope`` or ``{...}`` arithmetic of them (+ - * /);
+    None when it is something else (a device counter only needs multipliers, which are these)."""
+    import ast
+
+    def value(node: ast.AST, depth: int) -> float:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.Name) and depth < 8 and node.id.lower() in scope:
+            inner = _evaluate(scope[node.id.lower()], {k: v for k, v in scope.items() if k != node.id.lower()})
+            if inner is not None:
+                return inner
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand, depth + 1)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+            a, b = value(node.left, depth + 1), value(node.right, depth + 1)
+            return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}.get(type(node.op), a / b if b else float("nan"))
+        raise ValueError(text)
+
+    raw = text.strip().strip("{}").strip()
+    try:
+        return _number(raw)
+    except Exception:  # noqa: BLE001 - not a plain number: an expression
+        pass
+    try:
+        return value(ast.parse(raw, mode="eval").body, 0)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+
+
 @lru_cache(maxsize=8)
 def device_counts(library: str) -> dict[str, tuple[float, float]]:
     """Per subcircuit of ``library`` (SPICE text): (transistors, gate area W*L [um^2]), every instance
@@ -73,11 +103,8 @@ def device_counts(library: str) -> dict[str, tuple[float, float]]:
     def copies(params: dict[str, str], names: tuple[str, ...], scope: dict[str, str]) -> float:
         for name in names:
             if name in params:
-                value = params[name].strip("{}")
-                try:
-                    return _number(value)
-                except Exception:  # noqa: BLE001 - an expression of the subcircuit's parameters
-                    return _number(scope.get(value, "1"))
+                value = _evaluate(params[name], scope)
+                return 1.0 if value is None else value
         return 1.0
 
     def expand(name: str, scope: dict[str, str]) -> tuple[float, float]:
@@ -91,7 +118,9 @@ def device_counts(library: str) -> dict[str, tuple[float, float]]:
             else:
                 sub = [t for t in tokens[1:] if "=" not in t][-1].lower()
                 m = copies(params, ("m",), scope)  # an X multiplier; "mult" is a parameter the M line uses
-                inner = expand(sub, {**defaults.get(sub, {}), **params})
+                # the instance's parameters are expressions of this subcircuit's (mult={2*km}): evaluated here
+                passed = {k: v if (x := _evaluate(v, scope)) is None else repr(x) for k, v in params.items()}
+                inner = expand(sub, {**defaults.get(sub, {}), **passed})
                 total, area = total + m * inner[0], area + m * inner[1]
         return total, area
 
@@ -101,8 +130,8 @@ def device_counts(library: str) -> dict[str, tuple[float, float]]:
 
 
 def _area(cells: Sequence[dict[str, Any]], counts: dict[str, tuple[float, float]]) -> tuple[float, float]:
-    n = sum(counts.get(c["kind"], (0.0, 0.0))[0] for c in cells)
-    a = sum(counts.get(c["kind"], (0.0, 0.0))[1] for c in cells)
+    n = sum(counts.get(c.get("subckt", c["kind"]), (0.0, 0.0))[0] for c in cells)
+    a = sum(counts.get(c.get("subckt", c["kind"]), (0.0, 0.0))[1] for c in cells)
     return n, a
 
 
