@@ -21,11 +21,12 @@ from mtc_analog.spice import library, sky130, sky130_models
 VCM = load_target("sky130").v_rest
 G = 1e-8  # [S] a mid-range synapse / load transconductance (1.4 nA per tail)
 
-#: cell kind -> (instance template: out node, swept node; measured at g), the mismatch kind it is drawn as
+#: mismatch kind (sky130.CELL_DEVICES) -> instance line: output held at V_rest, the swept node p at the + input
+#: (the readout load's reference: its current is g (V(vrest) - V(out))), transconductance G
 CELLS = {
-    "ota_lin": ("{out} p n ota_lin g={g}", "ota_lin"),
-    "synapse": ("{out} p n synapse_pos gm={g}", "synapse"),
-    "readout_load": ("{out} n readout_load rload={r}", "readout_load"),  # current = g (V(vrest) - V(out))
+    "ota_lin": "X_{name} {out} p n ota_lin g={g!r}",
+    "synapse": "X_{name} {out} p n synapse_pos gm={g!r}",
+    "readout_load": "X_{name} {out} p readout_load rload={r!r}",
 }
 
 
@@ -37,17 +38,12 @@ def offsets(tmp_path_factory):
     sigma = {d: sky130_models.mismatch_sigma(d, "tt", g) for d in ("nfet", "pfet")}
     lines = ["* ota_lin matching", sky130.TARGET.library(set()), f"Vp p 0 {VCM}", f"Vn n 0 {VCM}"]
     columns = []
-    for kind, (template, drawn) in CELLS.items():
-        devices = sky130.CELL_DEVICES[drawn]
+    for kind, template in CELLS.items():
+        devices = sky130.CELL_DEVICES[kind]
         for k in range(len(devices) + 1):  # k = len: the nominal cell
             out = f"o_{kind}_{k}"
             shift = "" if k == len(devices) else f" {devices[k][0]}={sigma[devices[k][1]] / math.sqrt(devices[k][2])!r}"
-            line = template.format(out=out, g=G, r=1 / G) + shift
-            if kind == "readout_load":  # out is the load's node: hold it, sweep its reference (the + input)
-                line = f"X_{kind}_{k} {out} p readout_load rload={1 / G!r}{shift}"
-            else:
-                line = f"X_{kind}_{k} {line}"
-            lines += [f"V{out} {out} 0 {VCM}", line]
+            lines += [f"V{out} {out} 0 {VCM}", template.format(name=f"{kind}_{k}", out=out, g=G, r=1 / G) + shift]
             columns.append((kind, k))
     lines += [".options reltol=1e-5 abstol=1e-16 gmin=1e-15", ".control", "set wr_singlescale", "option numdgt=12",
               # the grid misses V_rest itself: with every node of a cell at one voltage, the sweep point there

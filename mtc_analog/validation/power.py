@@ -54,19 +54,21 @@ def _evaluate(text: str, scope: dict[str, str]) -> float | None:
     """A SPICE parameter value: a number, a parameter of ``scope`` or ``{...}`` arithmetic of them (+ - * /);
     None when it is something else (a device counter only needs multipliers, which are these)."""
     import ast
+    import operator
 
-    def value(node: ast.AST, depth: int) -> float:
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+    def value(node: ast.AST) -> float:
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
             return float(node.value)
-        if isinstance(node, ast.Name) and depth < 8 and node.id.lower() in scope:
+        if isinstance(node, ast.Name) and node.id.lower() in scope:  # the name leaves the scope: no cycles
             inner = _evaluate(scope[node.id.lower()], {k: v for k, v in scope.items() if k != node.id.lower()})
             if inner is not None:
                 return inner
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -value(node.operand, depth + 1)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
-            a, b = value(node.left, depth + 1), value(node.right, depth + 1)
-            return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}.get(type(node.op), a / b if b else float("nan"))
+            return -value(node.operand)
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](value(node.left), value(node.right))
         raise ValueError(text)
 
     raw = text.strip().strip("{}").strip()
@@ -75,8 +77,8 @@ def _evaluate(text: str, scope: dict[str, str]) -> float | None:
     except Exception:  # noqa: BLE001 - not a plain number: an expression
         pass
     try:
-        return value(ast.parse(raw, mode="eval").body, 0)
-    except (SyntaxError, ValueError, RecursionError):
+        return value(ast.parse(raw, mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError):
         return None
 
 
