@@ -198,3 +198,33 @@ def test_chunked_characterisation_matches_one_run():
     excess = tc.lowpass_c_total / tc.lowpass_c
     assert np.all((1.01 < excess) & (excess < 1.15)), excess
     assert excess[-1] < excess[0]  # the last stage has no next stage's input on its node
+
+
+def test_a_monte_carlo_chip_is_characterised_with_its_own_cells():
+    """With transistor mismatch the characterisation gives each neuron cell the draws it has in the network netlist
+    (same key, same values), so the chip's offsets show in its calibrated model: the filter followers' offsets
+    (mV, a few x the nominal systematic one), the rest voltage and the offsets of the elements on a filter move;
+    the same seed measures the same chip."""
+    from mtc_analog.spice import characterise
+    from mtc_analog.spice.builder import neuron_nodes
+    from mtc_analog.spice.target import get_target
+
+    circuit = map_network(small_network().to_spec(), TARGET)
+    chip = get_target("sky130").with_device_mismatch((0, 3), 1.01e-3, 1.69e-3)
+    dc, _, _ = characterise.neuron_chunk_lines(circuit.layers[0].neurons, TARGET, chip, 0.0, ["l0n0", "l0n1"])
+    neuron = circuit.layers[0].neurons[1]  # as the network netlist writes it (builder: instance l<layer>n<index>)
+    in_network = " ".join(chip.neuron_lines("l0n1", neuron_nodes(0, 1, neuron.filters.get("fast") is not None), neuron,
+                                            TARGET.v_s, "vrest"))
+    leak = chip.cell_mismatch("l0n1/leak", "ota_lin").split()
+    assert leak and all(f"mm_leak_{value}" in in_network for value in leak)  # the network draws the same values
+    assert any(line.startswith("Xleak1 ") and line.endswith(" ".join(leak)) for line in dc)
+    nominal, drawn, again = (get_target("sky130").characterise_network(circuit) if t is None else t.characterise_network(circuit)
+                             for t in (None, chip, chip))
+    for a, b, c in zip(nominal.neurons[0], drawn.neurons[0], again.neurons[0]):
+        assert b.v_filter_off == c.v_filter_off and b.v_leak_off == c.v_leak_off  # reproducible
+        assert set(a.v_filter_off) == set(b.v_filter_off) and a.v_filter_off
+        assert all(abs(v) < 3e-3 for v in a.v_filter_off.values())  # nominal: the follower's systematic offset
+        assert any(abs(b.v_filter_off[ts] - a.v_filter_off[ts]) > 2e-4 for ts in a.v_filter_off)
+    spec = unmap_network(circuit)
+    before, after = (calibrate_network(spec, fits, TARGET).layers[0].params for fits in (nominal, drawn))
+    assert not np.allclose(before.u_rest, after.u_rest, atol=1e-3) and not np.allclose(before.d_s_plus, after.d_s_plus, atol=1e-3)

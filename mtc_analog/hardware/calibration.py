@@ -12,9 +12,13 @@ Per quantity (model units, docs/reference.md §8 mapping inverted with the measu
 
 - element gain ``a_x = (I_sat+ + I_sat-) / (2 I_u)`` and offset ``d_x = (V_ref + v_off - V_rest) / V_s``;
 - passive ``R = I_u / (g V_s)``, ``tau_m = C_node / (g t_u)`` with ``g`` the leak's conductance plus the
-  element OTAs' output conductances, ``U_rest`` moved by the leak's offset;
+  element OTAs' output conductances, ``U_rest`` moved by the leak's offset and by the elements' asymmetry:
+  an element delivering ``I_sat+ != I_sat-`` is ``(I_sat+ + I_sat-)/2 tanh(.)`` plus a constant
+  ``(I_sat+ - I_sat-)/2`` into the membrane (its mirror's mismatch), which a linear leak turns exactly into
+  a rest voltage ``I / g`` higher;
 - filter ``tau_x = C_x / (g_x t_u)`` (linear filters: g_x = measured small-signal conductance;
-  5T filters: g_x = I_sat / V_s from their tanh fit).
+  5T filters: g_x = I_sat / V_s from their tanh fit); a filter whose follower settles ``o`` above its input
+  moves the offsets of the elements it feeds by ``-o``.
 
 The element slope (the OTA's own ``kappa``) is not a model parameter: the target's V_s is set from the
 measured kappa instead (``kappa: 0.72`` in ``targets/sky130.yaml``).
@@ -53,6 +57,9 @@ class CellFits:
     g_filters: dict[str, float] = field(default_factory=dict)  #: timescale -> [S] (absent: instantaneous)
     c_filters: dict[str, float] = field(default_factory=dict)  #: timescale -> [F]
     g_outputs: float = 0.0  #: [S] summed output conductance of the element OTAs (they load the membrane like the leak)
+    #: timescale -> [V]: where each filter settles above its input (the follower's offset, ``I_0 / g``); the
+    #: elements it feeds see their input shifted by it, so it moves their effective offsets
+    v_filter_off: dict[str, float] = field(default_factory=dict)
 
 
 def calibrate_neuron(params: MTCParameters, fits: CellFits, target: HardwareTarget, v_rest: float | None = None) -> MTCParameters:
@@ -65,10 +72,13 @@ def calibrate_neuron(params: MTCParameters, fits: CellFits, target: HardwareTarg
             continue
         # the target's unit conversions (the mapping's, inverted): one source for I_u, V_s, V_rest, t_u
         values[element.gain] = target.model_current(0.5 * (fit.i_sat_plus + fit.i_sat_minus))
-        # offsets are measured from the target's V_rest (the mapping's V_ref = V_rest + d V_s), not the neuron's rest
-        values[element.offset] = target.model_voltage(fit.v_ref + fit.v_off)
+        # offsets are measured from the target's V_rest (the mapping's V_ref = V_rest + d V_s), not the neuron's rest;
+        # a filter state sitting o above the membrane acts on its elements as a reference o lower
+        shift = fits.v_filter_off.get(element.timescale, 0.0)
+        values[element.offset] = target.model_voltage(fit.v_ref + fit.v_off - shift)
     g_total = fits.g_leak + fits.g_outputs  # every conductance to (about) rest on the membrane node
-    values["u_rest"] = target.model_voltage(v_rest + fits.v_leak_off * fits.g_leak / g_total)
+    constant = sum(0.5 * (fit.i_sat_plus - fit.i_sat_minus) for fit in fits.elements.values())  # [A] into the membrane
+    values["u_rest"] = target.model_voltage(v_rest + (fits.v_leak_off * fits.g_leak + constant) / g_total)
     values["resistance"] = target.g_unit / g_total  # R [model] = (1 / g) / (V_s / I_u)
     values["tau_m"] = target.model_time(fits.c_membrane / g_total)
     for timescale, (_, tau_name) in FILTER_VARIABLES.items():

@@ -89,16 +89,22 @@ def _run(lines: list[str], outputs: Sequence[str], label: str, workdir: str | No
 
 # ---- neurons --------------------------------------------------------------------------------------
 def neuron_chunk_lines(neurons: Sequence[Any], target: Any, spice_target: Any,
-                       clamp_level: float = 0.0) -> tuple[list[str], list[str], list[dict]]:
+                       clamp_level: float = 0.0, instances: Sequence[str] | None = None
+                       ) -> tuple[list[str], list[str], list[dict]]:
     """Two netlists characterising ``neurons`` (NeuronCircuits) and the column layout per neuron: the DC sweep of
     every cell, and the AC probe of every whole neuron. Two runs, because a neuron instance in the DC netlist
     would be re-solved at every sweep point for nothing (16 neurons: 45 s CPU in one run, see
     :func:`characterise_neuron_chunk`).
 
     The DC sweep source ``Vdx`` moves every neuron's swept node ``x<k> = v_rest_k + dx`` together; element
-    outputs are held at rest + ``clamp_level`` V_s."""
+    outputs are held at rest + ``clamp_level`` V_s. ``instances``: each neuron's instance name in the network
+    netlist (``l<layer>n<index>``); a target with transistor mismatch (``cell_mismatch``) then gives every cell
+    the draws it has in that network, so a Monte-Carlo chip's own cells are measured."""
     from .builder import neuron_nodes
 
+    instances = list(instances) if instances is not None else [f"n{k}" for k in range(len(neurons))]
+    drawn = getattr(spice_target, "cell_mismatch", lambda key, kind: "")
+    cells_of = getattr(spice_target, "neuron_cell_kinds", lambda neuron: {})
     variants = {spice_target.neuron_variant(n) for n in neurons}
     head = "* sky130 per-cell characterisation of a chunk of neurons (mtc_analog.spice.characterise)"
     dc_lines = [head, spice_target.library(set()), "Vdx dx 0 DC 0", "Vdo do 0 DC 0"]
@@ -109,29 +115,36 @@ def neuron_chunk_lines(neurons: Sequence[Any], target: Any, spice_target: Any,
         dc_lines += [f"Vr{k} r{k} 0 DC {_num(vr, 'V_rest')}", f"Ex{k} x{k} r{k} dx 0 1",
                      f"Vrc{k} rc{k} 0 DC {_num(vr + clamp_level * target.v_s, 'clamp')}", f"Ec{k} c{k} rc{k} do 0 1"]
         elements = [e for e in neuron.elements if e.tail_current > 0]
+        kinds = cells_of(neuron)
+
+        def mm(label: str, k: int = k, kinds: dict = kinds) -> str:
+            return drawn(f"{instances[k]}/{label}", kinds[label]) if label in kinds else ""
+
         entry: dict[str, Any] = {"elements": [], "filters": []}
         for j, e in enumerate(elements):
             sub = "ota_vref_minus" if e.sign > 0 else "ota_vref_plus"
             dc_lines += [f"Ve{k}_{j} eo{k}_{j} c{k} DC 0",
                          f"Xe{k}_{j} eo{k}_{j} x{k} {sub} ib={_num(e.tail_current, 'ib')} "
-                         f"vref={_num(e.v_ref, 'vref')} vs={_num(target.v_s, 'vs')}"]
+                         f"vref={_num(e.v_ref, 'vref')} vs={_num(target.v_s, 'vs')}{mm(e.name)}"]
             entry["elements"].append((e, len(dc_columns)))
             dc_columns.append(f"i(Ve{k}_{j})")
         # leak: output and - input on the swept node through a 0 V ammeter, + input at the neuron's rest
-        dc_lines += [f"Vam{k} x{k} lo{k} DC 0", f"Xleak{k} lo{k} r{k} x{k} ota_lin g={_num(1 / neuron.r_leak, 'g')}"]
+        dc_lines += [f"Vam{k} x{k} lo{k} DC 0",
+                     f"Xleak{k} lo{k} r{k} x{k} ota_lin g={_num(1 / neuron.r_leak, 'g')}{mm('leak')}"]
         entry["leak"] = len(dc_columns)
         dc_columns.append(f"i(Vam{k})")
         for j, (ts, f) in enumerate((ts, f) for ts, f in neuron.filters.items() if f is not None):
             cell = (f"ota_lin g={_num(f.bias_current / target.v_s, 'g')}" if f.kind == "linear"
                     else f"ota5t ib={_num(f.bias_current, 'ib')}")
-            dc_lines += [f"Vf{k}_{j} fo{k}_{j} 0 DC {_num(vr, 'clamp')}", f"Xf{k}_{j} fo{k}_{j} x{k} fo{k}_{j} {cell}"]
+            dc_lines += [f"Vf{k}_{j} fo{k}_{j} 0 DC {_num(vr, 'clamp')}",
+                         f"Xf{k}_{j} fo{k}_{j} x{k} fo{k}_{j} {cell}{mm('filt_' + ts)}"]
             entry["filters"].append((ts, f, len(dc_columns)))
             dc_columns.append(f"i(Vf{k}_{j})")
         # AC: the neuron itself at its operating point, 1 A AC into its membrane (neurons share no node but
         # ideal sources, so the responses do not mix)
         nodes = neuron_nodes(0, k, neuron.filters.get("fast") is not None)
         ac_lines += [f"Vrn{k} rn{k} 0 DC {_num(vr, 'V_rest')}"]
-        ac_lines += spice_target.neuron_lines(f"n{k}", nodes, neuron, target.v_s, f"rn{k}", f"rn{k}")
+        ac_lines += spice_target.neuron_lines(instances[k], nodes, neuron, target.v_s, f"rn{k}", f"rn{k}")
         ac_lines.append(f"Iac{k} 0 {nodes.m} DC 0 AC 1")
         entry["ac"] = len(ac_columns)
         ac_columns.append(f"cm{k}")
@@ -181,19 +194,28 @@ def fit_neuron_chunk(neurons: Sequence[Any], layout: list[dict], dc: np.ndarray,
         leak = -cols[:, entry["leak"]]  # current the leak cell pushes into the swept node
         span = (dx >= membrane_range[0] * target.v_s - 1e-9) & (dx <= membrane_range[1] * target.v_s + 1e-9)
         slope, icpt = np.polyfit(dx[span], leak[span], 1)
-        g_filters, c_filters = {}, {}
+        g_filters, c_filters, v_filter_off = {}, {}, {}
         for ts, f, col in entry["filters"]:
-            g_filters[ts] = float(np.polyfit(dx[small], cols[:, col][small], 1)[0])
+            g_filters[ts], v_filter_off[ts] = filter_line(dx[small], cols[:, col][small])
             c_filters[ts] = float(f.capacitance)
         fits.append(CellFits(elements, float(-slope), float(-icpt / slope), float(ac_values[entry["ac"]]),
-                             g_filters, c_filters))
+                             g_filters, c_filters, v_filter_off=v_filter_off))
     return fits
+
+
+def filter_line(dx: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """A filter cell's small-signal line from its DC sweep (input ``v_rest + dx``, output held at ``v_rest``,
+    ``current`` into the output): its conductance ``g`` [S] and where its output settles above its input,
+    ``I_0 / g`` [V] (the follower's offset)."""
+    slope, icpt = np.polyfit(dx, current, 1)
+    return float(slope), float(icpt / slope)
 
 
 def characterise_neuron_chunk(item: dict[str, Any]) -> list:
     """One chunk (module level: Execution workers import it): ``item`` holds neurons, target, spice target."""
     neurons, target, spice_target = item["neurons"], item["target"], item["spice_target"]
-    dc_lines, ac_lines, layout = neuron_chunk_lines(neurons, target, spice_target, item.get("clamp_level", 0.0))
+    dc_lines, ac_lines, layout = neuron_chunk_lines(neurons, target, spice_target, item.get("clamp_level", 0.0),
+                                                    item.get("instances"))
     timeout = item.get("timeout_s", 600.0)
     tables = _run(dc_lines, ("dc.txt", "out.txt"), item["label"] + " (DC)", item.get("workdir"), timeout)
     dc = tables["dc.txt"]
@@ -391,6 +413,7 @@ def characterise_network(circuit: Any, spice_target: Any, execution: Any = None,
             chunk = layer.neurons[start:start + size]
             items.append({"neurons": chunk, "target": circuit.target, "spice_target": spice_target,
                           "label": f"layer {index} neurons {start}-{start + len(chunk) - 1}",
+                          "instances": [f"l{index}n{start + k}" for k in range(len(chunk))],
                           "workdir": workdir, "timeout_s": timeout_s, "clamp_level": element_clamp,
                           "membrane_range": tuple(membrane_range)})
             where.append(index)

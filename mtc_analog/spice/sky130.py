@@ -165,11 +165,18 @@ class Sky130Target(BehavioralTarget):
                      leak_node: str | None = None) -> list[str]:
         lines = super().neuron_lines(instance, nodes, circuit, v_s, vrest_node, leak_node)
         if self.mismatch is not None:
-            kind = self.neuron_variant(circuit).split("_")[2]
-            cells = neuron_cells(kind, circuit.filters.get("fast") is not None)
             lines[0] += "".join(f"\n+ {self.mismatch.params(f'{instance}/{label}', cell, f'mm_{label}_')}"
-                                for label, cell in cells.items())
+                                for label, cell in self.neuron_cell_kinds(circuit).items())
         return lines
+
+    def neuron_cell_kinds(self, circuit: Any) -> dict[str, str]:
+        """label -> OTA cell kind of every cell of the sky130 neuron ``circuit`` (a NeuronCircuit)."""
+        return neuron_cells(self.neuron_variant(circuit).split("_")[2], circuit.filters.get("fast") is not None)
+
+    def cell_mismatch(self, key: str, kind: str) -> str:
+        """`` name=value ...``: the threshold shifts of the cell ``key`` (a network place, e.g. ``l0n3/leak``)
+        for its instance line, as the network netlist draws them; empty without mismatch."""
+        return "" if self.mismatch is None else " " + self.mismatch.params(key, kind)
 
     def operating_point_cells(self, body: Sequence[str]) -> list[dict[str, Any]]:
         """Every OTA of ``body`` with the internal nodes the operating-point guard reads (:mod:`.sky130_probes`)."""
@@ -266,6 +273,7 @@ def characterise_neuron(circuit: Any, target: Any, workdir: str | None = None) -
 
     from ..hardware.calibration import CellFits, ElementFit
     from .builder import neuron_nodes
+    from .characterise import filter_line
     from .runner import check_simulator
 
     check_simulator()
@@ -322,11 +330,11 @@ def characterise_neuron(circuit: Any, target: Any, workdir: str | None = None) -
     leak = -cols[:, len(elements)]  # current the leak cell pushes into the swept node
     slope, icpt = np.polyfit(v[small] - vr, leak[small], 1)
     g_leak, v_leak_off = float(-slope), float(-icpt / slope)
-    g_filters, c_filters = {}, {}
+    g_filters, c_filters, v_filter_off = {}, {}, {}
     for k, (ts, f) in enumerate(filters.items()):
-        g_filters[ts] = float(np.polyfit(v[small] - vr, cols[:, len(elements) + 1 + k][small], 1)[0])
+        g_filters[ts], v_filter_off[ts] = filter_line(v[small] - vr, cols[:, len(elements) + 1 + k][small])
         c_filters[ts] = float(f.capacitance)
-    return CellFits(fits, g_leak, v_leak_off, float(ac[-1]), g_filters, c_filters)
+    return CellFits(fits, g_leak, v_leak_off, float(ac[-1]), g_filters, c_filters, v_filter_off=v_filter_off)
 
 
 def self_library(circuit: Any) -> str:
