@@ -15,7 +15,7 @@ from mtc_analog.errors import InputError
 from mtc_analog.hardware import load_target, map_network, unmap_network
 from mtc_analog.hardware.deviation import (apply_to_spec, between, calibration_deviation, compose, identity,
                                            TABLE_SHIFTS, load_calibration, mismatch_deviation, table_from)
-from mtc_analog.hardware.mismatch import MismatchStatistics, apply_mismatch, statistics_for_target
+from mtc_analog.hardware.mismatch import MismatchStatistics, apply_statistics, statistics_for_target
 from mtc_analog.network import NetworkConfig, SpikingRegressor
 from mtc_analog.tasks.mackey_glass import TaskConfig, make_task
 from mtc_analog.training.checkpoint import load_checkpoint, save_checkpoint
@@ -68,7 +68,7 @@ def test_a_seed_gives_the_monte_carlo_instances_draws(network, circuit_target):
     stats = statistics_for_target(circuit_target, target)
     settings = ValidationSettings(target=target, circuit_target=circuit_target, clip=True)
     circuit, _ = map_for_validation(network, settings)
-    instance = unmap_network(apply_mismatch(circuit, stats.sigma_rel, (4, 11), stats.sigma_offset))
+    instance = unmap_network(apply_statistics(circuit, stats, (4, 11)))
     built = unmap_network(circuit)
     expected = apply_to_spec(built, mismatch_deviation(built, stats, (4, 11), target))
     for a, b in zip(instance.layers, expected.layers):

@@ -18,6 +18,16 @@ to the output's bias), and the readout node its own offset ``sigma_offset_readou
 followers, ``READOUT_OFFSET_FACTOR``), a current ``V / r_load``. These are drawn after every other value, so
 statistics without them draw exactly what they drew before.
 
+Inside each neuron the spreads are per cell (all measured in situ on sky130 by
+``benchmarks/offset_spread_sky130.py``, transistor mismatch against this transform): element references get
+``sigma_offset_element`` (the 5T element OTA), the rest voltage ``sigma_offset_rest`` (the leak is an ``ota_lin``),
+capacitors ``sigma_rel_capacitor``; then, drawn last (after the transconductor offsets), each filter's
+follower offset ``sigma_offset_filter``, a shift ``o`` of the filter state that every element reading it sees
+as its reference moved by ``-o`` (one draw per filter, shared by the elements on it), and the leak's
+conductance, ``g_leak e^{sigma_rel_leak z}`` (its bias current), and each element's asymmetry (its mirror:
+``I_sat+ != I_sat-``), a constant current that moves the rest voltage. Fields left ``None`` fall back to
+``sigma_offset`` / ``sigma_rel``; zero spreads draw nothing.
+
 Draws come from ``numpy.random.default_rng(seed)`` in a fixed walk order, so a seed reproduces a
 circuit exactly (``seed`` may be a sequence such as ``(S, k)``: instance ``k`` of a Monte Carlo
 seeded ``S``).
@@ -39,7 +49,8 @@ import numpy as np
 
 from ..errors import InputError
 from .ranges import CheckedValues, Circuit, transform_values
-from .mapping import NetworkCircuit
+from ..neuron.equations import ELEMENTS
+from .mapping import NetworkCircuit, NeuronCircuit
 from .target import HardwareTarget
 
 
@@ -57,6 +68,19 @@ SKY130_SIGMA_VT = {"nfet": 1.01e-3, "pfet": 1.69e-3}
 #: 9.73 mV with plain ota_lin cells).
 OTA_LIN_OFFSET_FACTOR = 1.54
 READOUT_OFFSET_FACTOR = 1.47
+#: Inside the neuron, measured the same way (30 instances x 16 neurons, the demo network): over the 5T formula, a 5T
+#: element OTA's reference offset (1.44 mV: its input pair; the pfet mirror's mismatch shows as I_sat+ != I_sat-
+#: instead), the leak's offset (7.38 mV, an ota_lin at km = 1: the rest voltage), each linear filter follower's
+#: (7.62 / 7.29 mV slow / ultraslow); over ``sigma_rel``, the leak conductance's spread (3.39 %) and the elements'
+#: asymmetry (I_sat+ - I_sat-) / (I_sat+ + I_sat-) (2.95 %).
+ELEMENT_OFFSET_FACTOR = 0.52
+LEAK_OFFSET_FACTOR = 2.65
+FILTER_OFFSET_FACTOR = 2.67
+LEAK_REL_FACTOR = 0.85
+ASYMMETRY_REL_FACTOR = 0.74
+#: Relative spread of the MIM capacitors [1]: ~0.1 % matching at these sizes; the transistor-level Monte Carlo
+#: draws none (its capacitors are ideal).
+SIGMA_REL_CAPACITOR = 1e-3
 
 
 def check_sigmas(sigma_rel: float, sigma_offset: float = 0.0) -> None:
@@ -88,22 +112,60 @@ class MismatchStatistics:
     sigma_vt_p: float = 0.0
     sigma_offset_synapse: float = 0.0  #: [V] input offset of each synapse / readout transconductor
     sigma_offset_readout: float = 0.0  #: [V] offset of each readout node (load and low-pass followers)
+    sigma_offset_element: float | None = None  #: [V] element OTA reference offset (None: sigma_offset)
+    sigma_offset_rest: float | None = None  #: [V] rest-voltage offset, the leak cell's (None: sigma_offset)
+    sigma_offset_filter: float = 0.0  #: [V] offset of each filter follower (its state above its input)
+    sigma_rel_leak: float = 0.0  #: [1] spread of ln(leak conductance)
+    sigma_rel_capacitor: float | None = None  #: [1] spread of ln(capacitance) (None: sigma_rel)
+    #: [1] spread of each element's asymmetry ``(I_sat+ - I_sat-) / (I_sat+ + I_sat-)`` (its mirror's mismatch): a
+    #: constant current ``asymmetry x tail`` into the membrane, i.e. the rest voltage moved by ``asymmetry x tail x R_leak``
+    sigma_rel_asymmetry: float = 0.0
 
     def __post_init__(self) -> None:
         check_sigmas(self.sigma_rel, self.sigma_offset)
-        for name in ("sigma_vt_n", "sigma_vt_p", "sigma_offset_synapse", "sigma_offset_readout"):
-            check_sigmas(0.0, getattr(self, name))  # finite, >= 0, <= 100 mV
+        for name in ("sigma_vt_n", "sigma_vt_p", "sigma_offset_synapse", "sigma_offset_readout", "sigma_offset_element",
+                     "sigma_offset_rest", "sigma_offset_filter"):
+            if getattr(self, name) is not None:
+                check_sigmas(0.0, getattr(self, name))  # finite, >= 0, <= 100 mV
+        for name in ("sigma_rel_leak", "sigma_rel_capacitor", "sigma_rel_asymmetry"):
+            if getattr(self, name) is not None:
+                check_sigmas(getattr(self, name))  # finite, >= 0, <= 100 %
+
+    @property
+    def offset_element(self) -> float:
+        return self.sigma_offset if self.sigma_offset_element is None else self.sigma_offset_element
+
+    @property
+    def offset_rest(self) -> float:
+        return self.sigma_offset if self.sigma_offset_rest is None else self.sigma_offset_rest
+
+    @property
+    def rel_capacitor(self) -> float:
+        return self.sigma_rel if self.sigma_rel_capacitor is None else self.sigma_rel_capacitor
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """One line of the cell-level spreads, for logs and reports."""
+        return (f"currents {100 * self.sigma_rel:.3g} %, leak {100 * self.sigma_rel_leak:.3g} %, capacitors "
+                f"{100 * self.rel_capacitor:.3g} %, element asymmetry {100 * self.sigma_rel_asymmetry:.3g} %; offsets [mV]: elements {1e3 * self.offset_element:.3g}, rest "
+                f"{1e3 * self.offset_rest:.3g}, filters {1e3 * self.sigma_offset_filter:.3g}, thresholds "
+                f"{1e3 * self.sigma_offset:.3g}, synapses {1e3 * self.sigma_offset_synapse:.3g}, readout nodes "
+                f"{1e3 * self.sigma_offset_readout:.3g}")
+
     def with_cell_spreads(self, sigma_rel: float, sigma_offset: float, source: str) -> "MismatchStatistics":
-        """These statistics with other cell spreads (given cell-level: no per-transistor sigmas); the transconductor
-        and readout-node offsets keep their ratio to the OTA offset (all 0 with a zero offset spread)."""
+        """These statistics with other cell spreads (given cell-level: no per-transistor sigmas); every offset keeps
+        its ratio to the OTA offset and the leak its ratio to ``sigma_rel`` (all 0 with zero spreads); capacitors
+        take ``sigma_rel``."""
         check_sigmas(sigma_rel, sigma_offset)
         scale = sigma_offset / self.sigma_offset if self.sigma_offset > 0 else 0.0
+        rel = sigma_rel / self.sigma_rel if self.sigma_rel > 0 else 0.0
         return MismatchStatistics(sigma_rel, sigma_offset, source, 0.0, 0.0,
-                                  self.sigma_offset_synapse * scale, self.sigma_offset_readout * scale)
+                                  self.sigma_offset_synapse * scale, self.sigma_offset_readout * scale,
+                                  self.offset_element * scale, self.offset_rest * scale,
+                                  self.sigma_offset_filter * scale, self.sigma_rel_leak * rel, None,
+                                  self.sigma_rel_asymmetry * rel)
 
 
 def statistics_from_vt(sigma_vt_n: float, sigma_vt_p: float, kappa: float, u_t: float, source: str) -> MismatchStatistics:
@@ -118,7 +180,10 @@ def statistics_from_vt(sigma_vt_n: float, sigma_vt_p: float, kappa: float, u_t: 
     sigma_rel = kappa * math.sqrt(2.0) * sigma_vt_n / u_t
     sigma_offset = math.sqrt(2.0 * sigma_vt_n ** 2 + 2.0 * sigma_vt_p ** 2)
     return MismatchStatistics(sigma_rel, sigma_offset, source, sigma_vt_n, sigma_vt_p,
-                              OTA_LIN_OFFSET_FACTOR * sigma_offset, READOUT_OFFSET_FACTOR * sigma_offset)
+                              OTA_LIN_OFFSET_FACTOR * sigma_offset, READOUT_OFFSET_FACTOR * sigma_offset,
+                              ELEMENT_OFFSET_FACTOR * sigma_offset, LEAK_OFFSET_FACTOR * sigma_offset,
+                              FILTER_OFFSET_FACTOR * sigma_offset, LEAK_REL_FACTOR * sigma_rel, SIGMA_REL_CAPACITOR,
+                              ASYMMETRY_REL_FACTOR * sigma_rel)
 
 
 def statistics_for_target(circuit_target: str, hardware: HardwareTarget) -> MismatchStatistics:
@@ -150,7 +215,10 @@ def apply_mismatch(
 ) -> Circuit:
     """A copy of ``circuit`` with seeded log-normal mismatch on currents and capacitors, offsets on its operating
     voltages and (networks) on its transconductors and readout nodes (see module)."""
-    return _draw(circuit, sigma_rel, seed, sigma_offset, target, sigma_offset_synapse, sigma_offset_readout)[1]
+    check_sigmas(sigma_rel, sigma_offset)
+    statistics = MismatchStatistics(sigma_rel, sigma_offset, "given", sigma_offset_synapse=sigma_offset_synapse,
+                                    sigma_offset_readout=sigma_offset_readout)
+    return draw_statistics(circuit, statistics, seed, target)[1]
 
 
 def apply_statistics(circuit: Circuit, statistics: MismatchStatistics, seed: int | Sequence[int],
@@ -162,34 +230,68 @@ def apply_statistics(circuit: Circuit, statistics: MismatchStatistics, seed: int
 def draw_statistics(circuit: Circuit, statistics: MismatchStatistics, seed: int | Sequence[int],
                     target: HardwareTarget | None = None) -> tuple[Circuit, Circuit]:
     """One draw with every spread of ``statistics``, twice: ``(cells, drawn)``, the circuit before the
-    transconductor and readout-node offsets (drawn last) and after them."""
-    return _draw(circuit, statistics.sigma_rel, seed, statistics.sigma_offset, target, statistics.sigma_offset_synapse,
-                 statistics.sigma_offset_readout)
-
-
-def _draw(circuit: Circuit, sigma_rel: float, seed: int | Sequence[int], sigma_offset: float,
-          target: HardwareTarget | None, sigma_offset_synapse: float, sigma_offset_readout: float) -> tuple[Circuit, Circuit]:
-    check_sigmas(sigma_rel, sigma_offset)
-    check_sigmas(0.0, sigma_offset_synapse)
-    check_sigmas(0.0, sigma_offset_readout)
+    transconductor and readout-node offsets and after them (both with every cell's own draws)."""
     if target is None:
         if not isinstance(circuit, NetworkCircuit):
             raise InputError("apply_mismatch of a single NeuronCircuit needs its target")
         target = circuit.target
     rng = np.random.default_rng(seed)
+    element_offsets = {element.offset for element in ELEMENTS}
 
     def perturb(check: CheckedValues, values: np.ndarray) -> np.ndarray:
         z = rng.standard_normal(values.shape)  # drawn for every group, so the walk order fixes the draws
-        if check.unit in ("A", "F"):
-            return values * np.exp(sigma_rel * z)
+        if check.unit == "A":
+            return values * np.exp(statistics.sigma_rel * z)
+        if check.unit == "F":
+            return values * np.exp(statistics.rel_capacitor * z)
         if check.unit == "V":
-            return values + sigma_offset * z
+            sigma = (statistics.offset_rest if check.model_name == "u_rest" else
+                     statistics.offset_element if check.model_name in element_offsets else statistics.sigma_offset)
+            return values + sigma * z
         return values
 
     cells = transform_values(circuit, target, perturb)
-    if isinstance(cells, NetworkCircuit) and (sigma_offset_synapse > 0 or sigma_offset_readout > 0):
-        return cells, _transconductor_offsets(cells, rng, sigma_offset_synapse, sigma_offset_readout)
-    return cells, cells
+    drawn = cells
+    if isinstance(cells, NetworkCircuit) and (statistics.sigma_offset_synapse > 0 or statistics.sigma_offset_readout > 0):
+        drawn = _transconductor_offsets(cells, rng, statistics.sigma_offset_synapse, statistics.sigma_offset_readout)
+    if statistics.sigma_offset_filter > 0 or statistics.sigma_rel_leak > 0 or statistics.sigma_rel_asymmetry > 0:
+        # last: earlier draws stay as they were
+        within = _neuron_draws(cells, rng, statistics.sigma_offset_filter, statistics.sigma_rel_leak,
+                               statistics.sigma_rel_asymmetry)
+        cells, drawn = (within(cells), within(drawn)) if drawn is not cells else (within(cells),) * 2
+    return cells, drawn
+
+
+def _neuron_draws(circuit: Circuit, rng: np.random.Generator, sigma_filter: float, sigma_leak: float,
+                  sigma_asymmetry: float):
+    """Draw each neuron's filter offsets, leak factor and element asymmetries (neurons in order; per neuron its
+    built filters in order, the leak, its elements in order) and return the function that applies them to a
+    circuit of the same shape."""
+    import dataclasses
+
+    neurons = [circuit] if isinstance(circuit, NeuronCircuit) else [n for layer in circuit.layers for n in layer.neurons]
+    draws = []
+    for neuron in neurons:
+        filters = {ts: sigma_filter * float(rng.standard_normal()) for ts, f in neuron.filters.items() if f is not None}
+        factor = math.exp(sigma_leak * float(rng.standard_normal()))
+        constant = sum(sigma_asymmetry * float(rng.standard_normal()) * abs(e.tail_current)
+                       for e in neuron.elements if e.tail_current)  # [A] into the membrane
+        draws.append((filters, factor, constant * neuron.r_leak / factor))
+
+    def one(neuron: NeuronCircuit, draw: tuple[dict[str, float], float, float]) -> NeuronCircuit:
+        shifts, factor, rest = draw
+        elements = tuple(dataclasses.replace(e, v_ref=e.v_ref - shifts.get(e.timescale, 0.0)) if e.tail_current else e
+                         for e in neuron.elements)
+        return dataclasses.replace(neuron, elements=elements, r_leak=neuron.r_leak / factor, v_rest=neuron.v_rest + rest)
+
+    def apply(c: Circuit) -> Circuit:
+        if isinstance(c, NeuronCircuit):
+            return one(c, draws[0])
+        it = iter(draws)
+        layers = [dataclasses.replace(layer, neurons=[one(n, next(it)) for n in layer.neurons]) for layer in c.layers]
+        return dataclasses.replace(c, layers=layers)
+
+    return apply
 
 
 def _transconductor_offsets(circuit: NetworkCircuit, rng: np.random.Generator, sigma_synapse: float,

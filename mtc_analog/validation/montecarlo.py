@@ -413,9 +413,7 @@ def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: Validation
     mode = mismatch_mode(mc.mismatch, settings.circuit_target)
     spreads = (f"per-transistor sigma_VT nfet {1e3 * statistics.sigma_vt_n:.3g} mV, pfet {1e3 * statistics.sigma_vt_p:.3g} mV"
                if mode == "transistor" else
-               f"sigma_rel {statistics.sigma_rel:.4g}, sigma_offset {1e3 * statistics.sigma_offset:.3g} mV, synapse / "
-               f"readout-node offsets {1e3 * statistics.sigma_offset_synapse:.3g} / "
-               f"{1e3 * statistics.sigma_offset_readout:.3g} mV")
+               statistics.describe())
     progress(f"{mc.instances} instance(s) + the nominal circuit, seed {mc.seed}, {mode}-level mismatch ({spreads}), "
              f"on {execution.describe()}")
     try:
@@ -477,7 +475,8 @@ def render_html(summary: dict[str, Any], png: Path) -> str:
                [("sigma_rel of currents and capacitors", stats["sigma_rel"]),
                 ("sigma_offset of OTA inputs [mV]", 1e3 * stats["sigma_offset"]),
                 ("sigma of synapse / readout-node offsets [mV]",
-                 f"{1e3 * stats.get('sigma_offset_synapse', 0.0):.3g} / {1e3 * stats.get('sigma_offset_readout', 0.0):.3g}")]),
+                 f"{1e3 * stats.get('sigma_offset_synapse', 0.0):.3g} / {1e3 * stats.get('sigma_offset_readout', 0.0):.3g}"),
+                ("every cell-level spread", MismatchStatistics(**stats).describe())]),
              ("statistics from", stats["source"]),
              ("test samples scored", summary["samples_scored"]), ("warm-up samples", summary["washout"])]
     compensation = summary.get("compensation")
