@@ -163,6 +163,11 @@ def _kill_workers(executor: cf.ProcessPoolExecutor) -> None:
     for process in processes:  # reap them: a killed worker must not linger as a zombie
         process.join(timeout=10)
     executor.shutdown(wait=False, cancel_futures=True)
+    # let its manager thread wind down now: at exit, concurrent.futures wakes every live manager through a pipe
+    # that this thread closes as it ends, and a close between that check and the write prints an EBADF traceback
+    manager = getattr(executor, "_executor_manager_thread", None)
+    if manager is not None and manager.is_alive():
+        manager.join(timeout=10)
 
 
 def run_jobs(
