@@ -6,9 +6,10 @@
 
 Instance ``k`` of a study seeded ``S`` maps the network onto the target exactly as ``validate`` does,
 draws its mismatch with ``numpy.random.default_rng((S, k))`` (:func:`~mtc_analog.hardware.mismatch.
-apply_mismatch`, spreads from :func:`~mtc_analog.hardware.mismatch.statistics_for_target`: tail
-currents and capacitors log-normal, OTA input offsets on every reference voltage, synapse and readout-node
-offsets as bias currents), simulates that
+apply_statistics`, spreads from :func:`~mtc_analog.hardware.mismatch.statistics_for_target`: tail
+currents, the leak and capacitors log-normal, per-cell offsets on the element references, the rest voltage
+(leak), the filter states and the thresholds, element asymmetries, synapse and readout-node offsets as bias
+currents), simulates that
 circuit in ngspice on the same test stream as ``validate`` and compares it with the *nominal* model
 (:func:`~mtc_analog.validation.fidelity.compare`: task NRMSE, Gamma, output NRMSE vs the model,
 spike-count error). One extra task simulates the nominal circuit (no mismatch) as the reference.
@@ -21,7 +22,7 @@ Two mismatch modes (``MonteCarloSettings.mismatch``; recorded in the summary as 
   (:class:`~mtc_analog.spice.sky130.DeviceMismatch`), written into the netlist as cell parameters; the
   mapped circuit itself is nominal (capacitors too: MIM matching ~0.1 %);
 * ``cell`` (the only one on ``behavioral``): the draws above on the mapped circuit — the per-transistor
-  sigmas folded into tail-current and offset spreads of each 5T OTA.
+  sigmas folded into each cell's spreads (measured in situ on sky130, :mod:`mtc_analog.hardware.mismatch`).
 
 Yield, two definitions, both reported:
 
