@@ -48,9 +48,9 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from .ranges import CheckedValues, Circuit, transform_values
 from ..neuron.equations import ELEMENTS
 from .mapping import NetworkCircuit, NeuronCircuit
+from .ranges import CheckedValues, Circuit, transform_values
 from .target import HardwareTarget
 
 
@@ -149,8 +149,8 @@ class MismatchStatistics:
     def describe(self) -> str:
         """One line of the cell-level spreads, for logs and reports."""
         return (f"currents {100 * self.sigma_rel:.3g} %, leak {100 * self.sigma_rel_leak:.3g} %, capacitors "
-                f"{100 * self.rel_capacitor:.3g} %, element asymmetry {100 * self.sigma_rel_asymmetry:.3g} %; offsets [mV]: elements {1e3 * self.offset_element:.3g}, rest "
-                f"{1e3 * self.offset_rest:.3g}, filters {1e3 * self.sigma_offset_filter:.3g}, thresholds "
+                f"{100 * self.rel_capacitor:.3g} %, element asymmetry {100 * self.sigma_rel_asymmetry:.3g} %; "
+                f"offsets [mV]: elements {1e3 * self.offset_element:.3g}, rest {1e3 * self.offset_rest:.3g}, filters {1e3 * self.sigma_offset_filter:.3g}, thresholds "
                 f"{1e3 * self.sigma_offset:.3g}, synapses {1e3 * self.sigma_offset_synapse:.3g}, readout nodes "
                 f"{1e3 * self.sigma_offset_readout:.3g}")
 
@@ -215,7 +215,6 @@ def apply_mismatch(
 ) -> Circuit:
     """A copy of ``circuit`` with seeded log-normal mismatch on currents and capacitors, offsets on its operating
     voltages and (networks) on its transconductors and readout nodes (see module)."""
-    check_sigmas(sigma_rel, sigma_offset)
     statistics = MismatchStatistics(sigma_rel, sigma_offset, "given", sigma_offset_synapse=sigma_offset_synapse,
                                     sigma_offset_readout=sigma_offset_readout)
     return draw_statistics(circuit, statistics, seed, target)[1]
