@@ -45,8 +45,7 @@ def calibrated_quantities(circuit, impl, x, lowpass):
 
 
 def main() -> None:
-    from mtc_analog.hardware import load_target
-    from mtc_analog.hardware import unmap_network
+    from mtc_analog.hardware import load_target, unmap_network
     from mtc_analog.hardware.compensation import spec_quantities
     from mtc_analog.hardware.mismatch import draw_statistics, statistics_for_target
     from mtc_analog.neuron.spikes import spike_level
