@@ -106,3 +106,6 @@ def test_library_matching_is_what_the_monte_carlo_draws():
     assert mults["dm3"] == mults["dmta"] == sky130.SYNAPSE_MATCHING and mults["dmb"] == 2 * sky130.SYNAPSE_MATCHING
     mults = {name: m for name, _, m in sky130.CELL_DEVICES["readout_load"]}
     assert mults["dm4"] == mults["dmtb"] == sky130.READOUT_MATCHING
+    assert re.search(rf"\.subckt lowpass_linear [^\n]* km={sky130.LOWPASS_MATCHING}\b", text["readout.lib"])
+    mults = {name: m for name, _, m in sky130.CELL_DEVICES["lowpass"]}
+    assert mults["dm3"] == mults["dmta"] == sky130.LOWPASS_MATCHING and mults["da1"] == 5

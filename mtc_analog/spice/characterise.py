@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import SimulationError
+from .builder import neuron_nodes
 from .values import spice_number
 
 #: Sweep half-width of the neuron cells [V]: every reference within +-1.5 V_s of rest and both tanh tails.
@@ -246,34 +247,44 @@ def transconductor_lines(circuit: Any, spice_target: Any, readout_level: float =
     columns: list[str] = []
     layout: dict[str, Any] = {"synapses": [], "readout": [], "load": [], "lowpass": []}
 
-    def synapse(prefix: str, gm: float, clamp: str = "orest") -> int:
+    def synapse(prefix: str, gm: float, place: tuple[str, str], clamp: str = "orest") -> int:
         lines.append(f"V{prefix} o{prefix} {clamp} DC 0")
-        lines.extend(spice_target.synapse_lines(prefix, [f"o{prefix}"], ["sx"], np.array([[gm]]), "vrest"))
+        lines.extend(spice_target.synapse_lines(prefix, [f"o{prefix}"], ["sx"], np.array([[gm]]), "vrest",
+                                                places=[place]))
         columns.append(f"i(V{prefix})")
         return len(columns) - 1
 
+    # each cell stands where it stands in the network netlist (builder's node names): a target with
+    # transistor mismatch then gives it that chip's draws
+    previous = [f"in{j}" for j in range(circuit.n_in)]
     for index, layer in enumerate(circuit.layers):
         gm = np.asarray(layer.synapse_gm, dtype=float)
-        layout["synapses"].append([(i, j, synapse(f"s{index}_{i}_{j}", gm[i, j])) for i, j in zip(*np.nonzero(gm))])
+        nodes = [neuron_nodes(index, i, False) for i in range(layer.size)]
+        layout["synapses"].append([(i, j, synapse(f"s{index}_{i}_{j}", gm[i, j], (nodes[i].m, previous[j])))
+                                   for i, j in zip(*np.nonzero(gm))])
+        previous = [n.out for n in nodes]
     readout = circuit.readout
     gm = np.asarray(readout.gm, dtype=float)
-    layout["readout"] = [(i, j, synapse(f"r_{i}_{j}", gm[i, j], "olev")) for i, j in zip(*np.nonzero(gm))]
+    layout["readout"] = [(i, j, synapse(f"r_{i}_{j}", gm[i, j], (f"ro{i}", previous[j]), "olev"))
+                         for i, j in zip(*np.nonzero(gm))]
     for k in range(gm.shape[0]):
         # load: its node swept (through an ammeter), the current it pushes into that node
-        lines += [f"Vld{k} sx ld{k} DC 0", *spice_target.readout_lines(f"ld{k}", f"ld{k}", readout.r_load, "vrest")]
+        lines += [f"Vld{k} sx ld{k} DC 0",
+                  *spice_target.readout_lines(f"ld{k}", f"ld{k}", readout.r_load, "vrest", place=f"ro{k}")]
         layout["load"].append(len(columns))
         columns.append(f"i(Vld{k})")
+    # the low-pass stages are measured once, as output 0's cascade (its draws, with mismatch)
     for s, stage in enumerate(readout.lowpass):
         # follower: output held at v_rest, input swept -> current into the output = g (v_in - v_out)
         lines += [f"Vlp{s} lpi{s} 0 DC {_num(v_out, 'clamp')}",
-                  *spice_target.lowpass_lines(f"lp{s}", "sl", f"lpi{s}", stage, target.v_s)]
+                  *spice_target.lowpass_lines(f"lp{s}", "sl", f"lpi{s}", stage, target.v_s, place=f"lp0_{s}")]
         layout["lowpass"].append((stage, len(columns)))
         columns.append(f"i(Vlp{s})")
     layout["lowpass_closed"] = []
     for s, stage in enumerate(readout.lowpass):
         # the same stage closed loop (output free, input sx swept around v_rest): its DC transfer, whose slope
         # (~0.99: output conductance, offset moving with the common mode) the cascade multiplies
-        lines += spice_target.lowpass_lines(f"lq{s}", "sx", f"lqo{s}", stage, target.v_s)
+        lines += spice_target.lowpass_lines(f"lq{s}", "sx", f"lqo{s}", stage, target.v_s, place=f"lp0_{s}")
         layout["lowpass_closed"].append(len(columns))
         columns.append(f"v(lqo{s})")
     span = TRANSCONDUCTOR_SPAN * target.v_s
@@ -300,10 +311,12 @@ def lowpass_ac_lines(circuit: Any, spice_target: Any, readout_level: float = 0.0
     lines = ["* sky130 low-pass node capacitance probe (mtc_analog.spice.characterise)", spice_target.library(set()),
              f"Vrest vrest 0 DC {_num(float(target.v_rest), 'V_rest')}", f"Vlev lev 0 DC {_num(v_out, 'readout level')}"]
     for k, stage in enumerate(readout.lowpass):
-        lines += [*spice_target.lowpass_lines(f"lpa{k}", "lev", f"lpo{k}", stage, target.v_s), f"Iac{k} 0 lpo{k} DC 0 AC 1"]
+        lines += [*spice_target.lowpass_lines(f"lpa{k}", "lev", f"lpo{k}", stage, target.v_s, place=f"lp0_{k}"),
+                  f"Iac{k} 0 lpo{k} DC 0 AC 1"]
         if k + 1 < order:  # the next stage's input gates sit on this node; its output is held (no feedback here)
             lines += [f"Vdm{k} lpd{k} lev DC 0",
-                      *spice_target.lowpass_lines(f"lpd{k}", f"lpo{k}", f"lpd{k}", readout.lowpass[k + 1], target.v_s)]
+                      *spice_target.lowpass_lines(f"lpd{k}", f"lpo{k}", f"lpd{k}", readout.lowpass[k + 1], target.v_s,
+                                                  place=f"lp0_{k + 1}")]
     lines += [_OPTIONS, ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12",
               f"ac lin 1 {freq:.6g} {freq:.6g}"]
     for k in range(order):

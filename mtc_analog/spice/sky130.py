@@ -13,6 +13,8 @@ Cells (``netlists/sky130/``, every one readable and runnable by plain ngspice wi
   graded inputs span 0..1 V_s where a 5T OTA would be 24 % short, with their mirrors as 4 / 16 parallel copies
   (:data:`SYNAPSE_MATCHING`, :data:`READOUT_MATCHING`: offsets 4.6 / 2.7 mV instead of 7.8 mV per 1 sigma);
   network biases are ideal reference currents;
+- the readout's low-pass stages: ``lowpass_linear``, the linear follower-integrator with its mirrors as 4 copies
+  (:data:`LOWPASS_MATCHING`): their offsets add up into the prediction's bias;
 - membrane and filter capacitors: ideal capacitors (MIM in a layout);
 - the transduction stage stays behavioural (a B-source clip/sigmoid, as in ``behavioral``): a transistor
   version (one branch of a differential pair into an ota_lin load) is future work.
@@ -31,6 +33,7 @@ folded into model parameters by :func:`mtc_analog.hardware.calibration.calibrate
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
@@ -70,6 +73,12 @@ CELL_FILES = ("ota5t.lib", "ota_lin.lib", "follower_integrator.lib", "synapse.li
 #: (7.8 -> 4.6 / 2.7 mV, 1 sigma) at the price of a slower mirror for small currents (ota_lin.lib).
 SYNAPSE_MATCHING = 4
 READOUT_MATCHING = 16
+#: Matching of the readout's low-pass stages (the default of ``lowpass_linear`` in readout.lib). Their offsets add
+#: up along the cascade into the prediction's bias, which training cannot absorb (4 stages at km 1: ~15 mV, 0.2
+#: output units, 1 sigma; at km 4 ~8.6 mV). More copies cost fidelity: on the demo network (40 samples,
+#: compensated) the output NRMSE against the model was 0.017 at km 1 and 4, 0.033 at km 16 (0.025-0.029 with
+#: 4-16x the bias and the capacitor: not the mirror's pole).
+LOWPASS_MATCHING = 4
 
 
 def ota_lin_devices(km: int) -> tuple[tuple[str, str, int], ...]:
@@ -88,7 +97,18 @@ CELL_DEVICES = {
     "ota_lin": ota_lin_devices(1),
     "synapse": ota_lin_devices(SYNAPSE_MATCHING),
     "readout_load": ota_lin_devices(READOUT_MATCHING),
+    "lowpass": ota_lin_devices(LOWPASS_MATCHING),
 }
+
+#: Nodes of the split simulation's stand-ins (spice/split.py): a chunk's partial readout sum ``rp<k>`` into a
+#: copy of the load, recreated in the readout netlist by unit transconductors from ``c<chunk>rp<k>``. They are
+#: not cells of the chip: they stay nominal, and a synapse into ``rp<k>`` is the chip's synapse into ``ro<k>``.
+_PARTIAL = re.compile(r"(?:c\d+)?rp(\d+)")
+
+
+def _readout_node(node: str) -> bool:
+    """Whether ``node`` is a readout summing node (``ro<k>``, or a chunk's share of it, ``rp<k>``: builder.py)."""
+    return re.fullmatch(r"r[op]\d+", node) is not None
 
 
 def neuron_cells(filter_kind: str, fast_filter: bool) -> dict[str, str]:
@@ -205,25 +225,46 @@ class Sky130Target(BehavioralTarget):
         return "\n".join(parts)
 
     def synapse_lines(self, prefix: str, out_nodes: Sequence[str], in_nodes: Sequence[str], gm: np.ndarray,
-                      vrest_node: str) -> list[str]:
+                      vrest_node: str, places: Sequence[tuple[str, str]] | None = None) -> list[str]:
+        """Transconductors ``gm`` [S] from ``in_nodes`` into ``out_nodes``. ``places``: the (out, in) network
+        nodes of the cells, row-major over the non-zero ``gm`` (default: the nodes written), which key their draws."""
         gm = np.asarray(gm, dtype=np.float64)
         if gm.shape != (len(out_nodes), len(in_nodes)):
             raise NetlistValueError(f"synapses {prefix}: gm has shape {gm.shape}, expected {(len(out_nodes), len(in_nodes))}")
         text = spice_numbers(np.abs(gm), f"synapses {prefix} / g_m", "S")
-        rows, cols = np.nonzero(gm)
-        lines = [f"XS{prefix}_{i}_{j} {out_nodes[i]} {in_nodes[j]} {vrest_node} "
-                 f"{'synapse_pos' if gm[i, j] > 0 else 'synapse_neg'} gm={text[i, j]}"
-                 for i, j in zip(rows.tolist(), cols.tolist())]
-        if self.mismatch is not None:  # keyed by the nodes: the same draw in a chunk and in the whole network
-            lines = [f"{line}\n+ {self.mismatch.params(f'synapse/{out_nodes[i]}/{in_nodes[j]}', 'synapse')}"
-                     for line, i, j in zip(lines, rows.tolist(), cols.tolist())]
+        rows, cols = (index.tolist() for index in np.nonzero(gm))
+        places = list(places) if places is not None else [(out_nodes[i], in_nodes[j]) for i, j in zip(rows, cols)]
+        lines = []
+        for i, j, (out, source) in zip(rows, cols, places, strict=True):
+            line = (f"XS{prefix}_{i}_{j} {out_nodes[i]} {in_nodes[j]} {vrest_node} "
+                    f"{'synapse_pos' if gm[i, j] > 0 else 'synapse_neg'} gm={text[i, j]}")
+            stand_in = _PARTIAL.fullmatch(source) is not None
+            # keyed by the place: the same draw in a chunk and in the whole network
+            if self.mismatch is not None and not stand_in:
+                out = _PARTIAL.sub(r"ro\1", out) if _readout_node(out) else out
+                line += f"\n+ {self.mismatch.params(f'synapse/{out}/{source}', 'synapse')}"
+            lines.append(line)
         return lines
 
-    def readout_lines(self, prefix: str, out_node: str, r_load: float, vrest_node: str) -> list[str]:
+    def readout_lines(self, prefix: str, out_node: str, r_load: float, vrest_node: str,
+                      place: str | None = None) -> list[str]:
         r = spice_number(r_load, f"readout {prefix} / R_load", "ohm", positive=True)
         line = f"XR{prefix} {spice_name(out_node)} {vrest_node} readout_load rload={r}"
+        place = place or out_node
+        if self.mismatch is not None and _PARTIAL.fullmatch(place) is None:
+            line += f"\n+ {self.mismatch.params(f'readout/{place}', 'readout_load')}"
+        return [line]
+
+    def lowpass_lines(self, prefix: str, in_node: str, out_node: str, stage: Any, v_s: float,
+                      place: str | None = None) -> list[str]:
+        """A readout low-pass stage: a linear one is ``lowpass_linear`` (readout.lib, km :data:`LOWPASS_MATCHING`),
+        a slew-limited one ``filter_ota``; with mismatch its draws are keyed ``lowpass/<place>`` (default: the
+        output node, ``lp<k>_<stage>``)."""
+        line = super().lowpass_lines(prefix, in_node, out_node, stage, v_s)[0]
+        linear = " filter_linear " in line
+        line = line.replace(" filter_linear ", " lowpass_linear ")
         if self.mismatch is not None:
-            line += f"\n+ {self.mismatch.params(f'readout/{out_node}', 'readout_load')}"
+            line += f"\n+ {self.mismatch.params(f'lowpass/{place or out_node}', 'lowpass' if linear else 'ota5t')}"
         return [line]
 
     def characterise_network(self, circuit: Any, **options: Any) -> Any:

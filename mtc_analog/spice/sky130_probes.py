@@ -7,8 +7,9 @@ module finds every OTA in it and says which nodes to save and what each one mean
 Per cell (``netlists/sky130/``):
 
 - ``ota5t`` (elements, ``filter_ota``): tail node ``t`` (drain of the tail nfet, source of the input pair);
-- ``ota_lin`` (leak, ``filter_linear``, synapses, readout load): tail nodes ``ta``/``tb`` and the sources of
-  the output-side pair transistors ``a2``/``b2`` (the degeneration diodes sit between them and the tails).
+- ``ota_lin`` (leak, ``filter_linear``, synapses, readout load, ``lowpass_linear``): tail nodes ``ta``/``tb``
+  and the sources of the output-side pair transistors ``a2``/``b2`` (the degeneration diodes sit between them
+  and the tails).
 
 The checks (a tail nfet needs ``V(tail) >= 4 U_T``, an output-side pair transistor ``V(out) - V(source) >=
 4 U_T``, the output a margin from each rail) are the validation module's; this one only knows the cells.
@@ -86,7 +87,7 @@ def operating_point_cells(body: Sequence[str]) -> list[dict[str, Any]]:
         elif m := re.fullmatch(r"xllp(\d+)_(\d+)", inst):
             cells.append(_cell({"layer": None, "neuron": None, "where": f"readout / output {m[1]}"},
                                f"lowpass stage {m[2]}", "ota5t" if sub == "filter_ota" else "ota_lin",
-                               f"{inst}.xota", ports[1]))
+                               f"{inst}.xota", ports[1], sub))
     return cells
 
 
