@@ -76,8 +76,8 @@ READOUT_MATCHING = 16
 #: Matching of the readout's low-pass stages (the default of ``lowpass_linear`` in readout.lib). Their offsets add
 #: up along the cascade into the prediction's bias, which training cannot absorb (4 stages at km 1: ~15 mV, 0.2
 #: output units, 1 sigma; at km 4 ~8.6 mV). More copies cost fidelity: on the demo network (40 samples,
-#: compensated) the output NRMSE against the model was 0.017 at km 1 and 4, 0.033 at km 16 (0.025-0.029 with
-#: 4-16x the bias and the capacitor: not the mirror's pole).
+#: compensated) the output NRMSE against the model was 0.017 at km 1 and 4, 0.033 at km 16, 0.025 with 4x the
+#: bias and the capacitor (which removes a lone stage's mirror-pole delay, ~5 us at 1 nA): not understood.
 LOWPASS_MATCHING = 4
 
 
