@@ -53,7 +53,7 @@ def draws(line: str) -> str:
 def subckt(line: str) -> str:
     """The subcircuit an instance line names (the last word before its parameters)."""
     words = line.split(" +", 1)[0].split()
-    return [w for w in words[:next((k for k, w in enumerate(words) if "=" in w), len(words))]][-1]
+    return words[:next((k for k, w in enumerate(words) if "=" in w), len(words))][-1]
 
 
 def test_every_cell_of_a_chip_carries_its_draws(circuit):

@@ -174,7 +174,8 @@ def test_validate_on_sky130_reports_operating_point_and_power(tmp_path, capsys):
     # 1 neuron (leak, 4 elements, 2 filters, 1 synapse) + readout (synapse, load, 4 low-pass stages)
     assert saved["operating_point"]["cells_checked"] == 8 + 6
     assert saved["power"]["measured"] and saved["power"]["power_total_w"] > 0
-    # 24 + 30 x 3 + 48 (the neuron with its input synapse) + 48 + 120 + 4 x 30 (readout synapse, load, low-pass)
+    # 24 + 30 x 3 + 48 (the neuron with its input synapse) + 48 + 120 + 4 x 48 (readout synapse, load, and the
+    # low-pass stages: ota_lin with mirrors x4)
     assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 522
     page = (tmp_path / "report.html").read_text()
     assert "id='operating-point'" in page and "id='power'" in page and "Not counted" in page
