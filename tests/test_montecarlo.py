@@ -161,6 +161,7 @@ def test_cli_runs_a_study_and_bad_input_is_one_line(checkpoint, tmp_path, capsys
         (["--sigma-offset", "-1"], "sigma_offset"),
         (["--instances", "0"], "--instances must be an integer >= 1"),
         (["--min-yield", "1.5"], "--min-yield"),
+        (["--reference-nrmse", "0"], "--reference-nrmse must be a task NRMSE > 0"),
         (["--target", "nosuch"], "nosuch"),
         (["--mismatch", "transistor"], "has no transistors to draw (use --mismatch cell)"),
         (["--mismatch", "transistor", "--target", "sky130", "--sigma-rel", "0.05"], "use them with --mismatch cell"),
@@ -292,3 +293,19 @@ def test_sky130_study_on_the_compensated_circuit(sky_checkpoint, tmp_path):
         plain["nominal_circuit"], comp["nominal_circuit"])
     with pytest.raises(InputError, match="trained on sky130's cell model"):
         compensated_nominal(sky_checkpoint, dataclasses.replace(sky_settings(), compensate=1), "sky130", print)
+
+
+def test_a_reference_nrmse_judges_every_chip_against_one_bar(serial_run, checkpoint, tmp_path):
+    # the same study (stored instances reused: the reference is not part of what determines the numbers)
+    chips = values(serial_run)
+    bar = (sorted(chips)[1] + sorted(chips)[2]) / 2 / 1.1  # the two best chips are within 10 % of it, the third not
+    ex = Execution(scheduler="serial", progress=False)
+    judged = run_montecarlo(checkpoint, tmp_path / "ref", settings(), MonteCarloSettings(3, 3, STATS, reference_nrmse=bar),
+                            execution=ex)
+    assert values(judged) == chips and judged["yield_task"] == serial_run["yield_task"]
+    assert judged["task_nrmse_reference"] == bar and judged["yield_task_reference"] == pytest.approx(2 / 3)
+    assert "yield_task_reference" in judged["yield_definitions"] and "yield_task_reference" not in serial_run
+    assert "yield_task_reference" in (tmp_path / "ref" / "montecarlo.html").read_text()
+    for bad in (0.0, -0.3, float("nan")):
+        with pytest.raises(InputError, match="--reference-nrmse"):
+            MonteCarloSettings(3, 3, STATS, reference_nrmse=bad)

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if statistics is not None and args.mismatch == "transistor":
         raise InputError("--sigma-rel / --sigma-offset are cell-level spreads: use them with --mismatch cell")
     mismatch = "cell" if statistics is not None and args.mismatch is None else (args.mismatch or "auto")
-    mc = MonteCarloSettings(instances=args.instances, seed=args.seed, statistics=statistics, mismatch=mismatch)
+    mc = MonteCarloSettings(instances=args.instances, seed=args.seed, statistics=statistics, mismatch=mismatch,
+                            reference_nrmse=args.reference_nrmse)
     from ..training.hardware_aware import print_target_warning
 
     print_target_warning(args.checkpoint, args.target)
@@ -87,6 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--max-membrane-nrmse", type=float, default=None,
                         help="optional yield_thresholds criterion on the pooled membrane NRMSE (default: none)")
     parser.add_argument("--window-steps", type=float, default=2.0, help="coincidence window of Gamma in model steps dt")
+    parser.add_argument("--reference-nrmse", type=float, default=None, metavar="NRMSE",
+                        help="also judge every chip against this task NRMSE (within the same 10 %%), e.g. another "
+                             "network's nominal model's, to compare networks at one bar (yield_task_reference)")
     parser.add_argument("--min-yield", type=float, default=None,
                         help="exit 3 when yield_task is below this fraction (default: never)")
     parser.add_argument("--clip", action="store_true",

@@ -29,7 +29,11 @@ Yield, two definitions, both reported:
 * ``yield_task``: fraction of instances whose circuit task NRMSE <= ``task_factor`` (1.10) x the
   nominal model's task NRMSE (the circuit is still as good a predictor, within 10 %);
 * ``yield_thresholds``: fraction meeting ``validate``'s pass thresholds against the nominal model
-  (Gamma >= 0.95, output NRMSE <= 0.05 by default) — a much stricter, trace-level criterion.
+  (Gamma >= 0.95, output NRMSE <= 0.05 by default) — a much stricter, trace-level criterion;
+
+and, with ``reference_nrmse`` (``--reference-nrmse``), ``yield_task_reference``: the same 10 % against a given task
+NRMSE, e.g. another network's nominal model's. ``yield_task`` judges each network against itself, which rewards
+a robust network with a poor nominal model; one bar for every network separates robust from accurate.
 
 Instances fan out through :class:`~mtc_analog.execution.Execution` with ``store=OUT/instances``: every
 finished instance is on disk at once, and a re-run of the same study (same checkpoint bytes, settings,
@@ -83,6 +87,9 @@ class MonteCarloSettings:
     statistics: MismatchStatistics | None = None
     task_factor: float = 1.10  #: yield_task: circuit task NRMSE <= task_factor x nominal model task NRMSE
     mismatch: str = "auto"  #: transistor | cell | auto (transistor where the circuit target can, else cell)
+    #: yield_task_reference: circuit task NRMSE <= task_factor x this (e.g. another network's nominal model), so
+    #: networks of different nominal accuracy are judged against one bar; None: not reported
+    reference_nrmse: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.instances, int) or self.instances < 1:
@@ -93,6 +100,9 @@ class MonteCarloSettings:
             raise InputError(f"task_factor = {self.task_factor!r} must be a finite number >= 1")
         if self.mismatch not in MISMATCH_MODES:
             raise InputError(f"--mismatch must be one of {MISMATCH_MODES}, got {self.mismatch!r}")
+        if self.reference_nrmse is not None and not (math.isfinite(self.reference_nrmse) and self.reference_nrmse > 0):
+            raise InputError(f"--reference-nrmse must be a task NRMSE > 0 (e.g. another network's nominal model's), "
+                             f"got {self.reference_nrmse!r}")
 
 
 MISMATCH_MODES = ("auto", "transistor", "cell")
@@ -262,12 +272,18 @@ def nominal_model_refit(checkpoint: str, digest: str, settings: ValidationSettin
 
 
 def summarise(instances: list[dict[str, Any]], nominal: dict[str, Any], task_factor: float,
-              nominal_refit: float | None = None) -> dict[str, Any]:
-    """Distributions over the instances and the two yields (see module doc)."""
+              nominal_refit: float | None = None, reference: float | None = None) -> dict[str, Any]:
+    """Distributions over the instances and the yields (see module doc); ``reference``: a task NRMSE every
+    chip is also judged against (``yield_task_reference``)."""
     model_task = nominal["task_nrmse_model"]
     limit = task_factor * model_task
     ok_task = [math.isfinite(r["task_nrmse_circuit"]) and r["task_nrmse_circuit"] <= limit for r in instances]
     ok_thresholds = [bool(r["passed"]) for r in instances]
+    judged = {}
+    if reference is not None:
+        bar = task_factor * reference
+        judged = {"task_nrmse_reference": reference, "yield_task_reference": float(np.mean(
+            [math.isfinite(r["task_nrmse_circuit"]) and r["task_nrmse_circuit"] <= bar for r in instances]))}
     return {
         "instances": len(instances),
         "task_nrmse_model_nominal": model_task,
@@ -278,7 +294,11 @@ def summarise(instances: list[dict[str, Any]], nominal: dict[str, Any], task_fac
             "yield_task": f"fraction of instances with circuit task NRMSE <= {task_factor:g} x the nominal model's "
                           f"({model_task:.4g}), i.e. <= {limit:.4g}",
             "yield_thresholds": "fraction of instances meeting validate's pass thresholds against the nominal model",
+            **({"yield_task_reference": f"fraction of instances with circuit task NRMSE <= {task_factor:g} x the "
+                                        f"reference ({reference:.4g}, given), i.e. <= {task_factor * reference:.4g}"}
+               if reference is not None else {}),
         },
+        **judged,
         "metrics": {key: distribution([r.get(key, float("nan")) for r in instances], worse)
                     for key, worse in METRICS.items()},
         "nominal_circuit": nominal,
@@ -424,7 +444,7 @@ def run_montecarlo(checkpoint: str | Path, out: str | Path, settings: Validation
             execution.close()
     summary = summarise(results[1:], results[0], mc.task_factor,
                         nominal_refit=nominal_model_refit(str(checkpoint.resolve()), _digest(checkpoint), settings,
-                                                          calibrated_for))
+                                                          calibrated_for), reference=mc.reference_nrmse)
     summary.update({
         "checkpoint": str(checkpoint), "seed": mc.seed, "statistics": statistics.to_dict(), "mismatch_mode": mode,
         "circuit_target": settings.circuit_target, "hardware_target": target.name,
@@ -491,6 +511,9 @@ def render_html(summary: dict[str, Any], png: Path) -> str:
     yields = [("yield_task", summary["yield_task"]), ("  definition", summary["yield_definitions"]["yield_task"]),
               ("yield_thresholds", summary["yield_thresholds"]),
               ("  definition", summary["yield_definitions"]["yield_thresholds"]),
+              *([("yield_task_reference", summary["yield_task_reference"]),
+                 ("  definition", summary["yield_definitions"]["yield_task_reference"])]
+                if "yield_task_reference" in summary else []),
               ("nominal model task NRMSE", summary["task_nrmse_model_nominal"]),
               ("nominal circuit task NRMSE", nominal["task_nrmse_circuit"]),
               ("nominal circuit Gamma", nominal["spike_coincidence"]),
@@ -540,6 +563,9 @@ def print_summary(summary: dict[str, Any], out: Path, stream: Any = None) -> Non
           f"{nominal['spike_coincidence']:.4f}, output NRMSE vs model {nominal['output_nrmse_vs_model']:.4f}", file=stream)
     print(f"  yield_task {summary['yield_task']:.3f} ({summary['yield_definitions']['yield_task']})", file=stream)
     print(f"  yield_thresholds {summary['yield_thresholds']:.3f} (validate's thresholds vs the nominal model)", file=stream)
+    if "yield_task_reference" in summary:
+        print(f"  yield_task_reference {summary['yield_task_reference']:.3f} "
+              f"({summary['yield_definitions']['yield_task_reference']})", file=stream)
     refit = summary.get("readout_refit")
     if refit:
         print(f"  chip-in-the-loop readout refit (held-out half, limit {refit['limit']:.4f} before, "
