@@ -205,7 +205,7 @@ class BehavioralTarget:
         return None
 
     def synapse_lines(self, prefix: str, out_nodes: Sequence[str], in_nodes: Sequence[str], gm: np.ndarray,
-                      vrest_node: str) -> list[str]:
+                      vrest_node: str, places: Sequence[tuple[str, str] | None] | None = None) -> list[str]:
         gm = np.asarray(gm, dtype=np.float64)
         if gm.shape != (len(out_nodes), len(in_nodes)):
             raise NetlistValueError(f"synapses {prefix}: gm has shape {gm.shape}, expected {(len(out_nodes), len(in_nodes))}")
@@ -220,11 +220,13 @@ class BehavioralTarget:
         # "I n+ n- value": positive current flows from n+ through the source to n-, i.e. into the node.
         return [f"IB{prefix}_{i} 0 {nodes[i]} DC {text[i]}" for i in np.nonzero(current)[0].tolist()]
 
-    def readout_lines(self, prefix: str, out_node: str, r_load: float, vrest_node: str) -> list[str]:
+    def readout_lines(self, prefix: str, out_node: str, r_load: float, vrest_node: str,
+                      place: str | None = None, stand_in: bool = False) -> list[str]:
         r = spice_number(r_load, f"readout {prefix} / R_load", "ohm", positive=True)
         return [f"XR{prefix} {spice_name(out_node)} {vrest_node} readout_load rload={r}"]
 
-    def lowpass_lines(self, prefix: str, in_node: str, out_node: str, stage: Any, v_s: float) -> list[str]:
+    def lowpass_lines(self, prefix: str, in_node: str, out_node: str, stage: Any, v_s: float,
+                      place: str | None = None) -> list[str]:
         where = f"low-pass {prefix}"
         c = spice_number(stage.capacitance, f"{where} / C", "F", positive=True)
         ib = spice_number(stage.bias_current, f"{where} / bias", "A", positive=True)

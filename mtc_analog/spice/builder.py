@@ -354,9 +354,11 @@ def build_network_netlist(
         if readout_partial:
             body.append("* partial readout: this chunk's share of the readout current into R_load (exact superposition)")
             rp = [f"rp{k}" for k in range(n_out)]
-            body += impl.synapse_lines("rp", rp, prev_nodes, gm, VREST)
+            # the chip's readout synapses (their place: into ro<k>) into a stand-in copy of the load
+            places = [(f"ro{i}", prev_nodes[j]) for i, j in zip(*(index.tolist() for index in np.nonzero(gm)))]
+            body += impl.synapse_lines("rp", rp, prev_nodes, gm, VREST, places=places)
             for k, node in enumerate(rp):
-                body += impl.readout_lines(f"rp{k}", node, readout.r_load, VREST)
+                body += impl.readout_lines(f"rp{k}", node, readout.r_load, VREST, stand_in=True)
                 ic[node] = float(target.v_rest + readout.r_load * i0[k])
             node_map["readout_partial"] = rp
             probes += rp
@@ -419,7 +421,8 @@ def build_readout_netlist(net: Any, partials: Sequence["ReplaySource"], t_stop: 
             raise NetlistValueError(f"partial readout {c} has {len(source.nodes)} nodes, expected {n_out}")
         body += replay_lines(f"part{c}", source)
         ic.update(dict(zip(source.nodes, source.initial_volts)))
-        body += impl.synapse_lines(f"c{c}", ro, list(source.nodes), np.eye(n_out) / readout.r_load, VREST)
+        body += impl.synapse_lines(f"c{c}", ro, list(source.nodes), np.eye(n_out) / readout.r_load, VREST,
+                                   places=[None] * n_out)  # stand-ins recreating the chunk's share
     body += impl.bias_lines("ro", ro, np.asarray(readout.bias_current, dtype=float))
     for k, node in enumerate(ro):
         body += impl.readout_lines(f"ro{k}", node, readout.r_load, VREST)

@@ -33,7 +33,6 @@ folded into model parameters by :func:`mtc_analog.hardware.calibration.calibrate
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
@@ -99,17 +98,6 @@ CELL_DEVICES = {
     "readout_load": ota_lin_devices(READOUT_MATCHING),
     "lowpass": ota_lin_devices(LOWPASS_MATCHING),
 }
-
-#: Nodes of the split simulation's stand-ins (spice/split.py): a chunk's partial readout sum ``rp<k>`` into a
-#: copy of the load, recreated in the readout netlist by unit transconductors from ``c<chunk>rp<k>``. They are
-#: not cells of the chip: they stay nominal, and a synapse into ``rp<k>`` is the chip's synapse into ``ro<k>``.
-_PARTIAL = re.compile(r"(?:c\d+)?rp(\d+)")
-
-
-def _readout_node(node: str) -> bool:
-    """Whether ``node`` is a readout summing node (``ro<k>``, or a chunk's share of it, ``rp<k>``: builder.py)."""
-    return re.fullmatch(r"r[op]\d+", node) is not None
-
 
 def neuron_cells(filter_kind: str, fast_filter: bool) -> dict[str, str]:
     """label -> OTA cell kind of every cell ``X_<label>`` inside the sky130 neuron subcircuit."""
@@ -225,9 +213,7 @@ class Sky130Target(BehavioralTarget):
         return "\n".join(parts)
 
     def synapse_lines(self, prefix: str, out_nodes: Sequence[str], in_nodes: Sequence[str], gm: np.ndarray,
-                      vrest_node: str, places: Sequence[tuple[str, str]] | None = None) -> list[str]:
-        """Transconductors ``gm`` [S] from ``in_nodes`` into ``out_nodes``. ``places``: the (out, in) network
-        nodes of the cells, row-major over the non-zero ``gm`` (default: the nodes written), which key their draws."""
+                      vrest_node: str, places: Sequence[tuple[str, str] | None] | None = None) -> list[str]:
         gm = np.asarray(gm, dtype=np.float64)
         if gm.shape != (len(out_nodes), len(in_nodes)):
             raise NetlistValueError(f"synapses {prefix}: gm has shape {gm.shape}, expected {(len(out_nodes), len(in_nodes))}")
@@ -235,24 +221,20 @@ class Sky130Target(BehavioralTarget):
         rows, cols = (index.tolist() for index in np.nonzero(gm))
         places = list(places) if places is not None else [(out_nodes[i], in_nodes[j]) for i, j in zip(rows, cols)]
         lines = []
-        for i, j, (out, source) in zip(rows, cols, places, strict=True):
+        for i, j, place in zip(rows, cols, places, strict=True):
             line = (f"XS{prefix}_{i}_{j} {out_nodes[i]} {in_nodes[j]} {vrest_node} "
                     f"{'synapse_pos' if gm[i, j] > 0 else 'synapse_neg'} gm={text[i, j]}")
-            stand_in = _PARTIAL.fullmatch(source) is not None
-            # keyed by the place: the same draw in a chunk and in the whole network
-            if self.mismatch is not None and not stand_in:
-                out = _PARTIAL.sub(r"ro\1", out) if _readout_node(out) else out
-                line += f"\n+ {self.mismatch.params(f'synapse/{out}/{source}', 'synapse')}"
+            if self.mismatch is not None and place is not None:  # keyed by the place: one draw per chip cell
+                line += f"\n+ {self.mismatch.params(f'synapse/{place[0]}/{place[1]}', 'synapse')}"
             lines.append(line)
         return lines
 
     def readout_lines(self, prefix: str, out_node: str, r_load: float, vrest_node: str,
-                      place: str | None = None) -> list[str]:
+                      place: str | None = None, stand_in: bool = False) -> list[str]:
         r = spice_number(r_load, f"readout {prefix} / R_load", "ohm", positive=True)
         line = f"XR{prefix} {spice_name(out_node)} {vrest_node} readout_load rload={r}"
-        place = place or out_node
-        if self.mismatch is not None and _PARTIAL.fullmatch(place) is None:
-            line += f"\n+ {self.mismatch.params(f'readout/{place}', 'readout_load')}"
+        if self.mismatch is not None and not stand_in:
+            line += f"\n+ {self.mismatch.params(f'readout/{place or out_node}', 'readout_load')}"
         return [line]
 
     def lowpass_lines(self, prefix: str, in_node: str, out_node: str, stage: Any, v_s: float,

@@ -59,17 +59,25 @@ class CircuitTarget(Protocol):
         """Initial voltages of the neuron's internal nodes (reference nodes), by hierarchical name."""
 
     def synapse_lines(self, prefix: str, out_nodes: Sequence[str], in_nodes: Sequence[str], gm: np.ndarray,
-                      vrest_node: str) -> list[str]:
-        """Synapses ``out_i += gm_ij (v_in_j - v_rest)`` for a whole (n_out, n_in) matrix [S]."""
+                      vrest_node: str, places: Sequence[tuple[str, str] | None] | None = None) -> list[str]:
+        """Synapses ``out_i += gm_ij (v_in_j - v_rest)`` for a whole (n_out, n_in) matrix [S].
+
+        ``places``: per synapse (row-major over the non-zero ``gm``) the (out, in) nodes it has in the whole
+        network netlist, which key a target's per-cell mismatch draws (default: the nodes written), or None
+        for a stand-in that is no cell of the chip (split simulations): drawn nominal."""
 
     def bias_lines(self, prefix: str, nodes: Sequence[str], current: np.ndarray) -> list[str]:
         """Constant currents [A] into each node (zeros are skipped)."""
 
-    def readout_lines(self, prefix: str, out_node: str, r_load: float, vrest_node: str) -> list[str]:
-        """The load resistor that turns the summed readout current into a voltage."""
+    def readout_lines(self, prefix: str, out_node: str, r_load: float, vrest_node: str,
+                      place: str | None = None, stand_in: bool = False) -> list[str]:
+        """The load resistor that turns the summed readout current into a voltage (``place``: its node in the
+        whole network, default ``out_node``; ``stand_in``: no cell of the chip, as in ``synapse_lines``)."""
 
-    def lowpass_lines(self, prefix: str, in_node: str, out_node: str, stage: Any, v_s: float) -> list[str]:
-        """One low-pass stage (a FilterCircuit) from ``in_node`` to ``out_node``."""
+    def lowpass_lines(self, prefix: str, in_node: str, out_node: str, stage: Any, v_s: float,
+                      place: str | None = None) -> list[str]:
+        """One low-pass stage (a FilterCircuit) from ``in_node`` to ``out_node`` (``place``: its output node in
+        the whole network, default ``out_node``)."""
 
     def operating_point_cells(self, body: Sequence[str]) -> list[dict[str, Any]]:
         """The OTAs instanced in ``body`` whose operating point can be checked on the transient: per cell
