@@ -99,6 +99,7 @@ CELL_DEVICES = {
     "lowpass": ota_lin_devices(LOWPASS_MATCHING),
 }
 
+
 def neuron_cells(filter_kind: str, fast_filter: bool) -> dict[str, str]:
     """label -> OTA cell kind of every cell ``X_<label>`` inside the sky130 neuron subcircuit."""
     cells = {"leak": "ota_lin", **{e.name: "ota5t" for e in behavioral.ELEMENTS}}

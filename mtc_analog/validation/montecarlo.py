@@ -277,18 +277,19 @@ def summarise(instances: list[dict[str, Any]], nominal: dict[str, Any], task_fac
     chip is also judged against (``yield_task_reference``)."""
     model_task = nominal["task_nrmse_model"]
     limit = task_factor * model_task
-    ok_task = [math.isfinite(r["task_nrmse_circuit"]) and r["task_nrmse_circuit"] <= limit for r in instances]
+
+    def within(bar: float) -> float:  # fraction of chips whose circuit task NRMSE is finite and <= bar
+        return float(np.mean([math.isfinite(r["task_nrmse_circuit"]) and r["task_nrmse_circuit"] <= bar
+                              for r in instances]))
+
     ok_thresholds = [bool(r["passed"]) for r in instances]
-    judged = {}
-    if reference is not None:
-        bar = task_factor * reference
-        judged = {"task_nrmse_reference": reference, "yield_task_reference": float(np.mean(
-            [math.isfinite(r["task_nrmse_circuit"]) and r["task_nrmse_circuit"] <= bar for r in instances]))}
+    judged = ({} if reference is None else
+              {"task_nrmse_reference": reference, "yield_task_reference": within(task_factor * reference)})
     return {
         "instances": len(instances),
         "task_nrmse_model_nominal": model_task,
         "task_nrmse_limit": limit,
-        "yield_task": float(np.mean(ok_task)),
+        "yield_task": within(limit),
         "yield_thresholds": float(np.mean(ok_thresholds)),
         "yield_definitions": {
             "yield_task": f"fraction of instances with circuit task NRMSE <= {task_factor:g} x the nominal model's "
