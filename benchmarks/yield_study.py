@@ -9,6 +9,9 @@ H = 84 with the package defaults) and each arm
 * ``aware3x``: the same with 75 epochs (3x the default budget; ``--arms`` picks arms);
 * ``naive_comp`` / ``aware_comp``: trained on the ideal model (without / with sky130 mismatch draws per batch),
   for a circuit compensated at design time (``--compensate``): chips are the ideal model plus mismatch only;
+* ``aware_ft``: the ``naive_comp`` network of the same seed fine-tuned with those draws (``train --init-from``,
+  half the budget at half the learning rate; run ``naive_comp`` first); ``naive_ft``: the same fine-tuning without
+  the draws (its control: the same total budget);
 
 the trained network goes through :func:`mtc_analog.validation.model_montecarlo.model_yield`: ``--instances``
 chips, each the sky130 calibration (not for compensated arms) composed with one cell-level mismatch draw of the
@@ -27,6 +30,7 @@ Training: demo ~20-40 s per arm, 64 neurons 1-3 min per arm (2-core machine); th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 from concurrent.futures import ProcessPoolExecutor
@@ -38,9 +42,15 @@ ARMS = {"naive": {}, "hardware": {"hardware": "sky130", "hardware_target": "sky1
         "aware3x": {"hardware": "sky130", "hardware_target": "sky130", "mismatch_aware": True, "epochs": 75},
         # compensated designs (validate/montecarlo --compensate): the circuit is re-mapped against its own cells, so
         # every chip is the *ideal* model plus its mismatch; trained on the ideal model, with or without the draws
-        "naive_comp": {}, "aware_comp": {"hardware_target": "sky130", "mismatch_aware": True}}
+        "naive_comp": {}, "aware_comp": {"hardware_target": "sky130", "mismatch_aware": True},
+        # the naive_comp network of the same seed fine-tuned with the draws (train --init-from): half the budget at
+        # half the learning rate, so it stays near the naive network's accuracy and learns the draws' robustness
+        "aware_ft": {"hardware_target": "sky130", "mismatch_aware": True, "epochs": 12.5, "lr_scale": 0.5,
+                     "init_arm": "naive_comp"},
+        # its control: the same fine-tuning without the draws (the same total budget as aware_ft)
+        "naive_ft": {"epochs": 12.5, "lr_scale": 0.5, "init_arm": "naive_comp"}}
 #: Arms whose chips are compensated at design time: no systematic calibration in the chips, only mismatch.
-COMPENSATED = {"naive_comp", "aware_comp"}
+COMPENSATED = {"naive_comp", "aware_comp", "aware_ft", "naive_ft"}
 
 
 def configs(size: str, arm: str, seed: int):
@@ -49,13 +59,15 @@ def configs(size: str, arm: str, seed: int):
     from mtc_analog.training.train import TrainConfig
     from mtc_analog.validation.demo import DEMO_NETWORK, DEMO_TASK, DEMO_TRAINING
 
+    settings = {k: v for k, v in ARMS[arm].items() if k not in ("epochs", "lr_scale", "init_arm")}
+    scale = ARMS[arm].get("epochs", 25) / 25  # budgets scaled from the package default's 25 epochs
+    lr_scale = ARMS[arm].get("lr_scale", 1.0)
     if size == "demo":
-        scale = ARMS[arm].get("epochs", 25) / 25  # the demo budget scaled like the package default
         return (NetworkConfig(**{**DEMO_NETWORK, "seed": seed}), TaskConfig(**DEMO_TASK),
-                TrainConfig(**{**DEMO_TRAINING, "seed": seed, **ARMS[arm],
-                               "epochs": round(DEMO_TRAINING["epochs"] * scale)}))
+                TrainConfig(**{**DEMO_TRAINING, "seed": seed, **settings,
+                               "epochs": round(DEMO_TRAINING["epochs"] * scale), "lr": DEMO_TRAINING["lr"] * lr_scale}))
     return (NetworkConfig(hidden=(int(size),), seed=seed), TaskConfig(horizon=84),
-            TrainConfig(seed=seed, **ARMS[arm]))
+            TrainConfig(seed=seed, **settings, epochs=round(TrainConfig.epochs * scale), lr=TrainConfig.lr * lr_scale))
 
 
 def run_one(job: tuple[str, str, int, str, int]) -> dict:
@@ -76,6 +88,11 @@ def run_one(job: tuple[str, str, int, str, int]) -> dict:
     if result.exists():
         return json.loads(result.read_text())
     net, task_cfg, train_cfg = configs(size, arm, seed)
+    if "init_arm" in ARMS[arm]:  # fine-tuned from another arm's network of the same size and seed
+        source = Path(out) / f"{size}_{ARMS[arm]['init_arm']}_s{seed}" / "best.safetensors"
+        if not source.exists():
+            raise SystemExit(f"yield_study: arm {arm} starts from {source}: run --arms {ARMS[arm]['init_arm']} first")
+        train_cfg = dataclasses.replace(train_cfg, init_from=str(source))
     if not (folder / "metrics.json").exists():
         train(net, task_cfg, train_cfg, folder, force=True, progress=False, make_figure=False)
     loaded = load_checkpoint(folder / "best.safetensors")

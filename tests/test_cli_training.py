@@ -28,6 +28,10 @@ def test_user_errors_exit_non_zero_with_one_line(tmp_path, capsys):
         (["train", "--neuron", "mtc", "--out", str(tmp_path / "d"), *TINY, "--hidden", "x"], "--hidden"),
         (["train", "--neuron", "mtc", "--mtc-init", "{bad", "--out", str(tmp_path / "e"), *TINY], "--mtc-init"),
         (["evaluate", str(tmp_path / "missing.safetensors")], "does not exist"),
+        (["train", "--neuron", "mtc", "--init-from", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "f"),
+          *TINY], "does not exist"),
+        (["train", "--neuron", "mtc", "--init-from", str(tmp_path / "none.safetensors"), "--resume",
+          "--out", str(tmp_path / "g"), *TINY], "pass one"),
     ]
     for argv, fragment in cases:
         assert main(argv) != 0, argv
@@ -77,3 +81,19 @@ def test_compare_writes_table_json_and_figure(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", "--models", "mtc,spiky", "--out", str(tmp_path / "x"), *TINY]) != 0
     assert "spiky" in capsys.readouterr().err
+
+
+def test_init_from_fine_tunes_a_trained_network(tmp_path, capsys):
+    source = tmp_path / "source"
+    assert main(["train", "--neuron", "mtc", "--horizon", "17", "--out", str(source), *TINY]) == 0
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--neuron", "mtc", "--init-from", str(source / "best.safetensors"), "--mismatch-aware",
+                 "--out", str(tuned), *TINY]) == 0
+    captured = capsys.readouterr()
+    assert "starting from" in captured.err and "mismatch drawn per batch" in captured.out
+    metrics = json.loads((tuned / "metrics.json").read_text())
+    assert metrics["horizon"] == 17  # the checkpoint's task, not --horizon's default 84
+    assert main(["train", "--neuron", "lif", "--init-from", str(source / "best.safetensors"),
+                 "--out", str(tmp_path / "lif"), *TINY]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "--neuron mtc" in err and len(err.splitlines()) == 1, err

@@ -126,3 +126,27 @@ def test_run_from_before_the_dead_neuron_penalty_resumes_without_it(tmp_path):
     b = load_checkpoint(tmp_path / "old" / "last.safetensors").network.state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_init_from_starts_at_the_checkpoints_network_and_task(tmp_path):
+    """``init_from``: the new run starts with the checkpoint's architecture, parameters and task (the given network
+    and task are replaced; a vanishing learning rate then leaves the parameters where they were), and records the
+    source; a checkpoint of another neuron type is refused in one line."""
+    source_net = NetworkConfig(neuron="mtc", hidden=(3,), dt=0.5, substeps=1)
+    train(source_net, TASK, BUDGET, tmp_path / "source", progress=False, make_figure=False)
+    source = tmp_path / "source" / "best.safetensors"
+    other_net = NetworkConfig(neuron="mtc", hidden=(5,), dt=0.25, substeps=2)
+    other_task = TaskConfig(horizon=84, n_samples=500)
+    budget = dataclasses.replace(BUDGET, epochs=1, lr=1e-12, init_from=str(source))
+    metrics = train(other_net, other_task, budget, tmp_path / "tuned", progress=False, make_figure=False)
+    tuned = load_checkpoint(tmp_path / "tuned" / "best.safetensors")
+    start = load_checkpoint(source)
+    assert tuned.network.config.hidden == (3,) and tuned.network.config.dt == 0.5 and tuned.task.horizon == 17
+    a, b = start.network.state_dict(), tuned.network.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+    assert metrics["test_nrmse"] == pytest.approx(start.metrics["test_nrmse"], rel=1e-4)
+    assert tuned.training["train_config"]["init_from"] == str(source)
+    with pytest.raises(InputError, match="--neuron mtc"):
+        train(NetworkConfig(neuron="lif", hidden=(3,)), TASK, budget, tmp_path / "lif", progress=False)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from typing import Any
 
 from ..errors import InputError
@@ -138,6 +140,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output directory (locked while the run writes it)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors with its stored settings "
                                                            "(only --epochs may set a new total)")
+    p.add_argument("--init-from", metavar="CHECKPOINT", default=None,
+                   help="start from this trained network (its architecture, parameters and task; the network and task "
+                        "options are not used) with a fresh optimizer, e.g. to fine-tune it --mismatch-aware")
     p.add_argument("--force", action="store_true", help="overwrite earlier results in OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(p)
@@ -147,6 +152,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..training.train import train
 
+    if args.resume and args.init_from:
+        raise InputError("--resume continues OUT's own run; --init-from starts a new one from another network: pass one")
     if args.resume:
         from ..network import NetworkConfig
         from ..tasks.mackey_glass import TaskConfig
@@ -155,6 +162,13 @@ def run(args: argparse.Namespace) -> int:
         net, task, train_cfg = NetworkConfig(), TaskConfig(), TrainConfig()  # replaced by the stored ones
     else:
         net, task, train_cfg = configs_from_args(args, args.neuron, args.horizon, args.seed)
+        if args.init_from:
+            from ..training.train import initial_network
+
+            initial_network(args.init_from, args.neuron)  # a wrong path or neuron type: one line, before anything
+            train_cfg = dataclasses.replace(train_cfg, init_from=str(args.init_from))
+            print(f"train: starting from {args.init_from} (its network and task; the network and task options are not "
+                  "used)", file=sys.stderr)
     metrics = train(net, task, train_cfg, args.out, resume=args.resume, force=args.force,
                     progress=not args.no_progress, resume_epochs=args.epochs if args.resume else None)
     print(f"{metrics['neuron']} H={metrics['horizon']}: test NRMSE {metrics['test_nrmse']:.4f}  "

@@ -63,6 +63,9 @@ class TrainConfig:
     mismatch_aware: bool = False
     mismatch_sigma_rel: float | None = None  #: overrides the target's current/capacitor spread [1]
     mismatch_sigma_offset: float | None = None  #: overrides the target's OTA offset spread [V]
+    #: start from this checkpoint's network (its architecture, parameters and task; a fresh optimizer), e.g. to
+    #: make a trained network hardware-aware by fine-tuning it with mismatch draws; None: a fresh network
+    init_from: str | None = None
 
     def validate(self) -> None:
         for name in ("epochs", "batches_per_epoch", "batch", "window", "threads"):
@@ -145,6 +148,8 @@ def train(
         prepare_output_dir(out, METRICS, force)
         if (out / LAST).exists() and not force:
             raise OutputExistsError(f"{out / LAST} exists (an unfinished run): pass --resume to continue it or --force to restart")
+        if train_cfg.init_from:
+            net_cfg, task_cfg, state_dict = initial_network(train_cfg.init_from, net_cfg.neuron)
     net_cfg.validate()
     train_cfg.validate()
     check_training_memory(net_cfg, train_cfg, task_cfg.n_samples)  # refuse with the figure before allocating
@@ -343,6 +348,16 @@ def _circuit_fidelity(network: SpikingRegressor, task: TaskData, cfg: TrainConfi
 
 def cfg_window_too_long(task: TaskData, cfg: TrainConfig) -> bool:
     return cfg.washout + cfg.window > len(task.train)
+
+
+def initial_network(path: str | Path, neuron: str) -> tuple[NetworkConfig, TaskConfig, dict[str, torch.Tensor]]:
+    """``train_cfg.init_from``: the network config, task and parameters of the checkpoint at ``path`` (its
+    architecture and task replace the given ones: the parameters only fit those)."""
+    source = load_checkpoint(path)  # CheckpointError (one line) if missing or not a checkpoint
+    if source.network.config.neuron != neuron:
+        raise InputError(f"--init-from {path}: a {source.network.config.neuron} network, not {neuron}; "
+                         f"pass --neuron {source.network.config.neuron}")
+    return source.network.config, source.task, source.network.state_dict()
 
 
 def _safe_val(network: SpikingRegressor, task: TaskData, cfg: TrainConfig, deviation: Any = None) -> float:
