@@ -44,7 +44,7 @@ ARMS = {"naive": {}, "hardware": {"hardware": "sky130", "hardware_target": "sky1
         # every chip is the *ideal* model plus its mismatch; trained on the ideal model, with or without the draws
         "naive_comp": {}, "aware_comp": {"hardware_target": "sky130", "mismatch_aware": True},
         # the naive_comp network of the same seed fine-tuned with the draws (train --init-from): half the budget at
-        # half the learning rate, so it stays near the naive network's accuracy and learns the draws' robustness
+        # half the learning rate (docs/results_hardware_aware.md, "Fine-tuning a trained network with the draws")
         "aware_ft": {"hardware_target": "sky130", "mismatch_aware": True, "epochs": 12.5, "lr_scale": 0.5,
                      "init_arm": "naive_comp"},
         # its control: the same fine-tuning without the draws (the same total budget as aware_ft)

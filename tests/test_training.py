@@ -150,3 +150,4 @@ def test_init_from_starts_at_the_checkpoints_network_and_task(tmp_path):
     assert tuned.training["train_config"]["init_from"] == str(source)
     with pytest.raises(InputError, match="--neuron mtc"):
         train(NetworkConfig(neuron="lif", hidden=(3,)), TASK, budget, tmp_path / "lif", progress=False)
+    assert not (tmp_path / "lif").exists()  # refused before the output directory was made

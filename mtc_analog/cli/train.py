@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from typing import Any
 
 from ..errors import InputError
@@ -163,18 +162,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         net, task, train_cfg = configs_from_args(args, args.neuron, args.horizon, args.seed)
         if args.init_from:
-            from ..training.train import initial_network
-
-            initial_network(args.init_from, args.neuron)  # a wrong path or neuron type: one line, before anything
             train_cfg = dataclasses.replace(train_cfg, init_from=str(args.init_from))
-            print(f"train: starting from {args.init_from} (its network and task; the network and task options are not "
-                  "used)", file=sys.stderr)
     metrics = train(net, task, train_cfg, args.out, resume=args.resume, force=args.force,
                     progress=not args.no_progress, resume_epochs=args.epochs if args.resume else None)
     print(f"{metrics['neuron']} H={metrics['horizon']}: test NRMSE {metrics['test_nrmse']:.4f}  "
           f"val NRMSE {metrics['val_nrmse']:.4f}  spike rate {metrics.get('spike_rate', float('nan')):.4g}  "
           f"duty cycle {metrics.get('duty_cycle', float('nan')):.4g}  synops/step {metrics.get('synops_per_step', float('nan')):.4g} "
           f"({metrics.get('synop_kind', '?')})  wall {metrics['train_wall_s']:.1f} s  -> {args.out}/metrics.json")
+    if args.init_from:
+        print(f"started from {args.init_from} (its network and task; the network and task options were not used)")
     if metrics.get("hardware_model"):
         hw = metrics["hardware_model"]
         parts = []

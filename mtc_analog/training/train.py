@@ -145,11 +145,11 @@ def train(
         best_val = float(previous.training.get("best_val_nrmse", math.inf))
         optimizer_state, state_dict = previous.optimizer_state, previous.network.state_dict()
     else:
+        if train_cfg.init_from:  # before OUT is touched: a wrong path or neuron type leaves nothing behind
+            net_cfg, task_cfg, state_dict = initial_network(train_cfg.init_from, net_cfg.neuron)
         prepare_output_dir(out, METRICS, force)
         if (out / LAST).exists() and not force:
             raise OutputExistsError(f"{out / LAST} exists (an unfinished run): pass --resume to continue it or --force to restart")
-        if train_cfg.init_from:
-            net_cfg, task_cfg, state_dict = initial_network(train_cfg.init_from, net_cfg.neuron)
     net_cfg.validate()
     train_cfg.validate()
     check_training_memory(net_cfg, train_cfg, task_cfg.n_samples)  # refuse with the figure before allocating
