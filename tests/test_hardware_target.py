@@ -103,6 +103,8 @@ def test_values_with_units(tmp_path):
         ("i_unit: [1, 2]\n", "i_unit", "expected a number"),
         ("kappa: true\n", "kappa", "expected a number"),
         ("swing_max: 30\n", "swing", "operating window"),
+        ("linear_range: -3\n", "linear_range", "must be > 0"),
+        ("linear_range: 3 V\n", "linear_range", "wrong unit"),
         ("- just\n- a list\n", "mapping", "mapping"),
     ],
 )

@@ -82,6 +82,42 @@ def test_ota_lin_is_linear_over_two_model_units(dc_sweeps):
             assert lin[k] / (G_LIN * dv[k]) == pytest.approx(1.0, abs=0.05), f"{sign * u} V_s"
 
 
+def test_ota_lin_linear_range_is_the_targets(tmp_path):
+    """``linear_range`` in targets/sky130.yaml (the swing --swing-penalty keeps membranes inside) is where ota_lin
+    still follows its line: >= 0.92 of it at linear_range V_s from rest, < 0.9 one V_s further, in both of its
+    connections in the neuron -- the follower of a linear filter (+ input = membrane, - input = output) and the
+    leak (+ input = v_rest, - input = output = membrane). Measured: 0.93-0.98 at 3 V_s, 0.83-0.87 at 4."""
+    reach = 6.5 * TARGET.v_s
+    text = "\n".join([
+        "* ota_lin in its two connections",
+        sky130.TARGET.library(set()),
+        f"Vf pf 0 {VCM}", f"Vfo of 0 {VCM}", f"Xf of pf of ota_lin g={G_LIN}",   # follower: output held, + swept
+        f"Vl pl 0 {VCM}", f"Vlo ol 0 {VCM}", f"Xl ol pl ol ota_lin g={G_LIN}",   # leak: + at rest, output swept
+        ".options reltol=1e-4 abstol=1e-15 gmin=1e-15",
+        ".control", "set wr_singlescale", "set wr_vecnames", "option numdgt=12",
+        f"dc Vf {VCM - reach} {VCM + reach} 0.002", "wrdata follower.txt i(Vfo)",
+        f"dc Vlo {VCM - reach} {VCM + reach} 0.002", "wrdata leak.txt i(Vlo)", "quit", ".endc", ".end",
+    ])
+    (tmp_path / "lin.cir").write_text(text)
+    proc = subprocess.run(["ngspice", "-b", "lin.cir"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "leak.txt").exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    follower = np.loadtxt(tmp_path / "follower.txt", skiprows=1)
+    leak = np.loadtxt(tmp_path / "leak.txt", skiprows=1)
+    # differential input (+ minus -) in V_s and the cell's current relative to g * that difference
+    connections = {"follower": ((follower[:, 0] - VCM) / TARGET.v_s, follower[:, 1]),
+                   "leak": ((VCM - leak[:, 0]) / TARGET.v_s, leak[:, 1])}
+    span = TARGET.linear_range
+    assert span == 3.0
+    for name, (du, current) in connections.items():
+        order = np.argsort(du)
+        du, current = du[order], current[order]
+        relative = np.abs(current) / (G_LIN * TARGET.v_s * np.maximum(np.abs(du), 1e-9))
+        for sign in (1, -1):
+            at = lambda u: float(np.interp(sign * u, du, relative))  # noqa: E731
+            assert at(span) >= 0.92, (name, sign, at(span))
+            assert at(span + 1) < 0.9, (name, sign, at(span + 1))
+
+
 def test_checked_in_neuron_library_matches_generator():
     assert library.read(library.NETLIST_DIR / "sky130" / "mtc_neuron.lib") == sky130.render_neuron_library()
 

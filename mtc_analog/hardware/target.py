@@ -59,10 +59,11 @@ FIELD_UNITS: dict[str, str] = {
     "v_in_max": "V",
     "sat_margin_ut": "",
     "v_out_margin": "V",
+    "linear_range": "V_s",
 }
 
 #: Fields that may be left out (None): the limit then falls back to a broader one (see the fields' docs).
-OPTIONAL_FIELDS = frozenset({"v_in_min", "v_in_max"})
+OPTIONAL_FIELDS = frozenset({"v_in_min", "v_in_max", "linear_range"})
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,9 @@ class HardwareTarget:
     - ``c_max = 100 pF``: area budget per capacitor (~0.05 mm^2 of MIM at 2 fF/um^2).
     - ``swing_min..swing_max``: the membrane's expected excursion in model units (hyperpolarised by
       strong inhibition to ~-4, spike peaks ~+3); with ``v_headroom`` it must fit inside the rails.
+    - ``linear_range``: how far [V_s] the membrane may move from rest while the cells that the model treats
+      as linear (the leak, linear filters) still follow their line; ``None``: ideal, unlimited. Training
+      with ``--swing-penalty`` keeps the membranes inside it (``training/swing.py``).
     """
 
     name: str = "behavioral"
@@ -111,6 +115,7 @@ class HardwareTarget:
     v_in_max: float | None = None  #: highest OTA input common mode [V] (None: the operating window)
     sat_margin_ut: float = 4.0  #: a transistor that must be saturated needs V_DS >= this many U_T
     v_out_margin: float = 0.1  #: an OTA output stays this far from either rail to remain a current source [V]
+    linear_range: float | None = None  #: membrane excursion [V_s] the linear cells follow their line to (None: ideal)
 
     def __post_init__(self) -> None:
         problems = []
@@ -146,6 +151,8 @@ class HardwareTarget:
             (self.sat_margin_ut >= 0, "sat_margin_ut", f"{self.sat_margin_ut} must be >= 0 (typical 4)"),
             (0 <= self.v_out_margin < (self.vdd - self.vss) / 2, "v_out_margin",
              f"{self.v_out_margin} V must be >= 0 and below half the supply"),
+            (self.linear_range is None or self.linear_range > 0, "linear_range",
+             f"{self.linear_range} V_s must be > 0 (or null: ideal linear cells)"),
             (self.input_window[0] < self.input_window[1], "v_in_min",
              f"the input common-mode range {self.input_window[0]}..{self.input_window[1]} V is empty"),
         ]
