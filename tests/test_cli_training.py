@@ -32,11 +32,20 @@ def test_user_errors_exit_non_zero_with_one_line(tmp_path, capsys):
           *TINY], "does not exist"),
         (["train", "--neuron", "mtc", "--init-from", str(tmp_path / "none.safetensors"), "--resume",
           "--out", str(tmp_path / "g"), *TINY], "pass one"),
+        # the swing penalty needs a limit (the behavioural target's cells are ideal), an MTC network, sane numbers
+        (["train", "--neuron", "mtc", "--swing-penalty", "1", "--out", str(tmp_path / "h"), *TINY], "--swing-limit"),
+        (["train", "--neuron", "lif", "--swing-penalty", "1", "--swing-limit", "3", "--out", str(tmp_path / "i"), *TINY],
+         "MTC membranes"),
+        (["train", "--neuron", "mtc", "--swing-penalty", "-1", "--out", str(tmp_path / "j"), *TINY], "swing_penalty"),
+        (["train", "--neuron", "mtc", "--swing-penalty", "1", "--swing-limit", "0", "--out", str(tmp_path / "k"), *TINY],
+         "swing_limit"),
     ]
     for argv, fragment in cases:
         assert main(argv) != 0, argv
         err = capsys.readouterr().err.strip()
         assert fragment in err and len(err.splitlines()) == 1, (argv, err)
+    for name in "hijk":  # refused before the output directory was made
+        assert not (tmp_path / name).exists()
 
 
 def test_truncated_checkpoint_and_existing_results_are_refused(tmp_path, capsys):

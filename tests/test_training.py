@@ -8,7 +8,7 @@ import torch
 
 from mtc_analog.errors import InputError, OutputExistsError
 from mtc_analog.network import NetworkConfig
-from mtc_analog.tasks.mackey_glass import TaskConfig
+from mtc_analog.tasks.mackey_glass import TaskConfig, make_task
 from mtc_analog.training.checkpoint import load_checkpoint
 from mtc_analog.training.evaluate import evaluate_checkpoint
 from mtc_analog.training.train import TrainConfig, train
@@ -151,3 +151,47 @@ def test_init_from_starts_at_the_checkpoints_network_and_task(tmp_path):
     with pytest.raises(InputError, match="--neuron mtc"):
         train(NetworkConfig(neuron="lif", hidden=(3,)), TASK, budget, tmp_path / "lif", progress=False)
     assert not (tmp_path / "lif").exists()  # refused before the output directory was made
+
+
+def test_swing_penalty_is_zero_inside_the_limit_and_pulls_outside_back():
+    """P = mean over neurons of <relu(|U_m - U_rest| - L)^2>: 0 (and no gradient) while every membrane is within L of
+    rest; beyond it, the exact value and gradient of the formula."""
+    from mtc_analog.training.swing import membrane_swing_penalty
+
+    inside = torch.tensor([[[0.5, -2.9]], [[2.99, 1.0]]], requires_grad=True)  # (T 2, B 1, N 2), rest 0, L 3
+    value = membrane_swing_penalty([inside], [torch.tensor(0.0)], 3.0)
+    value.backward()
+    assert value.item() == 0.0 and torch.count_nonzero(inside.grad) == 0
+    outside = torch.tensor([[[4.0, 1.0]], [[0.0, -5.0]], [[2.0, 2.0]]], requires_grad=True)  # rest 1, L 2
+    value = membrane_swing_penalty([outside], [torch.tensor(1.0)], 2.0, start_step=1)  # the first step is skipped
+    value.backward()
+    # neuron 0: steps 1-2 excursions 1, 1: inside; neuron 1: 6 -> 4^2 = 16 and 1: inside -> mean 8; over neurons: 4
+    assert value.item() == pytest.approx(4.0)
+    expected = torch.zeros_like(outside)
+    expected[1, 0, 1] = 2 * 4.0 * -1 / 2 / 2  # d/dU of (|U - 1| - 2)^2 at U = -5, / 2 steps / 2 neurons
+    torch.testing.assert_close(outside.grad, expected)
+
+
+def test_swing_penalty_keeps_membranes_nearer_rest(tmp_path):
+    """Trained with a strong swing penalty, the same network and seed spend less time beyond the limit than without,
+    and metrics.json says how far the membranes go; the limit comes from the target when not given."""
+    from mtc_analog.training.swing import swing_report
+
+    net = NetworkConfig(neuron="mtc", hidden=(6,), dt=0.5, substeps=1)
+    budget = dataclasses.replace(BUDGET, epochs=4, lr=5e-2)
+    free = train(net, TASK, budget, tmp_path / "free", progress=False, make_figure=False)
+    held = train(net, TASK, dataclasses.replace(budget, swing_penalty=100.0, swing_limit=2.0), tmp_path / "held",
+                 progress=False, make_figure=False)
+    assert free["membrane_swing"]["limit_source"].startswith("not penalised") and held["membrane_swing"]["limit"] == 2.0
+    task = make_task(TASK)
+    reports = [swing_report(load_checkpoint(tmp_path / run / "best.safetensors").network, task, 2.0, 20)
+               for run in ("free", "held")]
+    # measured: 0.61 -> 0.43 of neuron-steps beyond 2 V_s, the largest excursion 5.1 -> 4.3 V_s
+    assert reports[1]["share_beyond"] < 0.85 * reports[0]["share_beyond"], reports
+    assert reports[1]["max_excursion"] < reports[0]["max_excursion"], reports
+    on_disk = json.loads((tmp_path / "held" / "metrics.json").read_text())
+    assert on_disk["membrane_swing"]["max_excursion"] > 0 and "membrane_swing" in on_disk["definitions"]
+    assert load_checkpoint(tmp_path / "held" / "best.safetensors").training["train_config"]["swing_penalty"] == 100.0
+    from_target = dataclasses.replace(budget, epochs=1, swing_penalty=1.0, hardware_target="sky130")
+    metrics = train(net, TASK, from_target, tmp_path / "sky", progress=False, make_figure=False)
+    assert metrics["membrane_swing"]["limit"] == 3.0  # targets/sky130.yaml linear_range

@@ -70,6 +70,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                    help="override the relative spread of currents and capacitors [1] (<= 1)")
     h.add_argument("--mismatch-sigma-offset", type=float, default=None,
                    help="override the OTA input-offset spread [V] (<= 0.1)")
+    h.add_argument("--swing-penalty", type=float, default=t.swing_penalty, metavar="W",
+                   help="keep every membrane within --swing-limit of rest, where a transistor target's leak and linear "
+                        "filters are still linear: weight of mean relu(|U_m - U_rest| - limit)^2 (default 0: off)")
+    h.add_argument("--swing-limit", type=float, default=None, metavar="V_S",
+                   help="the excursion the swing penalty allows [V_s] (default: the --hardware target's linear_range; "
+                        "sky130: 3)")
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -85,6 +91,7 @@ def parse_hidden(text: str) -> tuple[int, ...]:
 def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed: int) -> tuple[Any, Any, Any]:
     from ..network import DEFAULT_MTC_INIT, NEURON_TYPES, NetworkConfig
     from ..tasks.mackey_glass import TaskConfig
+    from ..training.swing import resolved_swing_limit
     from ..training.train import TrainConfig
 
     if neuron not in NEURON_TYPES:
@@ -110,10 +117,12 @@ def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed:
                             activity_floor=args.activity_floor, seed=seed, threads=args.threads,
                             hardware=args.hardware, mismatch_aware=args.mismatch_aware,
                             mismatch_sigma_rel=args.mismatch_sigma_rel, mismatch_sigma_offset=args.mismatch_sigma_offset,
+                            swing_penalty=args.swing_penalty, swing_limit=args.swing_limit,
                             **({"hardware_target": args.hardware} if args.hardware else {}))
     net.validate()
     task.validate()
     train_cfg.validate()
+    resolved_swing_limit(train_cfg, neuron)  # a penalty without a limit: refused before OUT is touched
     return net, task, train_cfg
 
 

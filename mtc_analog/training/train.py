@@ -28,6 +28,7 @@ from ..resources import check_training_memory
 from ..tasks.mackey_glass import TaskConfig, TaskData, make_task, sample_windows
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import DEFAULT_EVAL_WASHOUT, METRIC_DEFINITIONS, evaluate_split
+from .swing import check_swing_settings, membrane_swing_penalty, resolved_swing_limit, swing_report
 
 BEST, LAST, METRICS = "best.safetensors", "last.safetensors", "metrics.json"
 
@@ -66,6 +67,11 @@ class TrainConfig:
     #: start from this checkpoint's network (its architecture, parameters and task; a fresh optimizer), e.g. to
     #: make a trained network hardware-aware by fine-tuning it with mismatch draws; None: a fresh network
     init_from: str | None = None
+    #: MTC: weight of the membrane-swing penalty (training/swing.py): keeps every membrane within ``swing_limit``
+    #: of rest, where a target's leak and linear filters are still linear; 0 disables it
+    swing_penalty: float = 0.0
+    #: [V_s] excursion the swing penalty allows; None: the training target's ``linear_range`` (sky130: 3)
+    swing_limit: float | None = None
 
     def validate(self) -> None:
         for name in ("epochs", "batches_per_epoch", "batch", "window", "threads"):
@@ -77,6 +83,7 @@ class TrainConfig:
             raise InputError(f"lr = {self.lr} must be a finite positive number")
         if not (math.isfinite(self.activity_floor) and self.activity_floor >= 0):
             raise InputError(f"activity_floor = {self.activity_floor} must be a finite number >= 0 (0: off)")
+        check_swing_settings(self.swing_penalty, self.swing_limit)
         if self.mismatch_sigma_rel is not None or self.mismatch_sigma_offset is not None:
             from ..hardware.mismatch import check_sigmas
 
@@ -152,6 +159,7 @@ def train(
             raise OutputExistsError(f"{out / LAST} exists (an unfinished run): pass --resume to continue it or --force to restart")
     net_cfg.validate()
     train_cfg.validate()
+    swing_limit = resolved_swing_limit(train_cfg, net_cfg.neuron)
     check_training_memory(net_cfg, train_cfg, task_cfg.n_samples)  # refuse with the figure before allocating
     task = make_task(task_cfg)
     if cfg_window_too_long(task, train_cfg):
@@ -186,11 +194,14 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             revive = train_cfg.activity_floor > 0 and network.neuron == "mtc"
             deviation = None if hardware is None else hardware.draw(network, epoch, b)
-            output = network(x, record_membrane=revive, deviation=deviation)
+            output = network(x, record_membrane=revive or swing_limit is not None, deviation=deviation)
             loss = torch.mean((output.prediction[train_cfg.washout:] - y[train_cfg.washout:]) ** 2)
+            steps = train_cfg.washout * net_cfg.substeps
             if revive:
-                steps = train_cfg.washout * net_cfg.substeps
                 loss = loss + train_cfg.activity_floor * dead_neuron_penalty(output, net_cfg, steps)
+            if swing_limit is not None:
+                rests = [layer.u_rest for layer in network.layers]
+                loss = loss + train_cfg.swing_penalty * membrane_swing_penalty(output.hidden_u, rests, swing_limit, steps)
             if not torch.isfinite(loss):
                 losses.append(float("nan"))
                 bar.update(1)
@@ -222,6 +233,8 @@ def train(
     best = load_checkpoint(out / BEST)
     wall = wall_before + (time.perf_counter() - wall_start)
     fidelity = _circuit_fidelity(best.network, task, train_cfg)
+    if net_cfg.neuron == "mtc":
+        fidelity["membrane_swing"] = swing_report(best.network, task, swing_limit, train_cfg.eval_washout)
     test = evaluate_split(best.network, task, "test", train_cfg.eval_washout, keep_output=False, deviation=nominal)
     val_eval = evaluate_split(best.network, task, "val", train_cfg.eval_washout, deviation=nominal)
     if nominal is not None:
@@ -318,6 +331,9 @@ FIDELITY_DEFINITIONS: dict[str, str] = {
                       "set to 0 in the model before evaluation (listed under 'pruning')",
     "census": "firing regime of each hidden neuron under a step protocol at its trained parameters "
               "(mtc_analog.training.census)",
+    "membrane_swing": "on the test split: each hidden neuron's largest |U_m - U_rest| [V_s] (max and median over "
+                      "neurons), how many exceed the limit, and the share of neuron-steps beyond it; the limit is "
+                      "--swing-penalty's (training/swing.py), or 3 V_s (sky130's linear range) when not penalised",
 }
 
 
