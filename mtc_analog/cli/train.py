@@ -198,4 +198,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"circuit fidelity: discretisation gap {gap:.4f} ({'within' if gap <= GAP_TOLERANCE else 'ABOVE'} "
               f"{GAP_TOLERANCE}); {metrics.get('pruned_devices', 0)} device(s) below the target's current floor "
               f"pruned; census: {census_line(metrics.get('census_counts') or {})}")
+    swing = metrics.get("membrane_swing")
+    if swing:
+        print(f"membrane swing on the test split: largest {swing['max_excursion']:.2f} V_s from rest, "
+              f"{100 * swing['share_beyond']:.1f} % of neuron-steps beyond {swing['limit']:g} V_s"
+              + ("" if swing["limit_source"] == "swing penalty" else
+                 " (sky130's linear range; --swing-penalty 1 keeps membranes inside it)"))
     return 0
