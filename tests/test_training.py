@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -170,6 +171,17 @@ def test_swing_penalty_is_zero_inside_the_limit_and_pulls_outside_back():
     expected = torch.zeros_like(outside)
     expected[1, 0, 1] = 2 * 4.0 * -1 / 2 / 2  # d/dU of (|U - 1| - 2)^2 at U = -5, / 2 steps / 2 neurons
     torch.testing.assert_close(outside.grad, expected)
+
+
+def test_swing_of_counts_excursions_from_each_layers_rest():
+    """How far membranes go: per neuron the largest |U - U_rest|, neurons and neuron-steps beyond the limit."""
+    from mtc_analog.training.swing import swing_of
+
+    layer0 = np.array([[0.0, 4.0], [1.0, -1.0], [3.5, 0.0]])  # (K 3, N 2), rest 0.5
+    layer1 = np.array([[-3.0], [0.0], [0.0]])  # rest -1: excursions 2, 1, 1
+    found = swing_of([layer0, layer1], [0.5, -1.0], 2.5)
+    assert found["max_excursion"] == 3.5 and found["median_peak_excursion"] == 3.0  # peaks 3.0, 3.5, 2.0
+    assert found["neurons_beyond"] == 2 and found["share_beyond"] == pytest.approx(2 / 9)  # 3.5 and 3.0
 
 
 def test_swing_penalty_keeps_membranes_nearer_rest(tmp_path):

@@ -69,6 +69,22 @@ def membrane_swing_penalty(hidden_u: list[torch.Tensor], rests: list[Any], limit
     return torch.cat(terms).mean()
 
 
+def swing_of(membranes: list[Any], rests: list[Any], limit: float) -> dict[str, Any]:
+    """How far membranes ``(K, N)`` per layer (model units, scored steps only) go from their rests: the largest
+    excursion [V_s] (max and median over neurons), how many neurons exceed ``limit``, the share of neuron-steps
+    beyond it."""
+    peaks, beyond, count = [], 0, 0
+    for u, rest in zip(membranes, rests):
+        excursion = np.abs(np.asarray(u, dtype=float) - np.asarray(rest, dtype=float))
+        peaks.extend(excursion.max(axis=0).tolist())
+        beyond += int((excursion > limit).sum())
+        count += excursion.size
+    peaks_arr = np.asarray(peaks)
+    return {"limit": float(limit), "max_excursion": float(peaks_arr.max()), "median_peak_excursion":
+            float(np.median(peaks_arr)), "neurons_beyond": int((peaks_arr > limit).sum()),
+            "share_beyond": beyond / max(count, 1)}
+
+
 def swing_report(network: Any, task: Any, limit: float | None, washout: int) -> dict[str, Any]:
     """How far the trained membranes go on the test split: per neuron the largest excursion from rest [V_s], and
     the share of neuron-steps beyond ``limit`` (the penalty's, or 3 V_s when training had none)."""
@@ -79,13 +95,6 @@ def swing_report(network: Any, task: Any, limit: float | None, washout: int) -> 
     out = stream(network, task.x[first:part.start + len(part)], record_membrane=True)
     lead = (part.start - first) * network.config.substeps
     judged = 3.0 if limit is None else limit
-    peaks, beyond, count = [], 0, 0
-    for layer, u in zip(network.layers, out.hidden_u):
-        excursion = (u[lead:, 0, :] - layer.u_rest).abs().numpy()
-        peaks.extend(excursion.max(axis=0).tolist())
-        beyond += int((excursion > judged).sum())
-        count += excursion.size
-    peaks_arr = np.asarray(peaks)
-    return {"limit": judged, "limit_source": "swing penalty" if limit is not None else "not penalised (3 V_s shown)",
-            "max_excursion": float(peaks_arr.max()), "median_peak_excursion": float(np.median(peaks_arr)),
-            "neurons_beyond": int((peaks_arr > judged).sum()), "share_beyond": beyond / max(count, 1)}
+    found = swing_of([u[lead:, 0, :].numpy() for u in out.hidden_u], [float(layer.u_rest) for layer in network.layers],
+                     judged)
+    return {**found, "limit_source": "swing penalty" if limit is not None else "not penalised (3 V_s shown)"}

@@ -234,6 +234,12 @@ def validate_network(network: Any, task: Any, settings: ValidationSettings = Val
         "clipped_values": len(changes), "compensation_iterations": settings.compensate,
     }
     summary["clip_changes"] = [str(c) for c in changes[:50]]
+    linear_range = getattr(circuit.target, "linear_range", None)
+    if linear_range is not None:  # where the target's leak and linear filters stop following the model's lines
+        from ..training.swing import swing_of
+
+        summary["membrane_swing"] = swing_of([u[lead * cfg.substeps:] for u in model.membrane],
+                                             [float(layer.u_rest) for layer in network.layers], linear_range)
     if compensation is not None:
         summary["compensation"] = compensation
     summary.update(hardware_summary(waves, nodes, circuit, x.shape[0], circ, settings))
