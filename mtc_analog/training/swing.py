@@ -1,7 +1,7 @@
 """Keep trained membranes inside the range where a target's linear cells are linear (``--swing-penalty``).
 
 The model's leak and linear filters are straight lines; on a transistor target they are transconductors
-with a finite linear range (sky130's ota_lin: 0.94-0.98 of its line at 3 V_s from rest, 0.62-0.65 at 6 V_s,
+with a finite linear range (sky130's ota_lin: 0.93-0.98 of its line at 3 V_s from rest, 0.62-0.65 at 6 V_s,
 ``linear_range`` in ``targets/sky130.yaml``). A trained network whose membranes sit beyond it for long
 (plateaus, deep hyperpolarisation, large spikes) computes something else on that chip, and its spike times
 drift over long streams. The penalty
@@ -87,14 +87,15 @@ def swing_of(membranes: list[Any], rests: list[Any], limit: float) -> dict[str, 
 
 def swing_report(network: Any, task: Any, limit: float | None, washout: int) -> dict[str, Any]:
     """How far the trained membranes go on the test split: per neuron the largest excursion from rest [V_s], and
-    the share of neuron-steps beyond ``limit`` (the penalty's, or 3 V_s when training had none)."""
+    the share of neuron-steps beyond ``limit`` (the penalty's; without one, sky130's ``linear_range``)."""
+    from ..hardware import load_target
     from .evaluate import stream
 
     part = task.split("test")
     first = max(0, part.start - washout)
     out = stream(network, task.x[first:part.start + len(part)], record_membrane=True)
     lead = (part.start - first) * network.config.substeps
-    judged = 3.0 if limit is None else limit
+    judged = float(load_target("sky130").linear_range) if limit is None else limit
     found = swing_of([u[lead:, 0, :].numpy() for u in out.hidden_u], [float(layer.u_rest) for layer in network.layers],
                      judged)
-    return {**found, "limit_source": "swing penalty" if limit is not None else "not penalised (3 V_s shown)"}
+    return {**found, "limit_source": "swing penalty" if limit is not None else "not penalised (sky130's linear range shown)"}

@@ -333,7 +333,7 @@ FIDELITY_DEFINITIONS: dict[str, str] = {
               "(mtc_analog.training.census)",
     "membrane_swing": "on the test split: each hidden neuron's largest |U_m - U_rest| [V_s] (max and median over "
                       "neurons), how many exceed the limit, and the share of neuron-steps beyond it; the limit is "
-                      "--swing-penalty's (training/swing.py), or 3 V_s (sky130's linear range) when not penalised",
+                      "--swing-penalty's (training/swing.py), or sky130's linear range (3 V_s) when not penalised",
 }
 
 
