@@ -30,7 +30,9 @@ def configs(size: str, seed: int, penalty: float):
     from mtc_analog.training.train import TrainConfig
     from mtc_analog.validation.demo import DEMO_NETWORK, DEMO_TASK, DEMO_TRAINING
 
-    swing = {"swing_penalty": penalty, "swing_limit": 3.0} if penalty else {}  # 3 V_s: sky130's linear_range
+    from mtc_analog.hardware import load_target
+
+    swing = {"swing_penalty": penalty, "swing_limit": load_target("sky130").linear_range} if penalty else {}  # 3 V_s
     if size == "demo":
         return (NetworkConfig(**{**DEMO_NETWORK, "seed": seed}), TaskConfig(**DEMO_TASK),
                 TrainConfig(**{**DEMO_TRAINING, "seed": seed, **swing}))
@@ -61,7 +63,7 @@ def run_one(size: str, seed: int, penalty: float, out: Path, samples: int, washo
                                   samples=samples, washout=washout, clip=True, compensate=3, workers=workers)
     summary = validate_network(loaded.network, task, settings).summary
     metrics = json.loads((folder / "metrics.json").read_text())
-    swing = swing_report(loaded.network, task, 3.0, train_cfg.eval_washout)
+    swing = swing_report(loaded.network, task, load_target("sky130").linear_range, train_cfg.eval_washout)
     row = {"size": size, "seed": seed, "swing_penalty": penalty, "samples": samples,
            "gamma": summary["spike_coincidence"], "output_nrmse": summary["output_nrmse_vs_model"],
            "task_nrmse_model": summary["task_nrmse_model"], "task_nrmse_circuit": summary["task_nrmse_circuit"],
