@@ -8,9 +8,9 @@ circuit, the model's test NRMSE, and how far the membranes go (largest excursion
 3 V_s). Results: docs/results_sky130.md, "Membranes inside the cells' linear range".
 
     python benchmarks/swing_study.py --seeds 0,1,2,3,4 --out runs/swing            # demo network (16 neurons, H 17)
-    python benchmarks/swing_study.py --size 64 --seeds 0 --samples 80 --out runs/swing64
+    python benchmarks/swing_study.py --size 64 --seeds 0,1,2 --samples 80 --workers 2 --out runs/swing64
 
-~15 s of training and ~25 s of ngspice per demo run (2-core machine); 1-3 min and ~4 min per 64-neuron run.
+~15 s of training and ~25 s of ngspice per demo run (2-core machine); 1-3 min and ~3-4 min per 64-neuron run.
 Runs already in ``--out`` are reused.
 """
 
