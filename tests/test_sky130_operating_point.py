@@ -179,6 +179,7 @@ def test_validate_on_sky130_reports_operating_point_and_power(tmp_path, capsys):
     assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 522
     page = (tmp_path / "report.html").read_text()
     assert "id='operating-point'" in page and "id='power'" in page and "Not counted" in page
+    assert "id='membrane-swing'" in page
     # how far the model's membranes go against sky130's linear range (3 V_s), recomputed from nothing but the rule
     swing = saved["membrane_swing"]
     assert swing["limit"] == TARGET.linear_range == 3.0

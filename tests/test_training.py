@@ -184,6 +184,14 @@ def test_swing_of_counts_excursions_from_each_layers_rest():
     assert found["neurons_beyond"] == 2 and found["share_beyond"] == pytest.approx(2 / 9)  # 3.5 and 3.0
 
 
+def test_swing_advice_suggests_the_penalty_only_when_membranes_often_leave_the_range():
+    from mtc_analog.training.swing import SWING_WARN_SHARE, swing_advice
+
+    swing = {"max_excursion": 4.2, "limit": 3.0, "share_beyond": SWING_WARN_SHARE + 0.01}
+    assert "4.20 V_s" in swing_advice(swing) and "--swing-penalty 1" in swing_advice(swing)
+    assert "--swing-penalty" not in swing_advice({**swing, "share_beyond": SWING_WARN_SHARE - 0.01})
+
+
 def test_swing_penalty_keeps_membranes_nearer_rest(tmp_path):
     """Trained with a strong swing penalty, the same network and seed spend less time beyond the limit than without,
     and metrics.json says how far the membranes go; the limit comes from the target when not given."""

@@ -110,11 +110,6 @@ def print_summary(report: dict, out: Path) -> None:
     print(f"  {'passed' if report.get('passed') else 'FAILED'}; report: {out / 'report.html'}")
 
 
-#: Share of the model's neuron-steps beyond the target's linear range above which validate suggests the swing penalty
-#: (the demo networks trained without it: 0.15-0.29; with it: 0.07-0.13, docs/results_sky130.md)
-SWING_WARN_SHARE = 0.15
-
-
 def print_hardware_summary(report: dict) -> None:
     """The power line and the operating-point guard's verdict (when the report has them)."""
     from ..validation.power import format_power_line
@@ -127,13 +122,10 @@ def print_hardware_summary(report: dict) -> None:
             print(f"  operating point: {op['n_violations']} violation(s); worst: {op['violations'][0]['text']}")
         else:
             print(f"  operating point: ok ({op.get('cells_checked', 0)} OTA(s) and the membranes checked)")
-    swing = report.get("membrane_swing")
-    if swing:
-        line = (f"  membranes (model): largest {swing['max_excursion']:.2f} V_s from rest, "
-                f"{100 * swing['share_beyond']:.1f} % of neuron-steps beyond the target's linear range ({swing['limit']:g} V_s)")
-        if swing["share_beyond"] > SWING_WARN_SHARE:
-            line += ": its leak and linear filters saturate there; retrain with --swing-penalty 1"
-        print(line)
+    if report.get("membrane_swing"):
+        from ..training.swing import swing_advice
+
+        print(f"  {swing_advice(report['membrane_swing'])}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,6 +26,20 @@ import torch
 from ..errors import InputError
 
 
+#: Share of neuron-steps beyond a target's linear range above which ``validate`` suggests the swing penalty (the demo
+#: networks trained without it: 0.15-0.29; with it: 0.07-0.13, docs/results_sky130.md)
+SWING_WARN_SHARE = 0.15
+
+
+def swing_advice(swing: dict[str, Any]) -> str:
+    """One line on how far the model's membranes go against the target's linear range, with the fix when needed."""
+    line = (f"membranes (model): largest {swing['max_excursion']:.2f} V_s from rest, {100 * swing['share_beyond']:.1f} % "
+            f"of neuron-steps beyond the target's linear range ({swing['limit']:g} V_s)")
+    if swing["share_beyond"] > SWING_WARN_SHARE:
+        line += ": its leak and linear filters saturate there; retrain with --swing-penalty 1"
+    return line
+
+
 def resolved_swing_limit(cfg: Any, neuron: str) -> float | None:
     """The excursion ``L`` [V_s] the penalty keeps membranes within, or None when the penalty is off.
 

@@ -1,7 +1,8 @@
-"""HTML sections of the validation report for the hardware figures: the operating-point guard and power/area.
+"""HTML sections of the validation report for the hardware figures: the operating-point guard, the membranes against
+the target's linear range, and power/area.
 
-Reads the ``operating_point`` and ``power`` entries of ``report.json`` (written by
-:func:`mtc_analog.validation.runs.hardware_summary`); an older report without them gets no section.
+Reads the ``operating_point``, ``membrane_swing`` and ``power`` entries of ``report.json`` (written by
+:func:`mtc_analog.validation.runs.validate_network`); an older report without them gets no section.
 """
 
 from __future__ import annotations
@@ -85,14 +86,27 @@ def power_section(power: dict[str, Any]) -> list[str]:
     return parts
 
 
+def membrane_swing_section(swing: dict[str, Any]) -> list[str]:
+    from ..training.swing import swing_advice
+
+    return ["<h2 id='membrane-swing'>Membranes against the target's linear range</h2>",
+            f"<p>{html.escape(swing_advice(swing))}; {swing['neurons_beyond']} neuron(s) beyond it, the median neuron's "
+            f"largest excursion {swing['median_peak_excursion']:.2f} V_s.</p>",
+            "<p class='note'>The model's leak and linear filters are straight lines; the target's cells follow them "
+            "only this far from rest (<code>linear_range</code> of the target). <code>train --swing-penalty</code> keeps "
+            "the membranes inside (docs/results_sky130.md).</p>"]
+
+
 def hardware_sections(report: dict[str, Any]) -> list[str]:
-    """The HTML of both sections (empty when the report has neither entry)."""
+    """The HTML of the sections (empty when the report has none of the entries)."""
     parts: list[str] = []
     if report.get("operating_point"):
         parts += operating_point_section(report["operating_point"])
+    if report.get("membrane_swing"):
+        parts += membrane_swing_section(report["membrane_swing"])
     if report.get("power"):
         parts += power_section(report["power"])
     return parts
 
 
-__all__ = ["hardware_sections", "operating_point_section", "power_section"]
+__all__ = ["hardware_sections", "membrane_swing_section", "operating_point_section", "power_section"]
