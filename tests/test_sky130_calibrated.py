@@ -215,7 +215,7 @@ def test_a_monte_carlo_chip_is_characterised_with_its_own_cells():
     neuron = circuit.layers[0].neurons[1]  # as the network netlist writes it (builder: instance l<layer>n<index>)
     in_network = " ".join(chip.neuron_lines("l0n1", neuron_nodes(0, 1, neuron.filters.get("fast") is not None), neuron,
                                             TARGET.v_s, "vrest"))
-    leak = chip.cell_mismatch("l0n1/leak", "ota_lin").split()
+    leak = chip.cell_mismatch("l0n1/leak", "leak").split()
     assert leak and all(f"mm_leak_{value}" in in_network for value in leak)  # the network draws the same values
     assert any(line.startswith("Xleak1 ") and line.endswith(" ".join(leak)) for line in dc)
     nominal, drawn, again = (get_target("sky130").characterise_network(circuit) if t is None else t.characterise_network(circuit)

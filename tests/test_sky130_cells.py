@@ -128,7 +128,7 @@ def test_netlist_is_self_contained(tmp_path):
     netlist, _ = protocol_netlist(setup, TARGET, "sky130")
     text = netlist.render(control=False)
     assert ".include" not in text and ".lib " not in text  # device cards inlined: runs after moving it
-    assert "nfet_w4l3" in text and "X_leak m vrest m ota_lin" in text
+    assert "nfet_w4l3" in text and "X_leak m vrest leak_lin" in text
     # no ideal resistor except inside the (behavioural) transduction stage
     assert [line for line in text.splitlines() if line.upper().startswith("R")] == ["R_tr out vrest {rout}"] * 2
     # and plain `ngspice -b` runs it (no .spiceinit, no ngbehavior=hsa): 10 t_u of the neuron at rest

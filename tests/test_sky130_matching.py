@@ -109,3 +109,12 @@ def test_library_matching_is_what_the_monte_carlo_draws():
     assert re.search(rf"\.subckt lowpass_linear [^\n]* km={sky130.LOWPASS_MATCHING}\b", text["readout.lib"])
     mults = {name: m for name, _, m in sky130.CELL_DEVICES["lowpass"]}
     assert mults["dm3"] == mults["dmta"] == sky130.LOWPASS_MATCHING and mults["da1"] == 5
+    # the neuron's leak and linear filters, and what the neuron subcircuit instances
+    followers = library.read(sky130.Sky130Target.library_dir / "follower_integrator.lib")
+    for sub, kind, km in (("leak_lin", "leak", sky130.LEAK_MATCHING), ("filter_linear", "filter_linear", sky130.FILTER_MATCHING)):
+        assert re.search(rf"\.subckt {sub} [^\n]* km={km}\b", followers), sub
+        mults = {name: m for name, _, m in sky130.CELL_DEVICES[kind]}
+        assert mults["dm4"] == mults["dmtb"] == km and mults["dmb"] == 2 * km
+    cells = sky130.neuron_cells("linear", True)
+    assert cells["leak"] == "leak" and cells["filt_slow"] == cells["filt_ultraslow"] == "filter_linear"
+    assert sky130.neuron_cells("ota", True)["filt_slow"] == "ota5t"

@@ -7,7 +7,7 @@ module finds every OTA in it and says which nodes to save and what each one mean
 Per cell (``netlists/sky130/``):
 
 - ``ota5t`` (elements, ``filter_ota``): tail node ``t`` (drain of the tail nfet, source of the input pair);
-- ``ota_lin`` (leak, ``filter_linear``, synapses, readout load, ``lowpass_linear``): tail nodes ``ta``/``tb``
+- ``ota_lin`` (``leak_lin``, ``filter_linear``, synapses, readout load, ``lowpass_linear``): tail nodes ``ta``/``tb``
   and the sources of the output-side pair transistors ``a2``/``b2`` (the degeneration diodes sit between them
   and the tails).
 
@@ -64,7 +64,7 @@ def operating_point_cells(body: Sequence[str]) -> list[dict[str, Any]]:
             if not sub.startswith("mtc_neuron_"):
                 continue
             membrane, filter_kind = ports[0], sub.split("_")[2]
-            cells.append(_cell(where, "leak", "ota_lin", f"{inst}.x_leak", membrane))
+            cells.append(_cell(where, "leak", "ota_lin", f"{inst}.x_leak.xl", membrane, "leak_lin"))
             for element in ELEMENTS:  # an element with no tail current is not wired (absent device)
                 if _present(params.get(f"ib_{element.name}")):
                     cells.append(_cell(where, f"element {element.name}", "ota5t", f"{inst}.x_{element.name}.xota", membrane))
@@ -73,7 +73,8 @@ def operating_point_cells(body: Sequence[str]) -> list[dict[str, Any]]:
                 if timescale == "fast" and not fast:
                     continue
                 cells.append(_cell(where, f"filter {timescale}", "ota5t" if filter_kind == "ota" else "ota_lin",
-                                   f"{inst}.x_filt_{timescale}.xota", ports[_FILTER_PORT[timescale]]))
+                                   f"{inst}.x_filt_{timescale}.xota", ports[_FILTER_PORT[timescale]],
+                                   None if filter_kind == "ota" else "filter_linear"))
         elif m := re.fullmatch(r"xsl(\d+)_(\d+)_(\d+)", inst):
             where = {"layer": int(m[1]), "neuron": int(m[2]), "where": f"layer {m[1]} / neuron {m[2]}"}
             source = "input" if m[1] == "0" else f"layer {int(m[1]) - 1} neuron"
