@@ -115,6 +115,12 @@ def test_library_matching_is_what_the_monte_carlo_draws():
         assert re.search(rf"\.subckt {sub} [^\n]* km={km}\b", followers), sub
         mults = {name: m for name, _, m in sky130.CELL_DEVICES[kind]}
         assert mults["dm4"] == mults["dmtb"] == km and mults["dmb"] == 2 * km
+    ota5t = library.read(sky130.Sky130Target.library_dir / "ota5t.lib")
+    for sub in ("ota_vref_plus", "ota_vref_minus"):  # the elements: bias diode and tail as copies
+        assert re.search(rf"\.subckt {sub} .*?\nXota [^\n]* kt={sky130.ELEMENT_TAIL_MATCHING}\b", ota5t, re.S), sub
+    mults = {name: m for name, _, m in sky130.CELL_DEVICES["element"]}
+    assert mults["dvtt"] == mults["dvtb"] == sky130.ELEMENT_TAIL_MATCHING and mults["dvt3"] == mults["dvt1"] == 1
     cells = sky130.neuron_cells("linear", True)
     assert cells["leak"] == "leak" and cells["filt_slow"] == cells["filt_ultraslow"] == "filter_linear"
+    assert cells["fast"] == cells["ultraslow"] == "element"
     assert sky130.neuron_cells("ota", True)["filt_slow"] == "ota5t"

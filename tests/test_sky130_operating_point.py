@@ -144,14 +144,14 @@ def test_power_of_a_one_neuron_network_is_vdd_times_the_mean_supply_current():
                  **{f"lowpass stage {k}": s.bias_current / TARGET.v_s for k, s in enumerate(circuit.readout.lowpass)}}
     static += sum(4 * (g if c["layer"] is not None else g_readout)[c["cell"]] / 7.3 for c in ota_lin)
     assert 0.97 < power["supply_current_start_a"] / static < 1.1  # measured 1.0005
-    # area proxies: 4 element OTAs (6 transistors), leak + filters and the input synapse as ota_lin with their
-    # mirrors at matching 4 (48 transistors each: every mult copy counted)
+    # area proxies: 4 element OTAs (6 transistors, their bias diode and tail as 4 copies: 12), leak + filters and the
+    # input synapse as ota_lin with their mirrors at matching 4 (48 transistors each: every mult copy counted)
     area = power["area"]
     n_filters = sum(f is not None for f in neuron.filters.values())
     copies = {kind: sum(m for _, _, m in devices) for kind, devices in sky130.CELL_DEVICES.items()}
     assert (copies["ota_lin"], copies["synapse"], copies["readout_load"]) == (30, 48, 120)
-    assert copies["leak"] == copies["filter_linear"] == 48
-    assert area["transistors_per_neuron"] == 6 * len(ib) + 48 * (1 + n_filters) + 48
+    assert copies["leak"] == copies["filter_linear"] == 48 and copies["element"] == 12 and copies["ota5t"] == 6
+    assert area["transistors_per_neuron"] == 12 * len(ib) + 48 * (1 + n_filters) + 48
     assert area["capacitance_per_neuron_f"] == pytest.approx(
         neuron.c_m + sum(f.capacitance for f in neuron.filters.values() if f is not None))
 
@@ -175,9 +175,9 @@ def test_validate_on_sky130_reports_operating_point_and_power(tmp_path, capsys):
     # 1 neuron (leak, 4 elements, 2 filters, 1 synapse) + readout (synapse, load, 4 low-pass stages)
     assert saved["operating_point"]["cells_checked"] == 8 + 6
     assert saved["power"]["measured"] and saved["power"]["power_total_w"] > 0
-    # 24 + 48 x 3 + 48 (the neuron: elements, leak and filters, its input synapse) + 48 + 120 + 4 x 48 (readout
+    # 48 + 48 x 3 + 48 (the neuron: 4 elements of 12, leak and filters, its input synapse) + 48 + 120 + 4 x 48 (readout
     # synapse, load, and the low-pass stages: every ota_lin but the load's with mirrors x4)
-    assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 576
+    assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 600
     page = (tmp_path / "report.html").read_text()
     assert "id='operating-point'" in page and "id='power'" in page and "Not counted" in page
     assert "id='membrane-swing'" in page

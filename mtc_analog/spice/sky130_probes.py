@@ -67,7 +67,8 @@ def operating_point_cells(body: Sequence[str]) -> list[dict[str, Any]]:
             cells.append(_cell(where, "leak", "ota_lin", f"{inst}.x_leak.xl", membrane, "leak_lin"))
             for element in ELEMENTS:  # an element with no tail current is not wired (absent device)
                 if _present(params.get(f"ib_{element.name}")):
-                    cells.append(_cell(where, f"element {element.name}", "ota5t", f"{inst}.x_{element.name}.xota", membrane))
+                    cells.append(_cell(where, f"element {element.name}", "ota5t", f"{inst}.x_{element.name}.xota", membrane,
+                                       "ota_vref_plus"))  # for area counts: the element cell (its tail matching)
             fast = len(ports) == 5
             for timescale in TIMESCALES:
                 if timescale == "fast" and not fast:
