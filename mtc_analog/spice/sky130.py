@@ -92,7 +92,8 @@ FILTER_MATCHING = 4
 #: bias diode and the tail as 4 copies. Their mismatch is the element's gain spread (in situ 4.3-4.9 % with single
 #: devices); their node only carries the static bias, so it costs no speed, unlike 4 copies of the pfet mirror too
 #: (30 chips of the demo network: Gamma median 0.49 -> 0.56 but the nominal circuit's output NRMSE 0.014 -> 0.024).
-#: With the tail alone: nominal 0.0137 (Gamma 0.869), the same 30 chips yield 0.73 -> 0.80, Gamma median 0.49 -> 0.54.
+#: With the tail alone: nominal 0.0137 (Gamma 0.869), gains in situ 2.9-3.5 %; 100 chips of each aware demo network:
+#: raw yield 0.61 -> 0.64, Gamma median 0.46 -> 0.51 (docs/results_hardware_aware.md).
 ELEMENT_TAIL_MATCHING = 4
 
 
