@@ -97,6 +97,12 @@ FILTER_MATCHING = 4
 ELEMENT_TAIL_MATCHING = 4
 
 
+def ota5t_devices(kt: int) -> tuple[tuple[str, str, int], ...]:
+    """The 6 transistors of an ota5t of tail matching ``kt`` (netlists/sky130/ota5t.lib: bias diode and tail as kt copies)."""
+    return (("dvt1", "nfet", 1), ("dvt2", "nfet", 1), ("dvt3", "pfet", 1), ("dvt4", "pfet", 1),
+            ("dvtt", "nfet", kt), ("dvtb", "nfet", kt))
+
+
 def ota_lin_devices(km: int) -> tuple[tuple[str, str, int], ...]:
     """The 13 transistors of an ota_lin of matching ``km`` (netlists/sky130/ota_lin.lib)."""
     return (("dmb", "nfet", 2 * km), ("dmta", "nfet", km), ("dmtb", "nfet", km), ("da1", "nfet", 5), ("das1", "nfet", 5),
@@ -108,14 +114,12 @@ def ota_lin_devices(km: int) -> tuple[tuple[str, str, int], ...]:
 #: as the cell files name them (netlists/sky130/ota5t.lib, ota_lin.lib); ``synapse`` and ``readout_load`` are
 #: the ota_lin of those cells, at their matching.
 CELL_DEVICES = {
-    "ota5t": (("dvt1", "nfet", 1), ("dvt2", "nfet", 1), ("dvt3", "pfet", 1), ("dvt4", "pfet", 1),
-              ("dvtt", "nfet", 1), ("dvtb", "nfet", 1)),
+    "ota5t": ota5t_devices(1),
     "ota_lin": ota_lin_devices(1),
     "synapse": ota_lin_devices(SYNAPSE_MATCHING),
     "readout_load": ota_lin_devices(READOUT_MATCHING),
     "lowpass": ota_lin_devices(LOWPASS_MATCHING),
-    "element": (("dvt1", "nfet", 1), ("dvt2", "nfet", 1), ("dvt3", "pfet", 1), ("dvt4", "pfet", 1),
-                ("dvtt", "nfet", ELEMENT_TAIL_MATCHING), ("dvtb", "nfet", ELEMENT_TAIL_MATCHING)),
+    "element": ota5t_devices(ELEMENT_TAIL_MATCHING),
     "leak": ota_lin_devices(LEAK_MATCHING),
     "filter_linear": ota_lin_devices(FILTER_MATCHING),
 }
