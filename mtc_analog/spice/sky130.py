@@ -95,19 +95,28 @@ FILTER_MATCHING = 4
 #: With the tail alone: nominal 0.0137 (Gamma 0.869), gains in situ 2.9-3.5 %; 100 chips of each aware demo network:
 #: raw yield 0.61 -> 0.64, Gamma median 0.46 -> 0.51 (docs/results_hardware_aware.md).
 ELEMENT_TAIL_MATCHING = 4
+#: Cell copies ``kc`` (the ``kc`` of ``ota5t``/``ota_lin``; the defaults of the element, leak, synapse, readout-load
+#: and low-pass cells in the library, a test checks they agree): every one of those cells is 4 parallel copies of its
+#: W/L 4/3 um design, at 4x the current unit (sky130.yaml: ``i_unit`` 4 nA, 1 nA per copy). Node currents and
+#: capacitances both scale by 4, so the cells are as fast as one copy at 1 nA, and every mismatch shrinks by 2
+#: (Pelgrom: area for matching; 4x the power and the capacitor area). The neuron's filter followers keep one copy
+#: (``kc`` = 1): a slow filter's bias may be ~100 pA (``i_min_filter``), which 4 copies would split below it. The
+#: yields it buys: docs/results_hardware_aware.md, "Every cell as 4 copies".
+CELL_COPIES = 4
 
 
-def ota5t_devices(kt: int) -> tuple[tuple[str, str, int], ...]:
-    """The 6 transistors of an ota5t of tail matching ``kt`` (netlists/sky130/ota5t.lib: bias diode and tail as kt copies)."""
-    return (("dvt1", "nfet", 1), ("dvt2", "nfet", 1), ("dvt3", "pfet", 1), ("dvt4", "pfet", 1),
-            ("dvtt", "nfet", kt), ("dvtb", "nfet", kt))
+def ota5t_devices(kt: int, kc: int = 1) -> tuple[tuple[str, str, int], ...]:
+    """The 6 transistors of an ota5t of tail matching ``kt`` and ``kc`` cell copies (netlists/sky130/ota5t.lib: bias
+    diode and tail as kt copies; every device kc times)."""
+    return (("dvt1", "nfet", kc), ("dvt2", "nfet", kc), ("dvt3", "pfet", kc), ("dvt4", "pfet", kc),
+            ("dvtt", "nfet", kt * kc), ("dvtb", "nfet", kt * kc))
 
 
-def ota_lin_devices(km: int) -> tuple[tuple[str, str, int], ...]:
-    """The 13 transistors of an ota_lin of matching ``km`` (netlists/sky130/ota_lin.lib)."""
-    return (("dmb", "nfet", 2 * km), ("dmta", "nfet", km), ("dmtb", "nfet", km), ("da1", "nfet", 5), ("das1", "nfet", 5),
-            ("da2", "nfet", 1), ("das2", "nfet", 1), ("db1", "nfet", 1), ("dbs1", "nfet", 1), ("db2", "nfet", 5),
-            ("dbs2", "nfet", 5), ("dm3", "pfet", km), ("dm4", "pfet", km))
+def ota_lin_devices(km: int, kc: int = 1) -> tuple[tuple[str, str, int], ...]:
+    """The 13 transistors of an ota_lin of matching ``km`` and ``kc`` cell copies (netlists/sky130/ota_lin.lib)."""
+    return (("dmb", "nfet", 2 * km * kc), ("dmta", "nfet", km * kc), ("dmtb", "nfet", km * kc), ("da1", "nfet", 5 * kc),
+            ("das1", "nfet", 5 * kc), ("da2", "nfet", kc), ("das2", "nfet", kc), ("db1", "nfet", kc), ("dbs1", "nfet", kc),
+            ("db2", "nfet", 5 * kc), ("dbs2", "nfet", 5 * kc), ("dm3", "pfet", km * kc), ("dm4", "pfet", km * kc))
 
 
 #: Transistors of each OTA cell: (parameter of its threshold shift [V], nfet/pfet, mult = parallel copies),
@@ -116,11 +125,11 @@ def ota_lin_devices(km: int) -> tuple[tuple[str, str, int], ...]:
 CELL_DEVICES = {
     "ota5t": ota5t_devices(1),
     "ota_lin": ota_lin_devices(1),
-    "synapse": ota_lin_devices(SYNAPSE_MATCHING),
-    "readout_load": ota_lin_devices(READOUT_MATCHING),
-    "lowpass": ota_lin_devices(LOWPASS_MATCHING),
-    "element": ota5t_devices(ELEMENT_TAIL_MATCHING),
-    "leak": ota_lin_devices(LEAK_MATCHING),
+    "synapse": ota_lin_devices(SYNAPSE_MATCHING, CELL_COPIES),
+    "readout_load": ota_lin_devices(READOUT_MATCHING, CELL_COPIES),
+    "lowpass": ota_lin_devices(LOWPASS_MATCHING, CELL_COPIES),
+    "element": ota5t_devices(ELEMENT_TAIL_MATCHING, CELL_COPIES),
+    "leak": ota_lin_devices(LEAK_MATCHING, CELL_COPIES),
     "filter_linear": ota_lin_devices(FILTER_MATCHING),
 }
 
@@ -342,7 +351,7 @@ def characterise_neuron(circuit: Any, target: Any, workdir: str | None = None) -
         lines += [f"Ve{k} eo{k} 0 DC {num(vr, 'clamp')}",
                   f"Xe{k} eo{k} x {sub} ib={num(e.tail_current, 'ib')} vref={num(e.v_ref, 'vref')} vs={num(target.v_s, 'vs')}"]
     # leak: output and - input on the swept node through a 0 V ammeter, + input at the neuron's rest
-    lines += ["Vam x lo DC 0", f"Xleak lo vrest x ota_lin g={num(1 / circuit.r_leak, 'g')} km={LEAK_MATCHING}"]
+    lines += ["Vam x lo DC 0", f"Xleak lo vrest x ota_lin g={num(1 / circuit.r_leak, 'g')} km={LEAK_MATCHING} kc={CELL_COPIES}"]
     filters = {ts: f for ts, f in circuit.filters.items() if f is not None}
     for k, (ts, f) in enumerate(filters.items()):
         cell = "ota_lin g={:s} km={:d}".format(num(f.bias_current / target.v_s, "g"), FILTER_MATCHING) if f.kind == "linear" else \
