@@ -153,15 +153,14 @@ def compensated_pair(tmp_path_factory):
 def test_compensated_circuit_computes_its_model(compensated_pair):
     plain, comp = compensated_pair[0], compensated_pair[2]
     assert plain["spikes_circuit_total"] >= 2 and comp["spikes_circuit_total"] >= 2
-    # as mapped: the membrane's parasitic capacitance (tau_m +13 % with the cells as 4 copies, +35 % before) and +6 %
-    # element current delay every spike
+    # as mapped: +35 % membrane capacitance and +6 % element current delay every spike
     # (measured: membrane NRMSE 0.24 -> 0.11, Gamma 0.22 -> 1.0, output NRMSE 0.13 -> 0.039)
     assert comp["membrane_nrmse"] < 0.6 * plain["membrane_nrmse"], (plain["membrane_nrmse"], comp["membrane_nrmse"])
     assert comp["spike_coincidence"] >= 0.95 > plain["spike_coincidence"]
     assert comp["output_nrmse_vs_model"] < 0.5 * plain["output_nrmse_vs_model"]
     section = comp["calibrated"]["compensation"]
     before, after = section["residual_before"], section["residual_after"]
-    assert len(before) == 2 and before[0]["membrane tau_m, R"] > 0.08
+    assert len(before) == 2 and before[0]["membrane tau_m, R"] > 0.2
     scaled = [v for k, v in after.items() if "[" not in k and k != "pinned values"]
     assert max(scaled) < 0.01, after  # the circuit's cells now compute the network within 1 %
     assert "compensation" not in plain["calibrated"]

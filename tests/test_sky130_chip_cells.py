@@ -113,3 +113,28 @@ def test_a_chips_low_pass_offsets_reach_its_calibrated_readout_bias(circuit):
     assert np.max(np.abs(shift)) > 2e-4 and np.all(np.abs(shift) < 0.03)
     other = characterise.characterise_transconductors({**item, "spice_target": chip((0, 8))})
     assert not np.allclose(other.lowpass_dc_offset, drawn.lowpass_dc_offset, atol=1e-4)
+
+
+def test_a_weak_filter_is_built_and_drawn_as_fewer_copies():
+    """A filter whose bias cannot feed 4 copies with >= 100 pA each (the tonic preset's tau_us = 2500 t_u at the
+    capacitor limit: ~115 pA) is one copy: the neuron's instance line says so, its draws are those of one copy
+    (sigma / sqrt(mult) of the plain cell's devices), and the characterisation builds the same cell."""
+    from mtc_analog.hardware.mapping import map_neuron
+    from mtc_analog.neuron.regimes import PRESETS
+    from mtc_analog.spice.builder import neuron_nodes
+
+    neuron = map_neuron(PRESETS["tonic_spiking"].params, filter="linear", target=TARGET)
+    bias = {ts: f.bias_current for ts, f in neuron.filters.items() if f is not None}
+    assert bias["ultraslow"] < 2 * sky130.FILTER_COPY_CURRENT <= 4 * sky130.FILTER_COPY_CURRENT <= bias["slow"]
+    target = chip()
+    assert target.filter_copies_of(neuron) == {"slow": 4, "ultraslow": 1}
+    line = "\n".join(target.neuron_lines("l0n0", neuron_nodes(0, 0, False), neuron, TARGET.v_s, "vrest"))
+    assert "mm_filt_ultraslow_kc=1" in line and "mm_filt_slow_kc" not in line  # the slow one: the default 4
+    drawn = dict(target.mismatch.draw("l0n0/filt_ultraslow", "filter_linear/1"))
+    assert f"mm_filt_ultraslow_da2={drawn['da2']!r}"[:30] in line.replace("\n+ ", " ")
+    one, four = (dict((n, m) for n, _, m in sky130.CELL_DEVICES[k]) for k in ("filter_linear/1", "filter_linear"))
+    assert one["da2"] == 1 and four["da2"] == 4
+    dc_lines = characterise.neuron_chunk_lines([neuron], TARGET, target, instances=["l0n0"])[0]
+    filters = [line for line in dc_lines if line.startswith("Xf0_")]
+    assert len(filters) == 2 and "kc=4" in filters[0] and "kc=1" in filters[1]
+    assert f"da2={drawn['da2']!r}"[:20] in filters[1]  # the chip's own draws of that one copy

@@ -117,9 +117,9 @@ def test_library_matching_is_what_the_monte_carlo_draws():
     assert mults["dm3"] == mults["dmta"] == sky130.LOWPASS_MATCHING * kc and mults["da1"] == 5 * kc
     # the neuron's leak and linear filters, and what the neuron subcircuit instances
     followers = library.read(sky130.Sky130Target.library_dir / "follower_integrator.lib")
-    # the leak is built as copies, the filter followers are not (a slow filter's bias may be ~i_min_filter)
+    # the leak and the filter followers are built as copies (a filter of a weak bias as fewer: filter_copies)
     for sub, kind, km, copies in (("leak_lin", "leak", sky130.LEAK_MATCHING, kc),
-                                  ("filter_linear", "filter_linear", sky130.FILTER_MATCHING, 1)):
+                                  ("filter_linear", "filter_linear", sky130.FILTER_MATCHING, kc)):
         assert re.search(rf"\.subckt {sub} [^\n]* km={km} kc={copies}\b", followers), sub
         mults = {name: m for name, _, m in sky130.CELL_DEVICES[kind]}
         assert mults["dm4"] == mults["dmtb"] == km * copies and mults["dmb"] == 2 * km * copies and mults["db1"] == copies
@@ -134,3 +134,13 @@ def test_library_matching_is_what_the_monte_carlo_draws():
     assert cells["leak"] == "leak" and cells["filt_slow"] == cells["filt_ultraslow"] == "filter_linear"
     assert cells["fast"] == cells["ultraslow"] == "element"
     assert sky130.neuron_cells("ota", True)["filt_slow"] == "ota5t"
+    # a filter's copies each keep the target's least filter bias; the draws follow the copies built
+    assert sky130.FILTER_COPY_CURRENT == load_target("sky130").i_min_filter
+    assert [sky130.filter_copies(i) for i in (4e-9, 4e-10, 3.9e-10, 2e-10, 1.15e-10, 1e-10)] == [4, 4, 2, 2, 1, 1]
+    cells = sky130.neuron_cells("linear", False, {"slow": 4, "ultraslow": 1})
+    assert cells["filt_slow"] == "filter_linear" and cells["filt_ultraslow"] == "filter_linear/1"
+    assert {m for _, _, m in sky130.CELL_DEVICES["filter_linear/1"]} == {1, 4, 5, 8}
+    assert sky130.neuron_cells("ota", False, {"slow": 4, "ultraslow": 2})["filt_slow"] == "ota5t/4"
+    subckt = sky130.neuron_subckt("linear", False)
+    assert "mm_filt_slow_kc=4" in subckt and "kc={mm_filt_slow_kc}" in subckt and "mm_leak_kc" not in subckt
+    assert "mm_filt_slow_kc=1" in sky130.neuron_subckt("ota", False)

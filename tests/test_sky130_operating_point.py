@@ -94,7 +94,7 @@ def test_export_and_validate_refuse_a_filter_bias_sky130_cannot_realise(tmp_path
 # ---- dynamic: the transient guard ----------------------------------------------------------------
 def test_membrane_forced_into_the_rail_is_flagged_with_place_time_and_limit():
     circuit = map_network(_network().to_spec(), TARGET)
-    layer = dataclasses.replace(circuit.layers[0], bias_current=np.array([20e-9]))  # 20 nA into the membrane
+    layer = dataclasses.replace(circuit.layers[0], bias_current=np.array([20 * TARGET.i_unit]))  # 20 I_u into the membrane
     forced = dataclasses.replace(circuit, layers=[layer])
     x = np.zeros((20, 1))
     waves, netlist = _simulate(forced, x)
@@ -145,15 +145,17 @@ def test_power_of_a_one_neuron_network_is_vdd_times_the_mean_supply_current():
     static += sum(4 * (g if c["layer"] is not None else g_readout)[c["cell"]] / 7.3 for c in ota_lin)
     assert 0.97 < power["supply_current_start_a"] / static < 1.1  # measured 1.0005
     # area proxies, every mult copy counted: 4 element OTAs (6 transistors, their bias diode and tail as 4 copies: 12,
-    # the cell as 4 copies: 48), the filters as ota_lin with their mirrors at matching 4 (48), the leak and the input
-    # synapse the same as 4 cell copies (192 each)
+    # the cell as 4 copies: 48), the leak, the filters and the input synapse as ota_lin with their mirrors at matching 4
+    # (48) as 4 cell copies (192 each; a filter as fewer where its bias is weak, sky130.filter_copies)
     area = power["area"]
     n_filters = sum(f is not None for f in neuron.filters.values())
     copies = {kind: sum(m for _, _, m in devices) for kind, devices in sky130.CELL_DEVICES.items()}
     assert sky130.CELL_COPIES == 4
     assert (copies["ota_lin"], copies["synapse"], copies["readout_load"]) == (30, 4 * 48, 4 * 120)
-    assert copies["leak"] == 4 * 48 and copies["filter_linear"] == 48 and copies["element"] == 4 * 12 and copies["ota5t"] == 6
-    assert area["transistors_per_neuron"] == 48 * len(ib) + 48 * n_filters + 192 + 192
+    assert copies["leak"] == copies["filter_linear"] == 4 * 48 and copies["element"] == 4 * 12 and copies["ota5t"] == 6
+    assert copies["filter_linear/1"] == 48 and copies["filter_linear/2"] == 96
+    filters = sum(48 * sky130.filter_copies(f.bias_current) for f in neuron.filters.values() if f is not None)
+    assert n_filters == 2 and area["transistors_per_neuron"] == 48 * len(ib) + filters + 192 + 192
     assert area["capacitance_per_neuron_f"] == pytest.approx(
         neuron.c_m + sum(f.capacitance for f in neuron.filters.values() if f is not None))
 
@@ -177,9 +179,9 @@ def test_validate_on_sky130_reports_operating_point_and_power(tmp_path, capsys):
     # 1 neuron (leak, 4 elements, 2 filters, 1 synapse) + readout (synapse, load, 4 low-pass stages)
     assert saved["operating_point"]["cells_checked"] == 8 + 6
     assert saved["power"]["measured"] and saved["power"]["power_total_w"] > 0
-    # the neuron: 4 elements of 48, the leak 192, 2 filters of 48, its input synapse 192; the readout: synapse 192, load
-    # 480, 4 low-pass stages of 192 (every cell but the filters as 4 copies; ota_lin mirrors x4, the load's x16)
-    assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 672 + 1440
+    # the neuron: 4 elements of 48, the leak 192, 2 filters of 192, its input synapse 192; the readout: synapse 192, load
+    # 480, 4 low-pass stages of 192 (every cell as 4 copies; ota_lin mirrors x4, the load's x16)
+    assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 960 + 1440
     page = (tmp_path / "report.html").read_text()
     assert "id='operating-point'" in page and "id='power'" in page and "Not counted" in page
     assert "id='membrane-swing'" in page

@@ -68,16 +68,17 @@ def neuron_subckt(filter_kind: str, fast_filter: bool, level: str = "",
 
     ``cell_params`` (a level whose cells take per-device parameters, e.g. sky130's threshold shifts):
     ``cell_params(label)`` -> the parameter names of the cell instanced as ``X_<label>`` (``leak``, an
-    element name, ``filt_<timescale>``); each becomes a neuron parameter ``mm_<label>_<name>`` (default 0,
-    declared on one continuation line per cell) passed down on that cell's line."""
+    element name, ``filt_<timescale>``), each a name (default 0) or a ``(name, default)`` pair; each becomes a
+    neuron parameter ``mm_<label>_<name>`` (declared on one continuation line per cell) passed down on that
+    cell's line."""
     header: list[str] = []
 
     def wired(line: str, label: str) -> str:
-        names = cell_params(label) if cell_params is not None else ()
+        names = [n if isinstance(n, tuple) else (n, 0) for n in (cell_params(label) if cell_params is not None else ())]
         if not names:
             return line
-        header.append("+ " + " ".join(f"{mismatch_param(label, n)}=0" for n in names))
-        return line + "\n+ " + " ".join(f"{n}={{{mismatch_param(label, n)}}}" for n in names)
+        header.append("+ " + " ".join(f"{mismatch_param(label, n)}={d}" for n, d in names))
+        return line + "\n+ " + " ".join(f"{n}={{{mismatch_param(label, n)}}}" for n, _ in names)
 
     name = neuron_variant_name(filter_kind, fast_filter)
     ports = neuron_ports(fast_filter)

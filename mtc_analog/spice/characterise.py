@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import SimulationError
 from .builder import neuron_nodes
-from .sky130 import CELL_COPIES, FILTER_MATCHING, LEAK_MATCHING
+from .sky130 import CELL_COPIES, FILTER_MATCHING, LEAK_MATCHING, filter_copies
 from .values import spice_number
 
 #: Sweep half-width of the neuron cells [V]: every reference within +-1.5 V_s of rest and both tanh tails.
@@ -136,8 +136,9 @@ def neuron_chunk_lines(neurons: Sequence[Any], target: Any, spice_target: Any,
         entry["leak"] = len(dc_columns)
         dc_columns.append(f"i(Vam{k})")
         for j, (ts, f) in enumerate((ts, f) for ts, f in neuron.filters.items() if f is not None):
-            cell = (f"ota_lin g={_num(f.bias_current / target.v_s, 'g')} km={FILTER_MATCHING}" if f.kind == "linear"
-                    else f"ota5t ib={_num(f.bias_current, 'ib')}")
+            copies = filter_copies(float(f.bias_current))  # as the network's netlist builds it (sky130.filter_copies)
+            cell = (f"ota_lin g={_num(f.bias_current / target.v_s, 'g')} km={FILTER_MATCHING} kc={copies}" if f.kind == "linear"
+                    else f"ota5t ib={_num(f.bias_current, 'ib')} kc={copies}")
             dc_lines += [f"Vf{k}_{j} fo{k}_{j} 0 DC {_num(vr, 'clamp')}",
                          f"Xf{k}_{j} fo{k}_{j} x{k} fo{k}_{j} {cell}{mm('filt_' + ts)}"]
             entry["filters"].append((ts, f, len(dc_columns)))

@@ -103,6 +103,22 @@ ELEMENT_TAIL_MATCHING = 4
 #: (``kc`` = 1): a slow filter's bias may be ~100 pA (``i_min_filter``), which 4 copies would split below it. The
 #: yields it buys: docs/results_hardware_aware.md, "Every cell as 4 copies".
 CELL_COPIES = 4
+#: Least bias current of one copy of a filter follower [A] (sky130.yaml ``i_min_filter``, SPEC 11: below ~100 pA
+#: a follower is off its model). A filter is built as the most copies (4, 2 or 1) that each keep this much.
+FILTER_COPY_CURRENT = 100e-12
+
+
+def filter_copies(bias_current: float) -> int:
+    """Cell copies of a neuron's filter follower biased at ``bias_current`` [A]: :data:`CELL_COPIES` where each copy
+    keeps :data:`FILTER_COPY_CURRENT`, else 2, else 1 (a slow filter at the capacitor limit, e.g. tau_us = 2500 t_u:
+    115 pA)."""
+    return next(k for k in (CELL_COPIES, 2, 1) if k == 1 or bias_current >= k * FILTER_COPY_CURRENT * (1 - 1e-9))
+
+
+def filter_cell_kind(filter_kind: str, copies: int) -> str:
+    """Mismatch kind (:data:`CELL_DEVICES`) of a neuron's filter follower of ``copies`` cell copies."""
+    base = "ota5t" if filter_kind == "ota" else "filter_linear"
+    return base if copies == (1 if filter_kind == "ota" else CELL_COPIES) else f"{base}/{copies}"
 
 
 def ota5t_devices(kt: int, kc: int = 1) -> tuple[tuple[str, str, int], ...]:
@@ -130,16 +146,21 @@ CELL_DEVICES = {
     "lowpass": ota_lin_devices(LOWPASS_MATCHING, CELL_COPIES),
     "element": ota5t_devices(ELEMENT_TAIL_MATCHING, CELL_COPIES),
     "leak": ota_lin_devices(LEAK_MATCHING, CELL_COPIES),
-    "filter_linear": ota_lin_devices(FILTER_MATCHING),
+    "filter_linear": ota_lin_devices(FILTER_MATCHING, CELL_COPIES),
+    **{f"filter_linear/{k}": ota_lin_devices(FILTER_MATCHING, k) for k in (1, 2)},
+    **{f"ota5t/{k}": ota5t_devices(1, k) for k in (2, CELL_COPIES)},
 }
 
 
-def neuron_cells(filter_kind: str, fast_filter: bool) -> dict[str, str]:
-    """label -> OTA cell kind of every cell ``X_<label>`` inside the sky130 neuron subcircuit."""
+def neuron_cells(filter_kind: str, fast_filter: bool, filter_copies_of: dict[str, int] | None = None) -> dict[str, str]:
+    """label -> OTA cell kind of every cell ``X_<label>`` inside the sky130 neuron subcircuit; ``filter_copies_of``
+    (timescale -> copies) gives each filter's kind (default: the library's, :data:`CELL_COPIES` linear, 1 OTA)."""
     cells = {"leak": "leak", **{e.name: "element" for e in behavioral.ELEMENTS}}
     for timescale in behavioral.TIMESCALES:
         if timescale != "fast" or fast_filter:
-            cells[f"filt_{timescale}"] = "ota5t" if filter_kind == "ota" else "filter_linear"
+            default = 1 if filter_kind == "ota" else CELL_COPIES
+            copies = (filter_copies_of or {}).get(timescale, default)
+            cells[f"filt_{timescale}"] = filter_cell_kind(filter_kind, copies)
     return cells
 
 
@@ -151,8 +172,10 @@ def neuron_subckt(filter_kind: str, fast_filter: bool) -> str:
     return behavioral.neuron_subckt(
         filter_kind, fast_filter, level=" on sky130", leak="X_leak m vrest leak_lin g={1/rl}",
         notes=("* C_m ideal; leak = leak_lin, a follower-connected ota_lin (g = 1/rl); elements = 5T OTAs (sign = input polarity).",
-               "* mm_<cell>_<device> [V]: threshold shift of one transistor of cell X_<cell> (Monte-Carlo draws; 0 = nominal)."),
-        cell_params=lambda label: [name for name, _, _ in CELL_DEVICES[cells[label]]])
+               "* mm_<cell>_<device> [V]: threshold shift of one transistor of cell X_<cell> (Monte-Carlo draws; 0 = nominal);",
+               "* mm_filt_<timescale>_kc: the filter's cell copies (fewer where its bias is weak: sky130.filter_copies)."),
+        cell_params=lambda label: [name for name, _, _ in CELL_DEVICES[cells[label]]]
+        + ([("kc", CELL_COPIES if filter_kind == "linear" else 1)] if label.startswith("filt_") else []))
 
 
 @dataclass(frozen=True)
@@ -207,14 +230,24 @@ class Sky130Target(BehavioralTarget):
     def neuron_lines(self, instance: str, nodes: Any, circuit: Any, v_s: float, vrest_node: str,
                      leak_node: str | None = None) -> list[str]:
         lines = super().neuron_lines(instance, nodes, circuit, v_s, vrest_node, leak_node)
+        default = CELL_COPIES if self.neuron_variant(circuit).split("_")[2] == "linear" else 1
+        copies = {ts: k for ts, k in self.filter_copies_of(circuit).items() if k != default}
+        if copies:  # filters whose bias cannot feed the library's copies
+            lines[0] += "\n+ " + " ".join(f"mm_filt_{ts}_kc={k}" for ts, k in copies.items())
         if self.mismatch is not None:
             lines[0] += "".join(f"\n+ {self.mismatch.params(f'{instance}/{label}', cell, f'mm_{label}_')}"
                                 for label, cell in self.neuron_cell_kinds(circuit).items())
         return lines
 
+    @staticmethod
+    def filter_copies_of(circuit: Any) -> dict[str, int]:
+        """timescale -> cell copies of each filter follower of the neuron ``circuit`` (:func:`filter_copies`)."""
+        return {ts: filter_copies(float(f.bias_current)) for ts, f in circuit.filters.items() if f is not None}
+
     def neuron_cell_kinds(self, circuit: Any) -> dict[str, str]:
         """label -> OTA cell kind of every cell of the sky130 neuron ``circuit`` (a NeuronCircuit)."""
-        return neuron_cells(self.neuron_variant(circuit).split("_")[2], circuit.filters.get("fast") is not None)
+        return neuron_cells(self.neuron_variant(circuit).split("_")[2], circuit.filters.get("fast") is not None,
+                            self.filter_copies_of(circuit))
 
     def cell_mismatch(self, key: str, kind: str) -> str:
         """`` name=value ...``: the threshold shifts of the cell ``key`` (a network place, e.g. ``l0n3/leak``)
@@ -354,8 +387,9 @@ def characterise_neuron(circuit: Any, target: Any, workdir: str | None = None) -
     lines += ["Vam x lo DC 0", f"Xleak lo vrest x ota_lin g={num(1 / circuit.r_leak, 'g')} km={LEAK_MATCHING} kc={CELL_COPIES}"]
     filters = {ts: f for ts, f in circuit.filters.items() if f is not None}
     for k, (ts, f) in enumerate(filters.items()):
-        cell = "ota_lin g={:s} km={:d}".format(num(f.bias_current / target.v_s, "g"), FILTER_MATCHING) if f.kind == "linear" else \
-            "ota5t ib={:s}".format(num(f.bias_current, "ib"))
+        copies = filter_copies(float(f.bias_current))
+        cell = "ota_lin g={:s} km={:d} kc={:d}".format(num(f.bias_current / target.v_s, "g"), FILTER_MATCHING, copies) \
+            if f.kind == "linear" else "ota5t ib={:s} kc={:d}".format(num(f.bias_current, "ib"), copies)
         lines += [f"Vf{k} fo{k} 0 DC {num(vr, 'clamp')}", f"Xf{k} fo{k} x fo{k} {cell}"]
     # AC: the neuron itself at an operating point, 1 A AC into the membrane
     neuron = TARGET.neuron_lines("n", nodes, circuit, target.v_s, "vrest", "vrest")[0]

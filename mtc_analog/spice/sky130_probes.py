@@ -24,17 +24,20 @@ import re
 from typing import Any, Sequence
 
 from ..neuron.equations import ELEMENTS, TIMESCALES
+from .sky130 import CELL_COPIES
 
 _FILTER_PORT = {"fast": 1, "slow": -3, "ultraslow": -2}  #: index of each filter's node among the neuron's ports
 _PATHS = {"ota5t": (("t",), ("t",)), "ota_lin": (("ta", "tb"), ("a2", "b2"))}  #: kind -> (tails, pair sources)
 
 
-def _cell(where: dict[str, Any], cell: str, kind: str, path: str, out: str, subckt: str | None = None) -> dict[str, Any]:
+def _cell(where: dict[str, Any], cell: str, kind: str, path: str, out: str, subckt: str | None = None,
+          scale: float = 1.0) -> dict[str, Any]:
     """``subckt``: the library subcircuit whose devices this cell is, for area counts (default: ``kind``;
-    a synapse or the readout load wraps an ota_lin at its own matching)."""
+    a synapse or the readout load wraps an ota_lin at its own matching), ``scale`` times (a filter built with
+    other cell copies than the subcircuit's default)."""
     tails, sources = _PATHS[kind]
-    return {**where, "cell": cell, "kind": kind, "subckt": subckt or kind, "instance": path, "out": out.lower(),
-            "tails": [f"{path}.{n}" for n in tails], "sources": [f"{path}.{n}" for n in sources]}
+    return {**where, "cell": cell, "kind": kind, "subckt": subckt or kind, "scale": scale, "instance": path,
+            "out": out.lower(), "tails": [f"{path}.{n}" for n in tails], "sources": [f"{path}.{n}" for n in sources]}
 
 
 def _split(line: str) -> tuple[str, list[str], str, dict[str, str]]:
@@ -73,9 +76,11 @@ def operating_point_cells(body: Sequence[str]) -> list[dict[str, Any]]:
             for timescale in TIMESCALES:
                 if timescale == "fast" and not fast:
                     continue
+                default = 1 if filter_kind == "ota" else CELL_COPIES  # the subcircuit's kc (sky130.filter_copies)
+                copies = float(params.get(f"mm_filt_{timescale}_kc", default))
                 cells.append(_cell(where, f"filter {timescale}", "ota5t" if filter_kind == "ota" else "ota_lin",
                                    f"{inst}.x_filt_{timescale}.xota", ports[_FILTER_PORT[timescale]],
-                                   None if filter_kind == "ota" else "filter_linear"))
+                                   None if filter_kind == "ota" else "filter_linear", copies / default))
         elif m := re.fullmatch(r"xsl(\d+)_(\d+)_(\d+)", inst):
             where = {"layer": int(m[1]), "neuron": int(m[2]), "where": f"layer {m[1]} / neuron {m[2]}"}
             source = "input" if m[1] == "0" else f"layer {int(m[1]) - 1} neuron"

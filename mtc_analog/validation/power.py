@@ -132,8 +132,8 @@ def device_counts(library: str) -> dict[str, tuple[float, float]]:
 
 
 def _area(cells: Sequence[dict[str, Any]], counts: dict[str, tuple[float, float]]) -> tuple[float, float]:
-    n = sum(counts.get(c.get("subckt", c["kind"]), (0.0, 0.0))[0] for c in cells)
-    a = sum(counts.get(c.get("subckt", c["kind"]), (0.0, 0.0))[1] for c in cells)
+    n = sum(c.get("scale", 1.0) * counts.get(c.get("subckt", c["kind"]), (0.0, 0.0))[0] for c in cells)
+    a = sum(c.get("scale", 1.0) * counts.get(c.get("subckt", c["kind"]), (0.0, 0.0))[1] for c in cells)
     return n, a
 
 
