@@ -96,12 +96,12 @@ FILTER_MATCHING = 4
 #: raw yield 0.61 -> 0.64, Gamma median 0.46 -> 0.51 (docs/results_hardware_aware.md).
 ELEMENT_TAIL_MATCHING = 4
 #: Cell copies ``kc`` (the ``kc`` of ``ota5t``/``ota_lin``; the defaults of the element, leak, synapse, readout-load
-#: and low-pass cells in the library, a test checks they agree): every one of those cells is 4 parallel copies of its
-#: W/L 4/3 um design, at 4x the current unit (sky130.yaml: ``i_unit`` 4 nA, 1 nA per copy). Node currents and
-#: capacitances both scale by 4, so the cells are as fast as one copy at 1 nA, and every mismatch shrinks by 2
-#: (Pelgrom: area for matching; 4x the power and the capacitor area). The neuron's filter followers keep one copy
-#: (``kc`` = 1): a slow filter's bias may be ~100 pA (``i_min_filter``), which 4 copies would split below it. The
-#: yields it buys: docs/results_hardware_aware.md, "Every cell as 4 copies".
+#: and low-pass cells in the library and of the filter followers, a test checks they agree): every one of those cells
+#: is 4 parallel copies of its W/L 4/3 um design, at 4x the current unit (sky130.yaml: ``i_unit`` 4 nA, 1 nA per copy).
+#: Node currents and capacitances both scale by 4, so the cells are as fast as one copy at 1 nA, and every mismatch
+#: shrinks by 2 (Pelgrom: area for matching; 4x the power and the capacitor area). A filter follower whose bias cannot
+#: give each copy :data:`FILTER_COPY_CURRENT` is built as fewer (:func:`filter_copies`). The yields it buys:
+#: docs/results_hardware_aware.md, "Every cell as 4 copies".
 CELL_COPIES = 4
 #: Least bias current of one copy of a filter follower [A] (sky130.yaml ``i_min_filter``, SPEC 11: below ~100 pA
 #: a follower is off its model). A filter is built as the most copies (4, 2 or 1) that each keep this much.
