@@ -115,10 +115,16 @@ def filter_copies(bias_current: float) -> int:
     return next(k for k in (CELL_COPIES, 2, 1) if k == 1 or bias_current >= k * FILTER_COPY_CURRENT * (1 - 1e-9))
 
 
+def library_filter_copies(filter_kind: str) -> int:
+    """The ``kc`` default of a neuron's filter follower in the library: :data:`CELL_COPIES` for ``filter_linear``, 1 for
+    ``filter_ota`` (the plain 5T cell); a neuron instance overrides it where :func:`filter_copies` differs."""
+    return 1 if filter_kind == "ota" else CELL_COPIES
+
+
 def filter_cell_kind(filter_kind: str, copies: int) -> str:
     """Mismatch kind (:data:`CELL_DEVICES`) of a neuron's filter follower of ``copies`` cell copies."""
     base = "ota5t" if filter_kind == "ota" else "filter_linear"
-    return base if copies == (1 if filter_kind == "ota" else CELL_COPIES) else f"{base}/{copies}"
+    return base if copies == library_filter_copies(filter_kind) else f"{base}/{copies}"
 
 
 def ota5t_devices(kt: int, kc: int = 1) -> tuple[tuple[str, str, int], ...]:
@@ -158,8 +164,7 @@ def neuron_cells(filter_kind: str, fast_filter: bool, filter_copies_of: dict[str
     cells = {"leak": "leak", **{e.name: "element" for e in behavioral.ELEMENTS}}
     for timescale in behavioral.TIMESCALES:
         if timescale != "fast" or fast_filter:
-            default = 1 if filter_kind == "ota" else CELL_COPIES
-            copies = (filter_copies_of or {}).get(timescale, default)
+            copies = (filter_copies_of or {}).get(timescale, library_filter_copies(filter_kind))
             cells[f"filt_{timescale}"] = filter_cell_kind(filter_kind, copies)
     return cells
 
@@ -175,7 +180,7 @@ def neuron_subckt(filter_kind: str, fast_filter: bool) -> str:
                "* mm_<cell>_<device> [V]: threshold shift of one transistor of cell X_<cell> (Monte-Carlo draws; 0 = nominal);",
                "* mm_filt_<timescale>_kc: the filter's cell copies (fewer where its bias is weak: sky130.filter_copies)."),
         cell_params=lambda label: [name for name, _, _ in CELL_DEVICES[cells[label]]]
-        + ([("kc", CELL_COPIES if filter_kind == "linear" else 1)] if label.startswith("filt_") else []))
+        + ([("kc", library_filter_copies(filter_kind))] if label.startswith("filt_") else []))
 
 
 @dataclass(frozen=True)
@@ -230,7 +235,7 @@ class Sky130Target(BehavioralTarget):
     def neuron_lines(self, instance: str, nodes: Any, circuit: Any, v_s: float, vrest_node: str,
                      leak_node: str | None = None) -> list[str]:
         lines = super().neuron_lines(instance, nodes, circuit, v_s, vrest_node, leak_node)
-        default = CELL_COPIES if self.neuron_variant(circuit).split("_")[2] == "linear" else 1
+        default = library_filter_copies(self.neuron_variant(circuit).split("_")[2])
         copies = {ts: k for ts, k in self.filter_copies_of(circuit).items() if k != default}
         if copies:  # filters whose bias cannot feed the library's copies
             lines[0] += "\n+ " + " ".join(f"mm_filt_{ts}_kc={k}" for ts, k in copies.items())

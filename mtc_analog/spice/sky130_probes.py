@@ -24,7 +24,7 @@ import re
 from typing import Any, Sequence
 
 from ..neuron.equations import ELEMENTS, TIMESCALES
-from .sky130 import CELL_COPIES
+from .sky130 import library_filter_copies
 
 _FILTER_PORT = {"fast": 1, "slow": -3, "ultraslow": -2}  #: index of each filter's node among the neuron's ports
 _PATHS = {"ota5t": (("t",), ("t",)), "ota_lin": (("ta", "tb"), ("a2", "b2"))}  #: kind -> (tails, pair sources)
@@ -76,7 +76,7 @@ def operating_point_cells(body: Sequence[str]) -> list[dict[str, Any]]:
             for timescale in TIMESCALES:
                 if timescale == "fast" and not fast:
                     continue
-                default = 1 if filter_kind == "ota" else CELL_COPIES  # the subcircuit's kc (sky130.filter_copies)
+                default = library_filter_copies(filter_kind)  # the subcircuit's kc
                 copies = float(params.get(f"mm_filt_{timescale}_kc", default))
                 cells.append(_cell(where, f"filter {timescale}", "ota5t" if filter_kind == "ota" else "ota_lin",
                                    f"{inst}.x_filt_{timescale}.xota", ports[_FILTER_PORT[timescale]],
