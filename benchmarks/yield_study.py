@@ -9,6 +9,8 @@ H = 84 with the package defaults) and each arm
 * ``aware3x``: the same with 75 epochs (3x the default budget; ``--arms`` picks arms);
 * ``naive_comp`` / ``aware_comp``: trained on the ideal model (without / with sky130 mismatch draws per batch),
   for a circuit compensated at design time (``--compensate``): chips are the ideal model plus mismatch only;
+* ``naive_swing`` / ``aware_swing``: ``naive_comp`` / ``aware_comp`` trained with ``--swing-penalty 1`` (membranes
+  kept within sky130's 3 V_s linear range);
 * ``aware_ft``: the ``naive_comp`` network of the same seed fine-tuned with those draws (``train --init-from``,
   half the budget at half the learning rate; run ``naive_comp`` first); ``naive_ft``: the same fine-tuning without
   the draws (its control: the same total budget);
@@ -48,9 +50,13 @@ ARMS = {"naive": {}, "hardware": {"hardware": "sky130", "hardware_target": "sky1
         "aware_ft": {"hardware_target": "sky130", "mismatch_aware": True, "epochs": 12.5, "lr_scale": 0.5,
                      "init_arm": "naive_comp"},
         # its control: the same fine-tuning without the draws (the same total budget as aware_ft)
-        "naive_ft": {"epochs": 12.5, "lr_scale": 0.5, "init_arm": "naive_comp"}}
+        "naive_ft": {"epochs": 12.5, "lr_scale": 0.5, "init_arm": "naive_comp"},
+        # naive_comp / aware_comp with the membranes kept inside sky130's linear range (--swing-penalty 1, limit 3 V_s:
+        # docs/results_sky130.md), the recipe the docs give for any network meant for the sky130 target
+        "naive_swing": {"hardware_target": "sky130", "swing_penalty": 1.0},
+        "aware_swing": {"hardware_target": "sky130", "mismatch_aware": True, "swing_penalty": 1.0}}
 #: Arms whose chips are compensated at design time: no systematic calibration in the chips, only mismatch.
-COMPENSATED = {"naive_comp", "aware_comp", "aware_ft", "naive_ft"}
+COMPENSATED = {"naive_comp", "aware_comp", "aware_ft", "naive_ft", "naive_swing", "aware_swing"}
 
 
 def configs(size: str, arm: str, seed: int):
