@@ -383,6 +383,49 @@ def test_float32_results_are_bit_identical_across_isa_builds(tmp_path):
             assert torch.equal(a, b), f"{key}: builds differ by up to {(a - b).abs().max().item():.3g}"
 
 
+_STREAM_RESULTS = textwrap.dedent("""
+    import sys, torch
+    from mtc_analog.neuron.equations import MTCParameters
+    from mtc_analog.neuron.step import Transduction, mtc_rollout
+    out = {}
+    # partial chunks and unaligned rows (37 x 5), whole aligned chunks (256 x 4); a dense and a broadcast gradient
+    for n, batch in ((37, 5), (256, 4)):
+        for method in ("euler", "rk4"):
+            gen = torch.Generator().manual_seed(2)
+            rnd = lambda c, s: (c + s * torch.rand(n, generator=gen)).requires_grad_()
+            params = MTCParameters(rnd(2.0, 0.3), rnd(2.0, 0.3), rnd(1.5, 0.3), rnd(1.5, 0.3), rnd(0.0, 0.2),
+                                   rnd(0.0, 0.2), rnd(-0.9, 0.2), rnd(-0.9, 0.2), rnd(1.0, 0.1), torch.zeros(n),
+                                   rnd(50.0, 5.0), rnd(2500.0, 100.0), rnd(1.0, 0.1), rnd(0.0, 0.1))
+            i_in = (0.5 + 1.5 * torch.randn(40, batch, n, generator=gen)).requires_grad_()
+            r = mtc_rollout(i_in, params, 0.25, None, method, "linear", Transduction("clip"), False, backend="fused")
+            leaves = [i_in] + [v for v in params if v.requires_grad]
+            dense = list(torch.autograd.grad((r.s * torch.rand(r.s.shape, generator=gen)).sum(), leaves, retain_graph=True))
+            out[(n, method)] = [r.s] + dense + list(torch.autograd.grad(r.s.sum(), leaves))
+    torch.save(out, sys.argv[1])
+""")
+
+
+def test_non_temporal_stores_write_the_same_values(tmp_path):
+    """Large outputs (s forward, dL/dI backward) are written with non-temporal stores: with every output
+    streamed ($MTC_ANALOG_STREAM_MB=0) and with none, outputs and gradients are bit-identical."""
+    script = tmp_path / "stream_results.py"
+    script.write_text(_STREAM_RESULTS)
+    results = []
+    for megabytes in ("0", "1e9"):
+        env = dict(os.environ, PYTHONPATH=ROOT, MTC_ANALOG_STREAM_MB=megabytes, CI="true")
+        path = tmp_path / f"stream_{megabytes}.pt"
+        proc = subprocess.run([sys.executable, str(script), str(path)], env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results.append(torch.load(path))
+    streamed, cached = results
+    assert streamed.keys() == cached.keys() and len(streamed) == 4
+    for key in streamed:
+        assert len(streamed[key]) == 1 + 2 * 14  # s, then dL/d(input and 13 parameters) for each loss
+        for a, b in zip(streamed[key], cached[key], strict=True):
+            assert torch.equal(a, b), f"{key}: streamed and cached writes differ by up to {(a - b).abs().max().item():.3g}"
+
+
 @pytest.mark.parametrize("value, message", [("x86-64-v9", "is not an x86-64 level"), ("avx2", "is not an x86-64 level")])
 def test_an_invalid_isa_request_is_one_clear_error(value, message):
     env = dict(os.environ, PYTHONPATH=ROOT, MTC_ANALOG_KERNEL_ISA=value, CI="true")

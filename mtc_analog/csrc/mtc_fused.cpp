@@ -22,6 +22,9 @@
 // MTC_STANDALONE: the kernels alone, without torch, for benchmarks/kernel_micro.cpp (instruction
 // counts under callgrind, profiles, and a build in seconds instead of minutes). Serial loop.
 #include <cstdint>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 namespace at {
 template <typename F>
 void parallel_for(int64_t begin, int64_t end, int64_t, const F& f) { if (begin < end) f(begin, end); }
@@ -581,6 +584,34 @@ at::Tensor cached_empty(at::IntArrayRef sizes, const at::TensorOptions& options)
 template <typename T>
 constexpr int64_t kChunk = MTC_CHUNK_BYTES / int64_t(sizeof(T));
 
+// Non-temporal stores of whole chunk rows (stream_row, below): one vector at a time.
+#if defined(__AVX512F__)
+constexpr int64_t kStreamAlign = 64;
+MTC_INLINE void stream_vector(float* d, const float* s) { _mm512_stream_ps(d, _mm512_loadu_ps(s)); }
+MTC_INLINE void stream_vector(double* d, const double* s) { _mm512_stream_pd(d, _mm512_loadu_pd(s)); }
+#elif defined(__AVX__)
+constexpr int64_t kStreamAlign = 32;
+MTC_INLINE void stream_vector(float* d, const float* s) { _mm256_stream_ps(d, _mm256_loadu_ps(s)); }
+MTC_INLINE void stream_vector(double* d, const double* s) { _mm256_stream_pd(d, _mm256_loadu_pd(s)); }
+#endif
+// Orders this thread's non-temporal stores before whatever reads the buffer next (another thread, or autograd).
+MTC_INLINE void stream_fence() {
+#if defined(__AVX512F__) || defined(__AVX__)
+  _mm_sfence();
+#endif
+}
+// A T x M x N output (s forward, dL/dI backward) at least this large is written with non-temporal stores:
+// it outgrows the core's L2 before anything reads it back. Measured (benchmarks/README.md, 2026-12-07, Xeon):
+// Euler fwd+bwd -13 to -21 % at T 300-3000 x N 256-1024, unchanged at N 64. $MTC_ANALOG_STREAM_MB overrides
+// it (experiments: 0 streams every output, a huge value none); the values written are the same either way.
+inline size_t stream_threshold_bytes() {
+  static const size_t bytes = [] {
+    const char* v = std::getenv("MTC_ANALOG_STREAM_MB");
+    return size_t((v && *v ? std::atof(v) : 4.0) * 1048576.0);
+  }();
+  return bytes;
+}
+
 // Rows of a chunk's gathered per-neuron constants: the N_ROWS parameters, then 1/tau (m, f, s, us),
 // then exp(-dt/tau) (f, s, us; exact method only).
 enum ChunkRow : int64_t { C_INV = N_ROWS, C_EXP = N_ROWS + 4, C_ROWS = N_ROWS + 7 };
@@ -638,14 +669,31 @@ T* scratch(int slot, size_t n) {
 // ---------------------------------------------------------------------------------------------------
 // Advance one chunk by `steps` steps from its state x (4 x W, in place), writing s and the membrane
 // trace at each step (in, so: row stride MN; ut: row stride ut_stride, 0 for a scratch row).
+// Copy one chunk row to memory the caller will not read back soon with non-temporal stores where the
+// row is a whole aligned chunk: a large output written through the cache costs a read of every line first
+// (read-for-ownership), ~1/3 of the memory traffic of a layer whose buffers exceed the caches. Same values.
+template <typename T>
+MTC_INLINE void stream_row(T* __restrict dst, const T* __restrict src, int64_t w) {
+  constexpr int64_t W = kChunk<T>;
+#if defined(__AVX512F__) || defined(__AVX__)
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    if (w == W && (reinterpret_cast<std::uintptr_t>(dst) % kStreamAlign) == 0) {
+      for (int64_t j = 0; j < W; j += kStreamAlign / int64_t(sizeof(T))) stream_vector(dst + j, src + j);
+      return;
+    }
+  }
+#endif
+  std::copy(src, src + w, dst);
+}
+
 template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
 MTC_INLINE void forward_chunk(int64_t w, int64_t steps, T* __restrict x, const T* __restrict in, int64_t MN,
                               const T* __restrict q, T dt, T u_th, T span, T u_c, T* __restrict so,
-                              T* __restrict ut, int64_t ut_stride) {
+                              T* __restrict ut, int64_t ut_stride, T* __restrict row /* W, aligned, or null */) {
   constexpr int64_t W = kChunk<T>;
   for (int64_t i = 0; i < steps; ++i) {
     const T* __restrict ini = in + i * MN;
-    T* __restrict soi = so + i * MN;
+    T* __restrict soi = row ? row : so + i * MN;
     T* __restrict uti = ut + i * ut_stride;
 #pragma GCC ivdep
     for (int64_t j = 0; j < w; ++j) {
@@ -655,6 +703,7 @@ MTC_INLINE void forward_chunk(int64_t w, int64_t steps, T* __restrict x, const T
       soi[j] = transduce<T, CLIP>(y.m, u_th, span, u_c);  // unconditional (scratch when unused): a branch
       uti[j] = y.m;                                        // here would stop the vectorisation
     }
+    if (row) stream_row(so + i * MN, row, w);
   }
 }
 
@@ -671,6 +720,7 @@ void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m
   const T* ip = inverses.data();
   const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
   const int64_t nc = (bk.cols() + W - 1) / W;  // chunks per block
+  const bool stream = size_t(sh.steps) * size_t(MN) * sizeof(T) >= stream_threshold_bytes();
   at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
     // per block: the chunks' constants (nc x C_ROWS x W) and states (nc x 4 x W); a dump row for the
@@ -678,6 +728,7 @@ void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m
     T* const qbuf = scratch<T>(0, nc * C_ROWS * W);
     T* const state = scratch<T>(1, nc * 4 * W);
     T* const dump = scratch<T>(2, W);
+    T* const row = stream ? scratch<T>(3, W) : nullptr;
     for (int64_t id = begin; id < end; ++id) {
       const Block b = block_at(bk, M, N, id);
       const int64_t nck = (b.count + W - 1) / W;
@@ -702,7 +753,7 @@ void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m
           const int64_t off = t0 * MN + col;
           forward_chunk<T, METHOD, OTA, CLIP, INST>(w, t1 - t0, x, i_in + off, MN, qbuf + c * C_ROWS * W, dt,
                                                     u_th, span, u_c, s_out + off,
-                                                    u_trace ? u_trace + off : dump, u_trace ? MN : 0);
+                                                    u_trace ? u_trace + off : dump, u_trace ? MN : 0, row);
         }
       }
       for (int64_t c = 0; c < nck; ++c) {
@@ -711,6 +762,7 @@ void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m
         for (int v = 0; v < 4; ++v) std::copy(x + v * W, x + v * W + w, finals[v] + col);
       }
     }
+    if (stream) stream_fence();
   });
 }
 
@@ -792,11 +844,26 @@ constexpr int64_t kVectorBytes = 32;
 template <typename T>
 constexpr int64_t kGroup = kVectorBytes / int64_t(sizeof(T));
 
+// One vector of a group to memory with a non-temporal store where aligned (see stream_row).
+template <typename T>
+MTC_INLINE void stream_group(T* __restrict dst, const T* __restrict src) {
+#if defined(__AVX512F__) || defined(__AVX__)
+  if constexpr ((std::is_same_v<T, float> || std::is_same_v<T, double>) && kVectorBytes == kStreamAlign) {
+    if ((reinterpret_cast<std::uintptr_t>(dst) % kStreamAlign) == 0) {
+      stream_vector(dst, src);
+      return;
+    }
+  }
+#endif
+  std::copy(src, src + kGroup<T>, dst);
+}
+
 template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
 MTC_INLINE void vjp_group(int64_t jb, int64_t steps, const T* __restrict x, const T* __restrict th,
                           const T* __restrict in, int64_t MN, const T* __restrict gs, int64_t gs_stride,
                           const T* __restrict gu, int64_t gu_stride, const T* __restrict q, T dt, T u_th, T span,
-                          T u_c, T* __restrict gi, T* __restrict adj, T* __restrict ac) {
+                          T u_c, T* __restrict gi, T* __restrict adj, T* __restrict ac,
+                          T* __restrict row /* W, or null: gi written through the cache */) {
   constexpr int64_t W = kChunk<T>, G = kGroup<T>;
   for (int64_t i = steps - 1; i >= 0; --i) {
     const T* __restrict xi = x + i * 4 * W;
@@ -806,7 +873,12 @@ MTC_INLINE void vjp_group(int64_t jb, int64_t steps, const T* __restrict x, cons
     const T* __restrict gui = gu + i * gu_stride;
     T* __restrict gii = gi + i * MN;
     // vjp_chunk over exactly G lanes (a compile-time trip count: one vector)
-    vjp_chunk<T, METHOD, OTA, CLIP, INST>(jb, jb + G, xi, ti, ini, gsi, gui, q, dt, u_th, span, u_c, gii, adj, ac);
+    if (row) {
+      vjp_chunk<T, METHOD, OTA, CLIP, INST>(jb, jb + G, xi, ti, ini, gsi, gui, q, dt, u_th, span, u_c, row, adj, ac);
+      stream_group(gii + jb, row + jb);
+    } else {
+      vjp_chunk<T, METHOD, OTA, CLIP, INST>(jb, jb + G, xi, ti, ini, gsi, gui, q, dt, u_th, span, u_c, gii, adj, ac);
+    }
   }
 }
 
@@ -824,6 +896,7 @@ void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<
   const T* ip = inverses.data();
   const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
   const int64_t nc = (bk.cols() + W - 1) / W;  // chunks per block
+  const bool stream = size_t(sh.steps) * size_t(MN) * sizeof(T) >= stream_threshold_bytes();
   at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
     // per chunk: segment states (kSeg + 1 levels of 4 x W); per block: the chunks' constants
@@ -835,6 +908,7 @@ void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<
     T* const acc_buf = scratch<T>(4, nc * N_ROWS * W);
     T* const gs_fill = scratch<T>(5, W);
     T* const gu_fill = scratch<T>(6, W);
+    T* const gi_row = stream ? scratch<T>(7, W) : nullptr;
     std::fill(gs_fill, gs_fill + W, g_s.scalar ? g_s.ptr[0] : T(0));
     std::fill(gu_fill, gu_fill + W, g_u.scalar ? g_u.ptr[0] : T(0));
     for (int64_t id = begin; id < end; ++id) {
@@ -872,7 +946,7 @@ void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<
             vjp_group<T, METHOD, OTA, CLIP, INST>(jb, t1 - t0, x, th, i_in + off0, MN,
                                                   gs_dense ? g_s.ptr + off0 : gs_fill, gs_dense ? MN : 0,
                                                   gu_dense ? g_u.ptr + off0 : gu_fill, gu_dense ? MN : 0, q, dt, u_th,
-                                                  span, u_c, g_i + off0, adj, acc);
+                                                  span, u_c, g_i + off0, adj, acc, gi_row);
           if (full < w) {  // the last partial vector of a block: step by step
             for (int64_t t = t1 - 1; t >= t0; --t) {
               const int64_t off = t * MN + col;
@@ -894,6 +968,7 @@ void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<
           std::copy(acc + row * W, acc + row * W + w, g_p + row * MN + col);
       }
     }
+    if (stream) stream_fence();
   });
 }
 
