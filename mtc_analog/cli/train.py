@@ -63,9 +63,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--hardware", default=t.hardware, metavar="TARGET",
                    help="train on TARGET's calibrated cell model (its calibration table, e.g. sky130); recorded in the "
                         "checkpoint; also the target the trained network is pruned for")
+    h.add_argument("--target", default=None, metavar="TARGET",
+                   help="the circuit target the network is built for, trained on the ideal model (for circuits "
+                        "compensated at design time: validate/montecarlo --compensate): its realisable ranges, the "
+                        "statistics of --mismatch-aware and the limit of --swing-penalty (default: --hardware's, else "
+                        "behavioral)")
     h.add_argument("--mismatch-aware", action="store_true",
                    help="draw a fresh device-mismatch instance per batch (the Monte Carlo's statistics and draw, of "
-                        "--hardware or the behavioural target)")
+                        "--hardware or --target)")
     h.add_argument("--mismatch-sigma-rel", type=float, default=None,
                    help="override the relative spread of currents and capacitors [1] (<= 1)")
     h.add_argument("--mismatch-sigma-offset", type=float, default=None,
@@ -112,13 +117,22 @@ def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed:
     )
     task = TaskConfig(horizon=horizon, n_samples=args.n_samples)
     epochs = TrainConfig.epochs if args.epochs is None else args.epochs  # None: not given (see --resume)
+    target = getattr(args, "target", None)
+    if args.hardware and target and target != args.hardware:
+        raise InputError(f"--hardware {args.hardware} trains for {args.hardware}'s circuit: --target {target} names "
+                         "another; drop --target or make it the same")
+    built_for = args.hardware or target
+    if built_for:
+        from ..hardware import load_target
+
+        load_target(built_for)  # an unknown target: one line listing the known ones, before OUT is touched
     train_cfg = TrainConfig(epochs=epochs, batches_per_epoch=args.batches_per_epoch, batch=args.batch,
                             window=args.window, washout=args.washout, lr=args.lr, clip=args.clip,
                             activity_floor=args.activity_floor, seed=seed, threads=args.threads,
                             hardware=args.hardware, mismatch_aware=args.mismatch_aware,
                             mismatch_sigma_rel=args.mismatch_sigma_rel, mismatch_sigma_offset=args.mismatch_sigma_offset,
                             swing_penalty=args.swing_penalty, swing_limit=args.swing_limit,
-                            **({"hardware_target": args.hardware} if args.hardware else {}))
+                            **({"hardware_target": built_for} if built_for else {}))
     net.validate()
     task.validate()
     train_cfg.validate()
