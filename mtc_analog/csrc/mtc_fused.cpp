@@ -600,16 +600,17 @@ MTC_INLINE void stream_fence() {
   _mm_sfence();
 #endif
 }
-// A T x M x N output (s forward, dL/dI backward) at least this large is written with non-temporal stores:
-// it outgrows the core's L2 before anything reads it back. Measured (benchmarks/README.md, 2026-12-07, Xeon):
-// Euler fwd+bwd -13 to -21 % at T 300-3000 x N 256-1024, unchanged at N 64. $MTC_ANALOG_STREAM_MB overrides
-// it (experiments: 0 streams every output, a huge value none); the values written are the same either way.
-inline size_t stream_threshold_bytes() {
-  static const size_t bytes = [] {
+// Whether a T x M x N output (s forward, dL/dI backward) is written with non-temporal stores: from 4 MiB
+// on, it outgrows the core's L2 before anything reads it back. Measured (benchmarks/README.md, 2026-12-07,
+// Xeon): Euler fwd+bwd -12 to -21 % at T 300-3000 x N 256-1024, within the noise at N 64.
+// $MTC_ANALOG_STREAM_MB moves the threshold (experiments: 0 streams every output, a huge value none); the
+// values written are the same either way.
+inline bool streams_output(int64_t steps, int64_t elements_per_step, size_t bytes_per_value) {
+  static const double threshold = [] {
     const char* v = std::getenv("MTC_ANALOG_STREAM_MB");
-    return size_t((v && *v ? std::atof(v) : 4.0) * 1048576.0);
+    return std::max(0.0, v && *v ? std::atof(v) : 4.0) * 1048576.0;
   }();
-  return bytes;
+  return double(steps) * double(elements_per_step) * double(bytes_per_value) >= threshold;
 }
 
 // Rows of a chunk's gathered per-neuron constants: the N_ROWS parameters, then 1/tau (m, f, s, us),
@@ -667,11 +668,9 @@ T* scratch(int slot, size_t n) {
 // ---------------------------------------------------------------------------------------------------
 // Forward
 // ---------------------------------------------------------------------------------------------------
-// Advance one chunk by `steps` steps from its state x (4 x W, in place), writing s and the membrane
-// trace at each step (in, so: row stride MN; ut: row stride ut_stride, 0 for a scratch row).
 // Copy one chunk row to memory the caller will not read back soon with non-temporal stores where the
 // row is a whole aligned chunk: a large output written through the cache costs a read of every line first
-// (read-for-ownership), ~1/3 of the memory traffic of a layer whose buffers exceed the caches. Same values.
+// (read-for-ownership), traffic a layer whose buffers exceed the caches pays in full. Same values.
 template <typename T>
 MTC_INLINE void stream_row(T* __restrict dst, const T* __restrict src, int64_t w) {
   constexpr int64_t W = kChunk<T>;
@@ -686,10 +685,13 @@ MTC_INLINE void stream_row(T* __restrict dst, const T* __restrict src, int64_t w
   std::copy(src, src + w, dst);
 }
 
+// Advance one chunk by `steps` steps from its state x (4 x W, in place), writing s and the membrane
+// trace at each step (in, so: row stride MN; ut: row stride ut_stride, 0 for a scratch row); with `row`
+// (W values, or null) s goes through that row and stream_row.
 template <typename T, int METHOD, bool OTA, bool CLIP, bool INST>
 MTC_INLINE void forward_chunk(int64_t w, int64_t steps, T* __restrict x, const T* __restrict in, int64_t MN,
                               const T* __restrict q, T dt, T u_th, T span, T u_c, T* __restrict so,
-                              T* __restrict ut, int64_t ut_stride, T* __restrict row /* W, aligned, or null */) {
+                              T* __restrict ut, int64_t ut_stride, T* __restrict row) {
   constexpr int64_t W = kChunk<T>;
   for (int64_t i = 0; i < steps; ++i) {
     const T* __restrict ini = in + i * MN;
@@ -720,7 +722,7 @@ void forward_kernel(const Shape& sh, const Options& o, const T* i_in, const T* m
   const T* ip = inverses.data();
   const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
   const int64_t nc = (bk.cols() + W - 1) / W;  // chunks per block
-  const bool stream = size_t(sh.steps) * size_t(MN) * sizeof(T) >= stream_threshold_bytes();
+  const bool stream = streams_output(sh.steps, MN, sizeof(T));
   at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
     // per block: the chunks' constants (nc x C_ROWS x W) and states (nc x 4 x W); a dump row for the
@@ -896,7 +898,7 @@ void backward_kernel(const Shape& sh, const Options& o, OutGrad<T> g_s, OutGrad<
   const T* ip = inverses.data();
   const int64_t nseg = (sh.steps + kSeg - 1) / kSeg;
   const int64_t nc = (bk.cols() + W - 1) / W;  // chunks per block
-  const bool stream = size_t(sh.steps) * size_t(MN) * sizeof(T) >= stream_threshold_bytes();
+  const bool stream = streams_output(sh.steps, MN, sizeof(T));
   at::parallel_for(0, bk.count(), 1, [&](int64_t begin, int64_t end) {
     const T dt = T(o.dt), u_th = T(o.u_th), span = T(o.span), u_c = T(o.u_c);
     // per chunk: segment states (kSeg + 1 levels of 4 x W); per block: the chunks' constants
