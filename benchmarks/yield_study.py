@@ -10,7 +10,10 @@ H = 84 with the package defaults) and each arm
 * ``naive_comp`` / ``aware_comp``: trained on the ideal model (without / with sky130 mismatch draws per batch),
   for a circuit compensated at design time (``--compensate``): chips are the ideal model plus mismatch only;
 * ``naive_swing`` / ``aware_swing``: ``naive_comp`` / ``aware_comp`` trained with ``--swing-penalty 1`` (membranes
-  kept within sky130's 3 V_s linear range);
+  kept within sky130's 3 V_s linear range); ``aware_swing_half``: ``aware_swing`` on draws of half the measured
+  spreads; ``aware_swing3x``: ``aware_swing`` at 3x the budget; ``aware_swing_ft`` / ``naive_swing_ft``:
+  ``naive_swing`` fine-tuned with / without the draws (as ``aware_ft`` / ``naive_ft``; run ``naive_swing`` first),
+  ``aware_swing_ft25`` the same fine-tuning for the full budget;
 * ``aware_ft``: the ``naive_comp`` network of the same seed fine-tuned with those draws (``train --init-from``,
   half the budget at half the learning rate; run ``naive_comp`` first); ``naive_ft``: the same fine-tuning without
   the draws (its control: the same total budget);
@@ -54,9 +57,25 @@ ARMS = {"naive": {}, "hardware": {"hardware": "sky130", "hardware_target": "sky1
         # naive_comp / aware_comp with the membranes kept inside sky130's linear range (--swing-penalty 1, limit 3 V_s:
         # docs/results_sky130.md), the recipe the docs give for any network meant for the sky130 target
         "naive_swing": {"hardware_target": "sky130", "swing_penalty": 1.0},
-        "aware_swing": {"hardware_target": "sky130", "mismatch_aware": True, "swing_penalty": 1.0}}
+        "aware_swing": {"hardware_target": "sky130", "mismatch_aware": True, "swing_penalty": 1.0},
+        # aware_swing trained on draws of half the measured spreads (a trade between accuracy and robustness)
+        "aware_swing_half": {"hardware_target": "sky130", "mismatch_aware": True, "swing_penalty": 1.0,
+                             "mismatch_scale": 0.5},
+        # naive_swing fine-tuned with the draws, as aware_ft for naive_comp
+        "aware_swing_ft": {"hardware_target": "sky130", "mismatch_aware": True, "swing_penalty": 1.0, "epochs": 12.5,
+                           "lr_scale": 0.5, "init_arm": "naive_swing"},
+        # its control: the same fine-tuning without the draws (the same total budget as aware_swing_ft)
+        "naive_swing_ft": {"hardware_target": "sky130", "swing_penalty": 1.0, "epochs": 12.5, "lr_scale": 0.5,
+                           "init_arm": "naive_swing"},
+        # aware_swing at 3x the budget (mismatch draws make the gradient noisy); aware_swing_ft as long as a training
+        "aware_swing3x": {"hardware_target": "sky130", "mismatch_aware": True, "swing_penalty": 1.0, "epochs": 75},
+        "aware_swing_ft25": {"hardware_target": "sky130", "mismatch_aware": True, "swing_penalty": 1.0, "epochs": 25,
+                             "lr_scale": 0.5, "init_arm": "naive_swing"}}
 #: Arms whose chips are compensated at design time: no systematic calibration in the chips, only mismatch.
-COMPENSATED = {"naive_comp", "aware_comp", "aware_ft", "naive_ft", "naive_swing", "aware_swing"}
+COMPENSATED = {"naive_comp", "aware_comp", "aware_ft", "naive_ft", "naive_swing", "aware_swing", "aware_swing_half",
+               "aware_swing_ft", "naive_swing_ft", "aware_swing3x", "aware_swing_ft25"}
+#: Arm keys that are not TrainConfig fields.
+RECIPE_KEYS = ("epochs", "lr_scale", "init_arm", "mismatch_scale")
 
 
 def configs(size: str, arm: str, seed: int):
@@ -65,7 +84,15 @@ def configs(size: str, arm: str, seed: int):
     from mtc_analog.training.train import TrainConfig
     from mtc_analog.validation.demo import DEMO_NETWORK, DEMO_TASK, DEMO_TRAINING
 
-    settings = {k: v for k, v in ARMS[arm].items() if k not in ("epochs", "lr_scale", "init_arm")}
+    settings = {k: v for k, v in ARMS[arm].items() if k not in RECIPE_KEYS}
+    if "mismatch_scale" in ARMS[arm]:  # the target's cell spreads scaled (offsets keep their ratios; capacitors then
+        # take sigma_rel, MismatchStatistics.with_cell_spreads)
+        from mtc_analog.hardware import load_target
+        from mtc_analog.hardware.mismatch import statistics_for_target
+
+        base = statistics_for_target("sky130", load_target("sky130"))
+        settings.update(mismatch_sigma_rel=ARMS[arm]["mismatch_scale"] * base.sigma_rel,
+                        mismatch_sigma_offset=ARMS[arm]["mismatch_scale"] * base.sigma_offset)
     scale = ARMS[arm].get("epochs", 25) / 25  # budgets scaled from the package default's 25 epochs
     lr_scale = ARMS[arm].get("lr_scale", 1.0)
     if size == "demo":
