@@ -8,8 +8,9 @@ is characterised in situ (``characterise_network``) nominally and with ``--insta
 draws (seeds (0, k), the montecarlo's), each folded into the calibrated model; per instance
 
 * hidden-layer bias shift per neuron / its input weight (one input): each input synapse's offset [V];
-* readout bias shift: the synapses' offsets summed through the readout weights plus the readout node's own
-  (load and low-pass followers), separated by the variance left after the synapses' share.
+* readout bias shift: the readout synapses' offsets summed through the readout weights plus the readout node's own
+  (load and low-pass followers), separated by the variance left after the synapses' share (the readout's synapses
+  are 16 copies, sky130.READOUT_COPIES: taken at the input synapses' offset scaled by the statistics' ratio, 0.5).
 
 Prints the sigmas and their ratio to the 5T formula ``sqrt(2 sigma_n^2 + 2 sigma_p^2) / sqrt(copies)`` (the constants
 ``OTA_LIN_OFFSET_FACTOR``, ``READOUT_OFFSET_FACTOR`` in ``hardware/mismatch.py``), then every neuron quantity of
@@ -89,13 +90,17 @@ def main() -> None:
     sigma_syn = float(np.std(np.concatenate(synapse))) * v_s
     w_ro = nominal["readout.weight"].reshape(-1)
     total = float(np.std(readout)) * v_s
-    from_synapses = sigma_syn * math.sqrt(float(np.sum(w_ro ** 2)))
+    # the readout's synapses are sky130.READOUT_COPIES copies: their offset is the input synapses' scaled as the
+    # statistics scale it (Pelgrom, sqrt of the copies; tests/test_sky130_matching.py measures it per device)
+    readout_ratio = stats.offset_readout_synapse / stats.sigma_offset_synapse
+    from_synapses = sigma_syn * readout_ratio * math.sqrt(float(np.sum(w_ro ** 2)))
     node = math.sqrt(max(total ** 2 - from_synapses ** 2, 0.0))
     cell = stats.sigma_offset  # the 5T formula for cells of sky130.CELL_COPIES copies: what the factors multiply
     print(f"{args.instances} instances, {len(synapse[0])} input synapses each; 5T OTA offset formula {1e3 * cell:.2f} mV "
           f"(cells of {CELL_COPIES} copies)")
     print(f"input synapse (ota_lin) offset sigma {1e3 * sigma_syn:.2f} mV = {sigma_syn / cell:.2f} x the 5T formula")
-    print(f"readout bias shift sigma {total / v_s:.4f} (model units), synapses' share {from_synapses / v_s:.4f}; "
+    print(f"readout bias shift sigma {total / v_s:.4f} (model units), synapses' share {from_synapses / v_s:.4f} "
+          f"(readout synapses at {readout_ratio:.2f} x the input synapses' offset); "
           f"readout node's own offset {1e3 * node:.2f} mV = {node / cell:.2f} x the 5T formula")
     print_spreads(nominal, spec_quantities(unmap_network(circuit)), in_situ, transform, v_s)
     for timescale in sorted({ts for shifts in filters for ts in shifts}):

@@ -55,7 +55,7 @@ def test_the_model_deviation_carries_them_as_bias_shifts():
     stats = statistics_for_target("sky130", TARGET)
     deviation = mismatch_deviation(spec, stats, (0, 1), TARGET)
     assert np.all(deviation.layers[0].bias_shift != 0) and np.all(deviation.readout_bias_shift != 0)
-    without = dataclasses.replace(stats, sigma_offset_synapse=0.0, sigma_offset_readout=0.0)
+    without = dataclasses.replace(stats, sigma_offset_synapse=0.0, sigma_offset_readout=0.0, sigma_offset_readout_synapse=0.0)
     assert mismatch_deviation(spec, without, (0, 1), TARGET).layers[0].bias_shift is None
     # the same draw as the Monte Carlo's circuit
     cells, drawn = draw_statistics(map_network(spec, TARGET), stats, (0, 1))
@@ -71,6 +71,8 @@ def test_sky130_statistics_carry_the_measured_ratios_and_bad_spreads_are_refused
     assert stats.sigma_offset_synapse == pytest.approx(OTA_LIN_OFFSET_FACTOR * stats.sigma_offset)
     assert stats.sigma_offset_readout == pytest.approx(READOUT_OFFSET_FACTOR * stats.sigma_offset)
     assert 1.7e-3 < stats.sigma_offset_synapse < 2.7e-3  # 2.16 mV measured (benchmarks/offset_spread_sky130.py; 4 cell copies)
+    # the readout's transconductors are 16 copies (sky130.READOUT_COPIES): half a hidden synapse's offset
+    assert stats.offset_readout_synapse == pytest.approx(stats.sigma_offset_synapse / 2)
     zero = stats.with_cell_spreads(0.0, 0.0, "zero")
     assert zero.sigma_offset_synapse == 0.0 and zero.sigma_offset_readout == 0.0
     with pytest.raises(InputError, match="limit"):

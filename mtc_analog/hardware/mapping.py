@@ -21,6 +21,9 @@ offset ``d_x``          reference voltage ``V_ref = V_rest + d_x V_s``
 filter ``tau_x``        follower-integrator, ``tau_x t_u = C_x V_s / I_bx`` (policy below)
 weight ``w``            transconductance ``gm = w I_u / V_s`` (signed; bias ``|w| I_u``)
 bias ``b``              current ``b I_u`` (signed)
+readout                 the same at the readout's unit ``I_u,ro`` (``i_unit_readout``, default I_u):
+                        ``gm = w I_u,ro / V_s``, bias ``b I_u,ro``, load ``R = V_s / I_u,ro``, low-pass
+                        stages by the filter policy at ``I_u,ro``
 transduction ``U_th``   voltages ``V_th, V_sat, V_c = V_rest + U V_s``; output ``V_rest + s V_s``
 ======================  =======================================================================
 
@@ -128,7 +131,7 @@ class ReadoutCircuit:
 
     gm: np.ndarray  #: (n_out, N) [S], signed
     bias_current: np.ndarray  #: (n_out,) [A], signed
-    r_load: float  #: [Ohm] = V_s / I_u
+    r_load: float  #: [Ohm] = V_s / I_u,ro (the target's readout current unit, ``i_unit_readout``; default I_u)
     lowpass: list[FilterCircuit]  #: cascade, first stage reads the summing node
 
 
@@ -292,13 +295,14 @@ def map_network(spec: NetworkSpec, target: HardwareTarget | None = None) -> Netw
         raise InputError(f"readout lowpass_tau = {readout.lowpass_tau}: need a finite time constant > 0 [t_u]")
     weight = _matrix(readout.weight, (-1, n_prev), "readout weight")
     bias = _matrix(readout.bias, (weight.shape[0],), "readout bias")
-    lowpass = [map_filter(f"lowpass{k}", float(readout.lowpass_tau), "linear", target) for k in range(int(readout.lowpass_order))]
+    unit = target.readout_target()  # the readout's cells at its own current unit (i_unit_readout)
+    lowpass = [map_filter(f"lowpass{k}", float(readout.lowpass_tau), "linear", unit) for k in range(int(readout.lowpass_order))]
     if not (np.isfinite(spec.dt) and spec.dt > 0 and int(spec.substeps) >= 1):
         raise InputError(f"dt = {spec.dt}, substeps = {spec.substeps}: need dt > 0 [t_u] and substeps >= 1")
     return NetworkCircuit(
         target=target,
         layers=layers,
-        readout=ReadoutCircuit(weight * target.g_unit, bias * target.i_unit, target.v_s / target.i_unit, lowpass),
+        readout=ReadoutCircuit(weight * unit.g_unit, bias * unit.i_unit, unit.v_s / unit.i_unit, lowpass),
         t_step=target.seconds(spec.dt),
         sample_period=target.seconds(spec.dt * int(spec.substeps)),
         model_method=spec.method,
@@ -325,14 +329,14 @@ def unmap_network(circuit: NetworkCircuit) -> NetworkSpec:
                 filter=models[0].filter,
             )
         )
-    readout = circuit.readout
-    taus = [unmap_filter(stage, target) for stage in readout.lowpass]
+    readout, unit = circuit.readout, target.readout_target()
+    taus = [unmap_filter(stage, unit) for stage in readout.lowpass]
     return NetworkSpec(
         n_in=circuit.n_in,
         layers=layers,
         readout=ReadoutSpec(
-            weight=np.asarray(readout.gm, dtype=float) / target.g_unit,
-            bias=np.asarray(readout.bias_current, dtype=float) / target.i_unit,
+            weight=np.asarray(readout.gm, dtype=float) / unit.g_unit,
+            bias=np.asarray(readout.bias_current, dtype=float) / unit.i_unit,
             lowpass_tau=float(np.mean(taus)),
             lowpass_order=len(readout.lowpass),
         ),

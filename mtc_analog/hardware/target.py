@@ -22,7 +22,7 @@ import json
 import math
 import re
 from decimal import Decimal
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ FIELD_UNITS: dict[str, str] = {
     "temperature_c": "C",
     "kappa": "",
     "i_unit": "A",
+    "i_unit_readout": "A",
     "t_unit": "s",
     "vdd": "V",
     "vss": "V",
@@ -63,7 +64,7 @@ FIELD_UNITS: dict[str, str] = {
 }
 
 #: Fields that may be left out (None): the limit then falls back to a broader one (see the fields' docs).
-OPTIONAL_FIELDS = frozenset({"v_in_min", "v_in_max", "linear_range"})
+OPTIONAL_FIELDS = frozenset({"v_in_min", "v_in_max", "linear_range", "i_unit_readout"})
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,10 @@ class HardwareTarget:
     sat_margin_ut: float = 4.0  #: a transistor that must be saturated needs V_DS >= this many U_T
     v_out_margin: float = 0.1  #: an OTA output stays this far from either rail to remain a current source [V]
     linear_range: float | None = None  #: membrane excursion [V_s] the linear cells follow their line to (None: ideal)
+    #: current unit of the readout [A] (None: i_unit): its synapses, load and low-pass stages are mapped at this unit,
+    #: their current limits scaled with it (:meth:`readout_target`); a target whose readout cells are more parallel
+    #: copies than the neuron's sets it, so each copy keeps the neuron cells' current and speed
+    i_unit_readout: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -140,6 +145,8 @@ class HardwareTarget:
             (0.0 < self.kappa <= 1.0, "kappa", f"{self.kappa} outside (0, 1] (typical 0.6..0.8)"),
             (self.i_unit > 0, "i_unit", f"{self.i_unit} A must be > 0"),
             (self.t_unit > 0, "t_unit", f"{self.t_unit} s must be > 0"),
+            (self.i_unit_readout is None or self.i_unit_readout > 0, "i_unit_readout",
+             f"{self.i_unit_readout} A must be > 0 (or null: the readout at i_unit)"),
             (self.vss < self.vdd, "vdd", f"vdd = {self.vdd} V must exceed vss = {self.vss} V"),
             (self.vss < self.v_rest < self.vdd, "v_rest", f"{self.v_rest} V must lie strictly between the rails {self.vss}..{self.vdd} V"),
             (self.v_headroom >= 0, "v_headroom", f"{self.v_headroom} V must be >= 0"),
@@ -219,6 +226,22 @@ class HardwareTarget:
     def filter_bias_min(self) -> float:
         """Lowest filter bias current [A]: ``max(i_min, i_min_filter)``."""
         return max(self.i_min, self.i_min_filter)
+
+    @property
+    def readout_scale(self) -> float:
+        """``i_unit_readout / i_unit`` (1 without a readout unit): how many times the neuron cells' current the readout's
+        cells carry."""
+        return 1.0 if self.i_unit_readout is None else self.i_unit_readout / self.i_unit
+
+    def readout_target(self) -> "HardwareTarget":
+        """The target the readout is mapped on (:func:`~mtc_analog.hardware.mapping.map_network`): this one at the
+        readout's current unit, with every current limit scaled by :attr:`readout_scale` (its cells are that many times
+        the copies of a neuron cell, each at a neuron cell copy's current); this target itself without a readout unit."""
+        if self.i_unit_readout is None:
+            return self
+        s = self.readout_scale
+        return replace(self, i_unit=self.i_unit_readout, i_unit_readout=None, i_min=self.i_min * s, i_max=self.i_max * s,
+                       i_negligible=self.i_negligible * s, i_min_filter=self.i_min_filter * s)
 
     @property
     def sat_margin(self) -> float:

@@ -206,7 +206,8 @@ class BehavioralTarget:
         return None
 
     def synapse_lines(self, prefix: str, out_nodes: Sequence[str], in_nodes: Sequence[str], gm: np.ndarray,
-                      vrest_node: str, places: Sequence[tuple[str, str] | None] | None = None) -> list[str]:
+                      vrest_node: str, places: Sequence[tuple[str, str] | None] | None = None,
+                      readout: bool = False) -> list[str]:
         gm = np.asarray(gm, dtype=np.float64)
         if gm.shape != (len(out_nodes), len(in_nodes)):
             raise NetlistValueError(f"synapses {prefix}: gm has shape {gm.shape}, expected {(len(out_nodes), len(in_nodes))}")

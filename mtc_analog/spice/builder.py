@@ -356,7 +356,7 @@ def build_network_netlist(
             rp = [f"rp{k}" for k in range(n_out)]
             # the chip's readout synapses (their place: into ro<k>) into a stand-in copy of the load
             places = [(f"ro{i}", prev_nodes[j]) for i, j in zip(*(index.tolist() for index in np.nonzero(gm)))]
-            body += impl.synapse_lines("rp", rp, prev_nodes, gm, VREST, places=places)
+            body += impl.synapse_lines("rp", rp, prev_nodes, gm, VREST, places=places, readout=True)
             for k, node in enumerate(rp):
                 body += impl.readout_lines(f"rp{k}", node, readout.r_load, VREST, stand_in=True)
                 ic[node] = float(target.v_rest + readout.r_load * i0[k])
@@ -365,7 +365,7 @@ def build_network_netlist(
         else:
             body.append("* readout: transconductors summing into R_load, then the low-pass cascade")
             ro = [f"ro{k}" for k in range(n_out)]
-            body += impl.synapse_lines("ro", ro, prev_nodes, gm, VREST)
+            body += impl.synapse_lines("ro", ro, prev_nodes, gm, VREST, readout=True)
             body += impl.bias_lines("ro", ro, np.asarray(readout.bias_current, dtype=float))
             lp_all = []
             for k, node in enumerate(ro):
@@ -422,7 +422,7 @@ def build_readout_netlist(net: Any, partials: Sequence["ReplaySource"], t_stop: 
         body += replay_lines(f"part{c}", source)
         ic.update(dict(zip(source.nodes, source.initial_volts)))
         body += impl.synapse_lines(f"c{c}", ro, list(source.nodes), np.eye(n_out) / readout.r_load, VREST,
-                                   places=[None] * n_out)  # stand-ins recreating the chunk's share
+                                   places=[None] * n_out, readout=True)  # stand-ins recreating the chunk's share
     body += impl.bias_lines("ro", ro, np.asarray(readout.bias_current, dtype=float))
     for k, node in enumerate(ro):
         body += impl.readout_lines(f"ro{k}", node, readout.r_load, VREST)

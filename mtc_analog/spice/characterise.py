@@ -249,10 +249,10 @@ def transconductor_lines(circuit: Any, spice_target: Any, readout_level: float =
     columns: list[str] = []
     layout: dict[str, Any] = {"synapses": [], "readout": [], "load": [], "lowpass": []}
 
-    def synapse(prefix: str, gm: float, place: tuple[str, str], clamp: str = "orest") -> int:
+    def synapse(prefix: str, gm: float, place: tuple[str, str], clamp: str = "orest", readout: bool = False) -> int:
         lines.append(f"V{prefix} o{prefix} {clamp} DC 0")
         lines.extend(spice_target.synapse_lines(prefix, [f"o{prefix}"], ["sx"], np.array([[gm]]), "vrest",
-                                                places=[place]))
+                                                places=[place], readout=readout))
         columns.append(f"i(V{prefix})")
         return len(columns) - 1
 
@@ -267,7 +267,7 @@ def transconductor_lines(circuit: Any, spice_target: Any, readout_level: float =
         previous = [n.out for n in nodes]
     readout = circuit.readout
     gm = np.asarray(readout.gm, dtype=float)
-    layout["readout"] = [(i, j, synapse(f"r_{i}_{j}", gm[i, j], (f"ro{i}", previous[j]), "olev"))
+    layout["readout"] = [(i, j, synapse(f"r_{i}_{j}", gm[i, j], (f"ro{i}", previous[j]), "olev", readout=True))
                          for i, j in zip(*np.nonzero(gm))]
     for k in range(gm.shape[0]):
         # load: its node swept (through an ammeter), the current it pushes into that node
@@ -364,7 +364,12 @@ def characterise_transconductors(item: dict[str, Any]) -> dict[str, Any]:
     do, outs = tables["out.txt"][:, 0], tables["out.txt"][:, 1:]
 
     def g_out(col: int) -> float:  # current into the output falls as the output rises: conductance > 0
-        return float(-np.polyfit(do, outs[:, col], 1)[0])
+        # Theil-Sen (median of pairwise slopes): a sweep point can land on a spurious DC solution where every cell's
+        # current jumps at once (seen with the readout's 16-copy cells: +35..137 nA at one of 51 points, which turned
+        # a least-squares slope negative and the calibrated readout's load conductance below zero)
+        from scipy.stats import theilslopes
+
+        return float(-theilslopes(outs[:, col], do)[0])
 
     gm, offsets, g_outs = [], [], []
     for index, layer in enumerate(circuit.layers):

@@ -17,6 +17,8 @@ Cells (``netlists/sky130/``, every one readable and runnable by plain ngspice wi
   network biases are ideal reference currents;
 - the readout's low-pass stages: ``lowpass_linear``, the linear follower-integrator with its mirrors as 4 copies
   (:data:`LOWPASS_MATCHING`): their offsets add up into the prediction's bias;
+- every cell as :data:`CELL_COPIES` parallel copies, every readout cell (its synapses, load and stages) as
+  :data:`READOUT_COPIES`, at the target's readout current unit;
 - membrane and filter capacitors: ideal capacitors (MIM in a layout);
 - the transduction stage stays behavioural (a B-source clip/sigmoid, as in ``behavioral``): a transistor
   version (one branch of a differential pair into an ota_lin load) is future work.
@@ -103,6 +105,14 @@ ELEMENT_TAIL_MATCHING = 4
 #: give each copy :data:`FILTER_COPY_CURRENT` is built as fewer (:func:`filter_copies`). The yields it buys:
 #: docs/results_hardware_aware.md, "Every cell as 4 copies".
 CELL_COPIES = 4
+#: Cell copies of every readout cell (the synapses into the readout, its load, its low-pass stages): 4x a neuron cell's,
+#: at 4x its current (sky130.yaml: ``i_unit_readout`` 16 nA = :data:`READOUT_COPIES` / :data:`CELL_COPIES` x ``i_unit``;
+#: the mapping scales the readout's transconductances and bias currents up and its load down by that, its low-pass
+#: capacitors up, :meth:`~mtc_analog.hardware.target.HardwareTarget.readout_target`). Each copy keeps 1 nA, so the
+#: chain is as fast as at 4 copies, and its offsets halve. At 4 copies the readout chain's offset (in situ 0.07 output
+#: units, 1 sigma) was what failed the last chips of the hardware-aware networks (docs/results_hardware_aware.md); 16
+#: copies of the low-pass stages alone, at the old load, had cost fidelity (their gates on the summing node).
+READOUT_COPIES = 16
 #: Least bias current of one copy of a filter follower [A] (sky130.yaml ``i_min_filter``, SPEC 11: below ~100 pA
 #: a follower is off its model). A filter is built as the most copies (4, 2 or 1) that each keep this much.
 FILTER_COPY_CURRENT = 100e-12
@@ -148,8 +158,9 @@ CELL_DEVICES = {
     "ota5t": ota5t_devices(1),
     "ota_lin": ota_lin_devices(1),
     "synapse": ota_lin_devices(SYNAPSE_MATCHING, CELL_COPIES),
-    "readout_load": ota_lin_devices(READOUT_MATCHING, CELL_COPIES),
-    "lowpass": ota_lin_devices(LOWPASS_MATCHING, CELL_COPIES),
+    "synapse_readout": ota_lin_devices(SYNAPSE_MATCHING, READOUT_COPIES),
+    "readout_load": ota_lin_devices(READOUT_MATCHING, READOUT_COPIES),
+    "lowpass": ota_lin_devices(LOWPASS_MATCHING, READOUT_COPIES),
     "element": ota5t_devices(ELEMENT_TAIL_MATCHING, CELL_COPIES),
     "leak": ota_lin_devices(LEAK_MATCHING, CELL_COPIES),
     "filter_linear": ota_lin_devices(FILTER_MATCHING, CELL_COPIES),
@@ -286,7 +297,10 @@ class Sky130Target(BehavioralTarget):
         return "\n".join(parts)
 
     def synapse_lines(self, prefix: str, out_nodes: Sequence[str], in_nodes: Sequence[str], gm: np.ndarray,
-                      vrest_node: str, places: Sequence[tuple[str, str] | None] | None = None) -> list[str]:
+                      vrest_node: str, places: Sequence[tuple[str, str] | None] | None = None,
+                      readout: bool = False) -> list[str]:
+        """Synapses as ``synapse_pos``/``synapse_neg`` (synapse.lib); the readout's as :data:`READOUT_COPIES` cell
+        copies (their draws of kind ``synapse_readout``)."""
         gm = np.asarray(gm, dtype=np.float64)
         if gm.shape != (len(out_nodes), len(in_nodes)):
             raise NetlistValueError(f"synapses {prefix}: gm has shape {gm.shape}, expected {(len(out_nodes), len(in_nodes))}")
@@ -296,9 +310,11 @@ class Sky130Target(BehavioralTarget):
         lines = []
         for i, j, place in zip(rows, cols, places, strict=True):
             line = (f"XS{prefix}_{i}_{j} {out_nodes[i]} {in_nodes[j]} {vrest_node} "
-                    f"{'synapse_pos' if gm[i, j] > 0 else 'synapse_neg'} gm={text[i, j]}")
+                    f"{'synapse_pos' if gm[i, j] > 0 else 'synapse_neg'} gm={text[i, j]}"
+                    + (f" kc={READOUT_COPIES}" if readout else ""))
             if self.mismatch is not None and place is not None:  # keyed by the place: one draw per chip cell
-                line += f"\n+ {self.mismatch.params(f'synapse/{place[0]}/{place[1]}', 'synapse')}"
+                kind = "synapse_readout" if readout else "synapse"
+                line += f"\n+ {self.mismatch.params(f'synapse/{place[0]}/{place[1]}', kind)}"
             lines.append(line)
         return lines
 
@@ -312,7 +328,8 @@ class Sky130Target(BehavioralTarget):
 
     def lowpass_lines(self, prefix: str, in_node: str, out_node: str, stage: Any, v_s: float,
                       place: str | None = None) -> list[str]:
-        """A readout low-pass stage: a linear one is ``lowpass_linear`` (readout.lib, km :data:`LOWPASS_MATCHING`),
+        """A readout low-pass stage: a linear one is ``lowpass_linear`` (readout.lib, km :data:`LOWPASS_MATCHING`,
+        :data:`READOUT_COPIES` cell copies),
         a slew-limited one ``filter_ota``; with mismatch its draws are keyed ``lowpass/<place>`` (default: the
         output node, ``lp<k>_<stage>``)."""
         line = super().lowpass_lines(prefix, in_node, out_node, stage, v_s)[0]

@@ -24,7 +24,7 @@ import re
 from typing import Any, Sequence
 
 from ..neuron.equations import ELEMENTS, TIMESCALES
-from .sky130 import library_filter_copies
+from .sky130 import CELL_COPIES, library_filter_copies
 
 _FILTER_PORT = {"fast": 1, "slow": -3, "ultraslow": -2}  #: index of each filter's node among the neuron's ports
 _PATHS = {"ota5t": (("t",), ("t",)), "ota_lin": (("ta", "tb"), ("a2", "b2"))}  #: kind -> (tails, pair sources)
@@ -87,7 +87,8 @@ def operating_point_cells(body: Sequence[str]) -> list[dict[str, Any]]:
             cells.append(_cell(where, f"synapse from {source} {m[3]}", "ota_lin", f"{inst}.xs", ports[0], sub))
         elif m := re.fullmatch(r"xsro_(\d+)_(\d+)", inst):
             cells.append(_cell({"layer": None, "neuron": None, "where": f"readout / output {m[1]}"},
-                               f"synapse from neuron {m[2]}", "ota_lin", f"{inst}.xs", ports[0], sub))
+                               f"synapse from neuron {m[2]}", "ota_lin", f"{inst}.xs", ports[0], sub,
+                               float(params.get("kc", CELL_COPIES)) / CELL_COPIES))  # readout cells: more copies
         elif m := re.fullmatch(r"xrro(\d+)", inst):
             cells.append(_cell({"layer": None, "neuron": None, "where": f"readout / output {m[1]}"},
                                "load", "ota_lin", f"{inst}.xl", ports[0], sub))

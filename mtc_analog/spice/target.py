@@ -59,12 +59,15 @@ class CircuitTarget(Protocol):
         """Initial voltages of the neuron's internal nodes (reference nodes), by hierarchical name."""
 
     def synapse_lines(self, prefix: str, out_nodes: Sequence[str], in_nodes: Sequence[str], gm: np.ndarray,
-                      vrest_node: str, places: Sequence[tuple[str, str] | None] | None = None) -> list[str]:
+                      vrest_node: str, places: Sequence[tuple[str, str] | None] | None = None,
+                      readout: bool = False) -> list[str]:
         """Synapses ``out_i += gm_ij (v_in_j - v_rest)`` for a whole (n_out, n_in) matrix [S].
 
         ``places``: per synapse (row-major over the non-zero ``gm``) the (out, in) nodes it has in the whole
         network netlist, which key a target's per-cell mismatch draws (default: the nodes written), or None
-        for a stand-in that is no cell of the chip (split simulations): drawn nominal."""
+        for a stand-in that is no cell of the chip (split simulations): drawn nominal. ``readout``: the synapses
+        feed the readout's summing node (a target may build them as its readout cells, e.g. more copies at the
+        readout's current unit)."""
 
     def bias_lines(self, prefix: str, nodes: Sequence[str], current: np.ndarray) -> list[str]:
         """Constant currents [A] into each node (zeros are skipped)."""

@@ -33,20 +33,21 @@ def prune_unrealisable(network: Any, target: Any) -> dict[str, Any]:
     floor = float(target.i_min / target.i_unit)
     pruned: list[str] = []
 
-    def prune(name: str, tensor: torch.Tensor) -> None:
+    def prune(name: str, tensor: torch.Tensor, unit: Any = target) -> None:
+        # the readout's floor in model units is the same: its unit and its i_min scale together (readout_target)
         small = (tensor != 0) & (tensor.abs() < floor)
         for index in small.nonzero().tolist():
             value = float(tensor[tuple(index)])
-            pruned.append(f"{name}{index}: {value:.3g} I_u = {abs(value) * target.i_unit:.3g} A < i_min "
-                          f"{target.i_min:.3g} A")
+            pruned.append(f"{name}{index}: {value:.3g} I_u = {abs(value) * unit.i_unit:.3g} A < i_min "
+                          f"{unit.i_min:.3g} A")
         tensor[small] = 0.0
 
     with torch.no_grad():
         for k, proj in enumerate(network.projections):
             prune(f"layer {k} weight", proj.weight)
             prune(f"layer {k} bias", proj.bias)
-        prune("readout weight", network.readout.weight)
-        prune("readout bias", network.readout.bias)
+        prune("readout weight", network.readout.weight, target.readout_target())
+        prune("readout bias", network.readout.bias, target.readout_target())
         for k, layer in enumerate(network.layers):
             for gain, raw in layer.raw_gains.items():
                 small = (torch.nn.functional.softplus(raw) < floor) & (raw > PRUNED_RAW_GAIN)
