@@ -56,6 +56,7 @@ targets = st.builds(
     kappa=st.floats(0.55, 0.9),
     i_unit=st.floats(1e-11, 1e-6),
     t_unit=st.floats(1e-6, 1.0),
+    i_unit_readout=st.one_of(st.none(), st.floats(1e-11, 1e-5)),  # the readout at its own unit
 )
 
 
@@ -213,6 +214,31 @@ def test_weights_and_biases_keep_sign_and_units():
     assert circuit.readout.r_load == pytest.approx(target.v_s / 1e-9)
     assert len(circuit.readout.lowpass) == 4 and all(f.kind == "linear" for f in circuit.readout.lowpass)
     assert circuit.t_step == pytest.approx(0.05e-3) and circuit.sample_period == pytest.approx(spec.substeps * 0.05e-3)
+
+
+def test_the_readout_maps_at_its_own_current_unit():
+    """sky130's readout cells are 4x the copies at 4x the current: weights, bias and load scale, the low-pass
+    stages keep their tau with 4x the capacitor and bias; the hidden layers do not move."""
+    spec = random_spec(4, 1, [3], 1, 0.0, "linear")
+    plain = HardwareTarget(i_unit=4e-9, t_unit=1e-5)  # low-pass capacitors well inside c_max at both units
+    scaled = HardwareTarget(i_unit=4e-9, t_unit=1e-5, i_unit_readout=16e-9)
+    a, b = map_network(spec, plain), map_network(spec, scaled)
+    np.testing.assert_allclose(b.layers[0].synapse_gm, a.layers[0].synapse_gm, rtol=0)
+    np.testing.assert_allclose(b.readout.gm, 4 * a.readout.gm, rtol=1e-12)
+    np.testing.assert_allclose(b.readout.bias_current, 4 * a.readout.bias_current, rtol=1e-12)
+    assert b.readout.r_load == pytest.approx(a.readout.r_load / 4)
+    for sa, sb in zip(a.readout.lowpass, b.readout.lowpass):
+        assert (sb.capacitance, sb.bias_current) == pytest.approx((4 * sa.capacitance, 4 * sa.bias_current))
+    assert_specs_equal(spec, unmap_network(b))
+    # its limits scale with it: a readout weight the neuron cells' floor would refuse is 4x the current here
+    view = scaled.readout_target()
+    assert (view.i_unit, view.i_min, view.i_max, view.i_unit_readout) == (16e-9, 4 * scaled.i_min, 4 * scaled.i_max, None)
+    assert plain.readout_target() is plain and scaled.readout_scale == 4.0
+    data = json.loads(json.dumps(b.to_dict()))
+    assert data["readout"]["current_unit"]["value"] == pytest.approx(16e-9)
+    np.testing.assert_allclose(data["readout"]["gm"]["model"], spec.readout.weight)
+    with pytest.raises(InputError, match="i_unit_readout"):
+        HardwareTarget(i_unit_readout=0.0)
 
 
 def test_to_dict_is_json_and_pairs_every_value_with_its_model_value():

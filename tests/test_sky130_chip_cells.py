@@ -2,7 +2,8 @@
 written, and nothing that is not a cell of the chip gets any.
 
 - in a network netlist every OTA cell carries its per-transistor draws: neurons, synapses, the readout load and
-  each low-pass stage of the readout (whose offsets add up into the prediction's bias);
+  each low-pass stage of the readout (whose offsets add up into the prediction's bias); the readout's cells are
+  sky130.READOUT_COPIES copies, and drawn as such;
 - a split simulation (chunks plus a readout netlist) writes the chip's readout synapses with the whole
   network's draws; its stand-ins (a chunk's copy of the load, the unit transconductors that recreate the sum)
   stay nominal;
@@ -74,6 +75,28 @@ def test_every_cell_of_a_chip_carries_its_draws(circuit):
     assert set(cells) <= set(nominal) and not any(draws(line) for line in nominal.values())
 
 
+def test_the_readout_cells_are_built_and_drawn_as_readout_copies(circuit):
+    """sky130.READOUT_COPIES copies at the readout's current unit: its synapses say kc=16 (the hidden ones keep the
+    library's 4), and a chip draws them as that many devices: the same z as a 4-copy synapse at that place, half the V."""
+    x = np.zeros((8, circuit.n_in))
+    whole = instances(build_network_netlist(circuit, x, target_name=chip()).body)
+    readout = [line for name, line in whole.items() if name.startswith("XSro_")]
+    hidden = [line for name, line in whole.items() if name.startswith("XSl")]
+    assert readout and hidden and sky130.READOUT_COPIES == 4 * sky130.CELL_COPIES
+    assert all(f"kc={sky130.READOUT_COPIES}" in line.split(" +")[0] for line in readout)
+    assert not any("kc=" in line.split(" +")[0] for line in hidden)
+    mismatch = chip().mismatch
+    key = f"synapse/ro0/{readout[0].split()[2]}"
+    as_readout = dict(mismatch.draw(key, "synapse_readout"))
+    assert draws(readout[0]).strip() == mismatch.params(key, "synapse_readout")
+    for name, v in mismatch.draw(key, "synapse"):
+        assert as_readout[name] == pytest.approx(v / 2, rel=1e-12)
+    # the characterisation builds the readout synapses the same way
+    lines, _ = characterise.transconductor_lines(circuit, get_target("sky130"))
+    assert all(f"kc={sky130.READOUT_COPIES}" in line for name, line in instances(lines).items() if name.startswith("XSr_"))
+    assert circuit.readout.r_load == pytest.approx(TARGET.v_s / TARGET.i_unit_readout)
+
+
 def test_a_split_chip_draws_its_readout_once_and_its_stand_ins_never(circuit):
     x = np.zeros((8, circuit.n_in))
     whole = instances(build_network_netlist(circuit, x, target_name=chip()).body)
@@ -107,6 +130,9 @@ def test_a_chips_low_pass_offsets_reach_its_calibrated_readout_bias(circuit):
     nominal = characterise.characterise_transconductors({**item, "spice_target": get_target("sky130")})
     drawn, again = (characterise.characterise_transconductors({**item, "spice_target": chip()}) for _ in range(2))
     assert np.array_equal(drawn.lowpass_dc_offset, again.lowpass_dc_offset)  # the same chip measures the same
+    # the readout synapses' output conductances load the summing node: positive, a few % of the load (a spurious DC
+    # point in their sweep once made a least-squares slope negative and larger than the load)
+    assert np.all(nominal.readout_g_out > 0) and np.all(nominal.readout_g_out < 0.2 * nominal.readout_load_g)
     shift = (drawn.lowpass_dc_offset - nominal.lowpass_dc_offset) * TARGET.v_s  # [V] per stage
     print("low-pass stage offsets [mV]:", np.round(1e3 * shift, 3))
     # km 4 ota_lin followers: ~4.3 mV at 1 sigma; with 4 stages, all under 0.2 mV would be a 1e-4 event
