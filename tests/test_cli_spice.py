@@ -33,6 +33,7 @@ def test_export_checkpoint_and_simulate(checkpoint, tmp_path, capsys):
                  "--samples", "30", *CLIP]) == 0
     mapping = json.loads((out / "mapping.json").read_text())
     assert mapping["filter"] == "ota" and mapping["simulation"]["n_samples"] == 30
+    assert mapping["units"]["i_unit_readout"] == mapping["units"]["i_unit"]  # behavioural: the readout at I_u
     assert "test split" in mapping["input"]["source"]
     assert "filter_ota" in (out / "network.cir").read_text()
     assert mapping["range_changes"] == []  # trained at the defaults (pruned to the floor): nothing to clip

@@ -9,7 +9,7 @@ the runner removes it and drives the transient itself. ``mapping.json`` holds::
 
     {"format": "mtc_analog.mapping/1", "kind": "network" | "neuron", "netlist": "network.cir",
      "waveforms": "waveforms.raw", "circuit_target": "behavioral", "filter": "linear" | "ota",
-     "units": {"v_rest": V, "v_s": V, "t_unit": s, "i_unit": A},
+     "units": {"v_rest": V, "v_s": V, "t_unit": s, "i_unit": A, "i_unit_readout": A (the readout's; = i_unit if unset)},
      "hardware_target": {fields, derived constants, units},
      "simulation": {"t_stop_s", "t_max_s", "dt_model", "sample_period_s", "n_samples", "options"},
      "nodes": {which node carries which neuron's membrane, filters, output; inputs; readout; low-pass},
@@ -45,7 +45,8 @@ class ExportResult:
 
 
 def _units(target: Any) -> dict[str, float]:
-    return {"v_rest": target.v_rest, "v_s": target.v_s, "t_unit": target.t_unit, "i_unit": target.i_unit}
+    return {"v_rest": target.v_rest, "v_s": target.v_s, "t_unit": target.t_unit, "i_unit": target.i_unit,
+            "i_unit_readout": target.readout_target().i_unit}
 
 
 def _write(out_dir: Path, netlist: Netlist, mapping: dict[str, Any]) -> ExportResult:
