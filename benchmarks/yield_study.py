@@ -13,7 +13,9 @@ H = 84 with the package defaults) and each arm
   kept within sky130's 3 V_s linear range); ``aware_swing_half``: ``aware_swing`` on draws of half the measured
   spreads; ``aware_swing3x``: ``aware_swing`` at 3x the budget; ``aware_swing_ft`` / ``naive_swing_ft``:
   ``naive_swing`` fine-tuned with / without the draws (as ``aware_ft`` / ``naive_ft``; run ``naive_swing`` first),
-  ``aware_swing_ft25`` the same fine-tuning for the full budget;
+  ``aware_swing_ft25`` the same fine-tuning for the full budget; ``aware_swing_ft_d4``: ``aware_swing_ft`` with 4 chips per
+  batch (``--mismatch-draws 4``); ``aware_swing3x_ft_d4``: the ``aware_swing3x`` network fine-tuned with 4 chips per
+  batch (25 epochs at half the learning rate);
 * ``aware_ft``: the ``naive_comp`` network of the same seed fine-tuned with those draws (``train --init-from``,
   half the budget at half the learning rate; run ``naive_comp`` first); ``naive_ft``: the same fine-tuning without
   the draws (its control: the same total budget);
@@ -70,10 +72,17 @@ ARMS = {"naive": {}, "hardware": {"hardware": "sky130", "hardware_target": "sky1
         # aware_swing at 3x the budget (mismatch draws make the gradient noisy); aware_swing_ft as long as a training
         "aware_swing3x": {"hardware_target": "sky130", "mismatch_aware": True, "swing_penalty": 1.0, "epochs": 75},
         "aware_swing_ft25": {"hardware_target": "sky130", "mismatch_aware": True, "swing_penalty": 1.0, "epochs": 25,
-                             "lr_scale": 0.5, "init_arm": "naive_swing"}}
+                             "lr_scale": 0.5, "init_arm": "naive_swing"},
+        # four chips per batch (--mismatch-draws 4: the gradient averages over chips): aware_swing_ft, and the
+        # aware_swing3x network fine-tuned so for the default budget at half the learning rate
+        "aware_swing_ft_d4": {"hardware_target": "sky130", "mismatch_aware": True, "mismatch_draws": 4,
+                              "swing_penalty": 1.0, "epochs": 12.5, "lr_scale": 0.5, "init_arm": "naive_swing"},
+        "aware_swing3x_ft_d4": {"hardware_target": "sky130", "mismatch_aware": True, "mismatch_draws": 4,
+                                "swing_penalty": 1.0, "epochs": 25, "lr_scale": 0.5, "init_arm": "aware_swing3x"}}
 #: Arms whose chips are compensated at design time: no systematic calibration in the chips, only mismatch.
 COMPENSATED = {"naive_comp", "aware_comp", "aware_ft", "naive_ft", "naive_swing", "aware_swing", "aware_swing_half",
-               "aware_swing_ft", "naive_swing_ft", "aware_swing3x", "aware_swing_ft25"}
+               "aware_swing_ft", "naive_swing_ft", "aware_swing3x", "aware_swing_ft25", "aware_swing_ft_d4",
+               "aware_swing3x_ft_d4"}
 #: Arm keys that are not TrainConfig fields.
 RECIPE_KEYS = ("epochs", "lr_scale", "init_arm", "mismatch_scale")
 

@@ -147,6 +147,37 @@ def test_mismatch_aware_training_with_zero_spread_is_naive_training_exactly(tmp_
     assert drawn["hardware_model"]["mismatch"]["sigma_rel"] > 0
 
 
+def test_several_chips_per_batch_draw_their_own_instances_and_reproduce(tmp_path):
+    from mtc_analog.training.hardware_aware import HardwareModel
+
+    cfg = TrainConfig(**BUDGET, mismatch_aware=True, mismatch_draws=2, hardware_target="sky130")
+    net = SpikingRegressor(NetworkConfig(**SMALL))
+    model = HardwareModel.from_config(cfg, net)
+    first, second = model.draw(net, 1, 0, 0), model.draw(net, 1, 0, 1)
+    one_chip = HardwareModel.from_config(TrainConfig(**BUDGET, mismatch_aware=True, hardware_target="sky130"), net)
+    assert np.array_equal(first.readout_weight, one_chip.draw(net, 1, 0).readout_weight)  # chip 0: a one-chip run's draw
+    assert not np.array_equal(first.readout_weight, second.readout_weight)  # each chip its own draw
+    runs = [train(NetworkConfig(**SMALL), TASK, cfg, tmp_path / f"k2_{i}", progress=False, make_figure=False)
+            for i in range(2)]
+    single = train(NetworkConfig(**SMALL), TASK, TrainConfig(**BUDGET, mismatch_aware=True, hardware_target="sky130"),
+                   tmp_path / "k1", progress=False, make_figure=False)
+    curves = [[h["train_mse"] for h in r["history"]] for r in (*runs, single)]
+    assert curves[0] == curves[1] and curves[0] != curves[2]
+    recorded = load_checkpoint(tmp_path / "k2_0" / "best.safetensors").training["train_config"]
+    assert recorded["mismatch_draws"] == 2
+
+
+@pytest.mark.parametrize("args,needle", [(["--mismatch-aware", "--mismatch-draws", "0"], "between 1 and the batch"),
+                                         (["--mismatch-aware", "--mismatch-draws", "9", "--batch", "8"], "between 1"),
+                                         (["--mismatch-draws", "4"], "needs --mismatch-aware")])
+def test_bad_chips_per_batch_are_refused_in_one_line(tmp_path, capsys, args, needle):
+    code = main(["train", "--neuron", "mtc", "--hidden", "4", "--epochs", "1", "--out", str(tmp_path / "c"),
+                 "--no-progress", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+
+
 def test_hardware_training_is_recorded_and_another_target_is_warned_in_one_line(tmp_path, capsys):
     out = tmp_path / "hw"
     code = main(["train", "--neuron", "mtc", "--hidden", "4", "--epochs", "1", "--batches-per-epoch", "2", "--batch", "4",

@@ -71,6 +71,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--mismatch-aware", action="store_true",
                    help="draw a fresh device-mismatch instance per batch (the Monte Carlo's statistics and draw, of "
                         "--hardware or --target)")
+    h.add_argument("--mismatch-draws", type=int, default=t.mismatch_draws, metavar="K",
+                   help="with --mismatch-aware: chips per batch, the batch's windows split into K groups each through "
+                        "its own draw (the gradient averages over K chips at the same compute; default 1)")
     h.add_argument("--mismatch-sigma-rel", type=float, default=None,
                    help="override the relative spread of currents and capacitors [1] (<= 1)")
     h.add_argument("--mismatch-sigma-offset", type=float, default=None,
@@ -129,7 +132,7 @@ def configs_from_args(args: argparse.Namespace, neuron: str, horizon: int, seed:
     train_cfg = TrainConfig(epochs=epochs, batches_per_epoch=args.batches_per_epoch, batch=args.batch,
                             window=args.window, washout=args.washout, lr=args.lr, clip=args.clip,
                             activity_floor=args.activity_floor, seed=seed, threads=args.threads,
-                            hardware=args.hardware, mismatch_aware=args.mismatch_aware,
+                            hardware=args.hardware, mismatch_aware=args.mismatch_aware, mismatch_draws=args.mismatch_draws,
                             mismatch_sigma_rel=args.mismatch_sigma_rel, mismatch_sigma_offset=args.mismatch_sigma_offset,
                             swing_penalty=args.swing_penalty, swing_limit=args.swing_limit,
                             **({"hardware_target": built_for} if built_for else {}))

@@ -13,7 +13,9 @@ weights, biases; shifts on offsets and rest voltages):
 * ``--mismatch-aware``: a fresh mismatch draw per batch, with the statistics of the target
   (:func:`~mtc_analog.hardware.mismatch.statistics_for_target`, the Monte Carlo's) and the Monte Carlo's own
   draw (:func:`~mtc_analog.hardware.deviation.mismatch_deviation`), seeded ``(MISMATCH_STREAM, seed, epoch,
-  batch)``. Zero spreads reproduce the nominal (or calibrated) model exactly.
+  batch)``. Zero spreads reproduce the nominal (or calibrated) model exactly. ``--mismatch-draws K`` splits each
+  batch's windows into K groups, each through its own chip (seed ``(..., batch, k)`` for k >= 1): the gradient then
+  averages over K chips for the same compute, where one chip per batch gives a noisy one.
 """
 
 from __future__ import annotations
@@ -77,12 +79,13 @@ class HardwareModel:
         """The deviation without mismatch (validation, test): the calibration, or None."""
         return self.calibration
 
-    def draw(self, network: Any, epoch: int, batch: int) -> NetworkDeviation | None:
-        """The deviation of one training batch."""
+    def draw(self, network: Any, epoch: int, batch: int, chip: int = 0) -> NetworkDeviation | None:
+        """The deviation of one training batch (``chip``: which of the batch's ``--mismatch-draws`` chips; chip 0 keeps
+        the seed of a run with one draw per batch)."""
         if self.statistics is None:
             return self.calibration
-        drawn = mismatch_deviation(network.to_spec(), self.statistics, (MISMATCH_STREAM, self.seed, epoch, batch),
-                                   self.target)
+        seed = (MISMATCH_STREAM, self.seed, epoch, batch) + ((chip,) if chip else ())
+        drawn = mismatch_deviation(network.to_spec(), self.statistics, seed, self.target)
         return drawn if self.calibration is None else compose(self.calibration, drawn)
 
     def describe(self) -> dict[str, Any]:

@@ -64,6 +64,9 @@ class TrainConfig:
     mismatch_aware: bool = False
     mismatch_sigma_rel: float | None = None  #: overrides the target's current/capacitor spread [1]
     mismatch_sigma_offset: float | None = None  #: overrides the target's OTA offset spread [V]
+    #: chips per batch with --mismatch-aware: the batch's windows split into this many groups, each through its own
+    #: draw (the gradient averages over chips at the same compute)
+    mismatch_draws: int = 1
     #: start from this checkpoint's network (its architecture, parameters and task; a fresh optimizer), e.g. to
     #: make a trained network hardware-aware by fine-tuning it with mismatch draws; None: a fresh network
     init_from: str | None = None
@@ -91,6 +94,11 @@ class TrainConfig:
                          0.0 if self.mismatch_sigma_offset is None else self.mismatch_sigma_offset)
             if not self.mismatch_aware:
                 raise InputError("--mismatch-sigma-rel / --mismatch-sigma-offset need --mismatch-aware")
+        if not 1 <= self.mismatch_draws <= self.batch:
+            raise InputError(f"mismatch_draws = {self.mismatch_draws} must be between 1 and the batch ({self.batch} windows): "
+                             "each chip needs at least one window")
+        if self.mismatch_draws > 1 and not self.mismatch_aware:
+            raise InputError("--mismatch-draws needs --mismatch-aware (without it there is nothing to draw)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -192,25 +200,24 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(train_cfg.lr, epoch * train_cfg.batches_per_epoch + b, total_steps)
             optimizer.zero_grad(set_to_none=True)
-            revive = train_cfg.activity_floor > 0 and network.neuron == "mtc"
-            deviation = None if hardware is None else hardware.draw(network, epoch, b)
-            output = network(x, record_membrane=revive or swing_limit is not None, deviation=deviation)
-            loss = torch.mean((output.prediction[train_cfg.washout:] - y[train_cfg.washout:]) ** 2)
-            steps = train_cfg.washout * net_cfg.substeps
-            if revive:
-                loss = loss + train_cfg.activity_floor * dead_neuron_penalty(output, net_cfg, steps)
-            if swing_limit is not None:
-                rests = [layer.u_rest for layer in network.layers]
-                loss = loss + train_cfg.swing_penalty * membrane_swing_penalty(output.hidden_u, rests, swing_limit, steps)
+            chips = train_cfg.mismatch_draws if hardware is not None else 1
+            batch_loss = 0.0
+            for k, (xk, yk) in enumerate(zip(x.tensor_split(chips, dim=1), y.tensor_split(chips, dim=1))):
+                deviation = None if hardware is None else hardware.draw(network, epoch, b, k)
+                loss = _batch_loss(network, net_cfg, train_cfg, xk, yk, deviation, swing_limit) * (xk.shape[1] / x.shape[1])
+                if not torch.isfinite(loss):
+                    break
+                loss.backward()  # per chip: memory of one chip's graph
+                batch_loss += loss.item()
             if not torch.isfinite(loss):
+                optimizer.zero_grad(set_to_none=True)
                 losses.append(float("nan"))
                 bar.update(1)
                 continue  # skip a diverged batch rather than poison the weights
-            loss.backward()
             if train_cfg.clip > 0:
                 torch.nn.utils.clip_grad_norm_(network.parameters(), train_cfg.clip)
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(batch_loss)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", best_val=f"{best_val:.4f}")
         val = _safe_val(network, task, train_cfg, nominal)
@@ -278,6 +285,21 @@ def train(
                         f"hidden {list(net_cfg.hidden)} H={task_cfg.horizon}")
     write_json(out / METRICS, metrics)
     return metrics
+
+
+def _batch_loss(network: SpikingRegressor, net_cfg: NetworkConfig, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor,
+                deviation: Any, swing_limit: float | None) -> torch.Tensor:
+    """One (sub-)batch's training loss: the scored MSE plus the dead-neuron and membrane-swing penalties."""
+    revive = cfg.activity_floor > 0 and network.neuron == "mtc"
+    output = network(x, record_membrane=revive or swing_limit is not None, deviation=deviation)
+    loss = torch.mean((output.prediction[cfg.washout:] - y[cfg.washout:]) ** 2)
+    steps = cfg.washout * net_cfg.substeps
+    if revive:
+        loss = loss + cfg.activity_floor * dead_neuron_penalty(output, net_cfg, steps)
+    if swing_limit is not None:
+        rests = [layer.u_rest for layer in network.layers]
+        loss = loss + cfg.swing_penalty * membrane_swing_penalty(output.hidden_u, rests, swing_limit, steps)
+    return loss
 
 
 def dead_neuron_penalty(output: Any, config: NetworkConfig, start_step: int = 0) -> torch.Tensor:
