@@ -73,7 +73,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         "--hardware or --target)")
     h.add_argument("--mismatch-draws", type=int, default=t.mismatch_draws, metavar="K",
                    help="with --mismatch-aware: chips per batch, the batch's windows split into K groups each through "
-                        "its own draw (the gradient averages over K chips at the same compute; default 1)")
+                        "its own draw (the gradient averages over K chips on the same windows; smaller sub-batches cost time; default 1)")
     h.add_argument("--mismatch-sigma-rel", type=float, default=None,
                    help="override the relative spread of currents and capacitors [1] (<= 1)")
     h.add_argument("--mismatch-sigma-offset", type=float, default=None,

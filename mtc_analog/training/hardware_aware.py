@@ -15,7 +15,8 @@ weights, biases; shifts on offsets and rest voltages):
   draw (:func:`~mtc_analog.hardware.deviation.mismatch_deviation`), seeded ``(MISMATCH_STREAM, seed, epoch,
   batch)``. Zero spreads reproduce the nominal (or calibrated) model exactly. ``--mismatch-draws K`` splits each
   batch's windows into K groups, each through its own chip (seed ``(..., batch, k)`` for k >= 1): the gradient then
-  averages over K chips for the same compute, where one chip per batch gives a noisy one.
+  averages over K chips on the same windows (smaller sub-batches: more wall time), where one chip per batch gives a
+  noisy one.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class TrainConfig:
     mismatch_sigma_rel: float | None = None  #: overrides the target's current/capacitor spread [1]
     mismatch_sigma_offset: float | None = None  #: overrides the target's OTA offset spread [V]
     #: chips per batch with --mismatch-aware: the batch's windows split into this many groups, each through its own
-    #: draw (the gradient averages over chips at the same compute)
+    #: draw (the gradient averages over chips on the same windows)
     mismatch_draws: int = 1
     #: start from this checkpoint's network (its architecture, parameters and task; a fresh optimizer), e.g. to
     #: make a trained network hardware-aware by fine-tuning it with mismatch draws; None: a fresh network
