@@ -16,9 +16,11 @@ import dataclasses
 
 import numpy as np
 
-ZERO = dict(sigma_rel=0.0, sigma_offset=0.0, sigma_offset_synapse=0.0, sigma_offset_readout=0.0,
-            sigma_offset_element=0.0, sigma_offset_rest=0.0, sigma_offset_filter=0.0, sigma_rel_leak=0.0,
-            sigma_rel_capacitor=0.0, sigma_rel_asymmetry=0.0, sigma_offset_readout_synapse=0.0)
+from mtc_analog.hardware.mismatch import MismatchStatistics
+
+#: every cell spread of the statistics at zero (the per-transistor sigmas only say where they came from)
+ZERO = {f.name: 0.0 for f in dataclasses.fields(MismatchStatistics)
+        if f.name.startswith("sigma_") and f.name not in ("sigma_vt_n", "sigma_vt_p")}
 GROUPS = {"currents": "sigma_rel", "capacitors": "sigma_rel_capacitor", "leak": "sigma_rel_leak",
           "asymmetry": "sigma_rel_asymmetry", "thresholds": "sigma_offset", "element offsets": "sigma_offset_element",
           "rest offsets": "sigma_offset_rest", "filter offsets": "sigma_offset_filter",

@@ -78,11 +78,18 @@ ARMS = {"naive": {}, "hardware": {"hardware": "sky130", "hardware_target": "sky1
         "aware_swing_ft_d4": {"hardware_target": "sky130", "mismatch_aware": True, "mismatch_draws": 4,
                               "swing_penalty": 1.0, "epochs": 12.5, "lr_scale": 0.5, "init_arm": "naive_swing"},
         "aware_swing3x_ft_d4": {"hardware_target": "sky130", "mismatch_aware": True, "mismatch_draws": 4,
+                                "swing_penalty": 1.0, "epochs": 25, "lr_scale": 0.5, "init_arm": "aware_swing3x"},
+        # its variants (docs: "Four chips per batch"): 8 chips; one chip on draws of 1.5x / 2x the measured spreads
+        "aware_swing3x_ft_d8": {"hardware_target": "sky130", "mismatch_aware": True, "mismatch_draws": 8,
+                                "swing_penalty": 1.0, "epochs": 25, "lr_scale": 0.5, "init_arm": "aware_swing3x"},
+        "aware_swing3x_ft_x15": {"hardware_target": "sky130", "mismatch_aware": True, "mismatch_scale": 1.5,
+                                 "swing_penalty": 1.0, "epochs": 25, "lr_scale": 0.5, "init_arm": "aware_swing3x"},
+        "aware_swing3x_ft_x2": {"hardware_target": "sky130", "mismatch_aware": True, "mismatch_scale": 2.0,
                                 "swing_penalty": 1.0, "epochs": 25, "lr_scale": 0.5, "init_arm": "aware_swing3x"}}
 #: Arms whose chips are compensated at design time: no systematic calibration in the chips, only mismatch.
 COMPENSATED = {"naive_comp", "aware_comp", "aware_ft", "naive_ft", "naive_swing", "aware_swing", "aware_swing_half",
                "aware_swing_ft", "naive_swing_ft", "aware_swing3x", "aware_swing_ft25", "aware_swing_ft_d4",
-               "aware_swing3x_ft_d4"}
+               "aware_swing3x_ft_d4", "aware_swing3x_ft_d8", "aware_swing3x_ft_x15", "aware_swing3x_ft_x2"}
 #: Arm keys that are not TrainConfig fields.
 RECIPE_KEYS = ("epochs", "lr_scale", "init_arm", "mismatch_scale")
 

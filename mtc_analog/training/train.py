@@ -200,7 +200,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(train_cfg.lr, epoch * train_cfg.batches_per_epoch + b, total_steps)
             optimizer.zero_grad(set_to_none=True)
-            chips = train_cfg.mismatch_draws if hardware is not None else 1
+            chips = train_cfg.mismatch_draws  # > 1 only with --mismatch-aware (validated)
             batch_loss = 0.0
             for k, (xk, yk) in enumerate(zip(x.tensor_split(chips, dim=1), y.tensor_split(chips, dim=1))):
                 deviation = None if hardware is None else hardware.draw(network, epoch, b, k)
